@@ -1,0 +1,88 @@
+"""Settings: every knob is a `FIXGATE_*` environment variable with a working local default.
+
+Built once per process (in the entry point), never at import. The README's settings table
+is checked against this class by a test, so a setting cannot go undocumented.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Loopback ports of the native stack: off the services' defaults, so a system PostgreSQL,
+# Redis or Mosquitto on the same machine never collides with ours.
+STACK_PG_PORT = 55432
+STACK_REDIS_PORT = 56379
+STACK_MQTT_PORT = 51883
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FIXGATE_", extra="ignore")
+
+    database_url: str = Field(
+        f"postgresql://postgres@127.0.0.1:{STACK_PG_PORT}/fixgate",
+        description="TimescaleDB (PostgreSQL) connection URL.",
+    )
+    redis_url: str = Field(
+        f"redis://127.0.0.1:{STACK_REDIS_PORT}/0", description="Redis connection URL."
+    )
+    redis_prefix: str = Field(
+        "fixgate:",
+        description="Prefix of every Redis key and channel fixgate uses (isolates deployments and tests).",
+    )
+    mqtt_url: str = Field(
+        f"mqtt://127.0.0.1:{STACK_MQTT_PORT}",
+        description="MQTT broker URL (mqtt://[user:password@]host:port).",
+    )
+    mqtt_client_id: str = Field(
+        "fixgate-gateway",
+        description="MQTT client id; the persistent session the broker keeps is bound to it.",
+    )
+    mqtt_topic_prefix: str = Field(
+        "", description="Prefix before the `fixgate/...` and `owntracks/...` topic trees."
+    )
+    mqtt_share_group: str | None = Field(
+        None,
+        description="Shared-subscription group (`$share/<group>/...`) so several gateways split the load.",
+    )
+    tcp_host: str = Field("127.0.0.1", description="Address the TCP NMEA listener binds.")
+    tcp_port: int = Field(5010, description="TCP NMEA listener port.")
+    metrics_host: str = Field("127.0.0.1", description="Address of the metrics/health endpoint.")
+    metrics_port: int = Field(9108, description="Prometheus metrics endpoint port.")
+    api_host: str = Field("127.0.0.1", description="Address the dispatch API binds.")
+    api_port: int = Field(8000, description="Dispatch API port.")
+    retention_days: float = Field(
+        90, description="Position history older than this many days is dropped (chunk-wise)."
+    )
+    retention_interval_s: float = Field(
+        3600, description="How often the gateway runs the retention job (apache edition), seconds."
+    )
+    stack_dir: Path = Field(
+        Path.home() / ".cache" / "fixgate",
+        description="Where `fixgate stack` keeps the TimescaleDB root file system, data and logs (outside the clone).",
+    )
+    stack_pg_port: int = Field(STACK_PG_PORT, description="Native stack: TimescaleDB port.")
+    stack_redis_port: int = Field(STACK_REDIS_PORT, description="Native stack: Redis port.")
+    stack_mqtt_port: int = Field(STACK_MQTT_PORT, description="Native stack: Mosquitto port.")
+    stack_mode: str = Field(
+        "auto",
+        description="`auto` (Docker when an engine answers, else native), `docker` or `native`.",
+    )
+    migrations_dir: Path = Field(
+        REPO_ROOT / "migrations", description="Folder of the SQL migrations."
+    )
+    log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
+
+
+def mqtt_address(url: str) -> tuple[str, int, str | None, str | None]:
+    """(host, port, username, password) of an `mqtt://[user[:password]@]host[:port]` URL."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "tcp"):
+        raise ValueError(f"MQTT URL must start with mqtt://, got {url!r}")
+    return parts.hostname or "127.0.0.1", parts.port or 1883, parts.username, parts.password
