@@ -55,6 +55,39 @@ class Settings(BaseSettings):
     metrics_port: int = Field(9108, description="Prometheus metrics endpoint port.")
     api_host: str = Field("127.0.0.1", description="Address the dispatch API binds.")
     api_port: int = Field(8000, description="Dispatch API port.")
+    tcp_max_line_bytes: int = Field(
+        1024, description="Longest TCP line accepted, bytes (NMEA caps a sentence at 82 characters)."
+    )
+    tcp_login_timeout_s: float = Field(
+        30, description="A TCP connection must log in within this many seconds or is closed."
+    )
+    tcp_idle_timeout_s: float = Field(
+        600, description="A logged-in TCP connection silent this long is closed, seconds."
+    )
+    tcp_max_errors: int = Field(
+        50, description="Decode errors one TCP connection may cause before it is closed."
+    )
+    batch_max_fixes: int = Field(5000, description="Most fixes in one TimescaleDB write.")
+    batch_max_age_s: float = Field(
+        0.05, description="Longest a fix waits for its batch to fill before it is written, seconds."
+    )
+    max_queued_fixes: int = Field(
+        100_000,
+        description="Fixes accepted but not yet stored before listeners stop reading (backpressure); they resume at half.",
+    )
+    max_concurrent_writes: int = Field(2, description="Batch writes to TimescaleDB in flight at once.")
+    max_clock_skew_s: float = Field(
+        300, description="How far a fix time may be ahead of the server's clock, seconds."
+    )
+    max_speed_mps: float = Field(
+        100, description="An implied speed above this between two fixes is a jump, m/s."
+    )
+    registry_refresh_s: float = Field(
+        10, description="How often the gateway reloads the device registry, seconds."
+    )
+    shutdown_timeout_s: float = Field(
+        15, description="SIGTERM: how long the gateway may take to drain before it gives up, seconds."
+    )
     retention_days: float = Field(
         90, description="Position history older than this many days is dropped (chunk-wise)."
     )

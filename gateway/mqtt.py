@@ -1,0 +1,226 @@
+"""The MQTT listener: QoS 1, persistent session, messages acknowledged once durable.
+
+Each message's topic names the device (`fixgate/{tenant}/{device}/fix|nmea`,
+`owntracks/{user}/{device}`); the registry copy says whether it may send. Its payload is
+decoded, its fixes submitted to the ingest core with an ack that fires when their batch is
+committed. PUBACKs go out in the order the messages came in (MQTT 3.1.1, 4.6), whatever
+order batches commit in. While the ingest queue is over its high-water mark the listener
+stops taking messages from the inbox, so acks stop and the broker stops sending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+
+import aiomqtt
+import paho.mqtt.client as paho
+
+from devices.events import DecodeError, DecodeErrorReason
+from devices.fix import Fix
+from devices.jsonfix import decode_json_fixes
+from devices.nmea import NmeaDecoder
+from devices.owntracks import decode_owntracks
+from devices.registry import Device
+from devices.topics import TopicKind, parse_topic, subscription_filters
+from gateway.config import Settings, mqtt_address
+from gateway.logs import RateLimitedLog
+from gateway.mqtt_client import AckingClient
+from gateway.registry_cache import RegistryCache
+from gateway.writers import Flow, HistoryWriter
+from ingest import metrics
+from ingest.pipeline import Ingest
+
+log = logging.getLogger(__name__)
+RECONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
+KEEPALIVE_S = 30
+
+
+class AckQueue:
+    """PUBACKs in arrival order: a message's ack is sent once it and all before it are done."""
+
+    def __init__(self, client: AckingClient) -> None:
+        self.client = client
+        self._entries: deque[list[int]] = deque()  # [mid, qos, done]
+
+    def add(self, mid: int, qos: int) -> list[int]:
+        entry = [mid, qos, 0]
+        self._entries.append(entry)
+        return entry
+
+    def done(self, entry: list[int]) -> None:
+        entry[2] = 1
+        entries = self._entries
+        while entries and entries[0][2]:
+            mid, qos, _ = entries.popleft()
+            self.client.ack(mid, qos)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class MqttListener:
+    def __init__(
+        self, settings: Settings, registry: RegistryCache, ingest: Ingest, writer: HistoryWriter, flow: Flow
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.ingest = ingest
+        self.writer = writer
+        self.flow = flow
+        self.connected = False
+        self.prefix = settings.mqtt_topic_prefix
+        self.device_log = RateLimitedLog(log)
+        self._nmea: dict[str, NmeaDecoder] = {}
+        self._errors: dict[tuple[str, str], object] = {}
+        self._refused: dict[str, object] = {}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        host, port, user, password = mqtt_address(self.settings.mqtt_url)
+        filters = subscription_filters(self.prefix, self.settings.mqtt_share_group)
+        attempt = 0
+        while not stop.is_set():
+            try:
+                async with AckingClient(
+                    host, port, username=user, password=password, identifier=self.settings.mqtt_client_id,
+                    clean_session=False, keepalive=KEEPALIVE_S,
+                ) as client:  # fmt: skip
+                    await client.subscribe([(f, 1) for f in filters])
+                    self.connected = True
+                    attempt = 0
+                    log.info("mqtt: connected to %s:%d, subscribed to %s", host, port, ", ".join(filters))
+                    await self._consume(client, stop)
+            except aiomqtt.MqttError as e:
+                if self.connected or attempt == 0:
+                    log.warning("mqtt: connection lost or refused (%s); reconnecting", e)
+            finally:
+                self.connected = False
+            if stop.is_set():
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), RECONNECT_BACKOFF_S[min(attempt, len(RECONNECT_BACKOFF_S) - 1)])
+            attempt += 1
+
+    async def _consume(self, client: AckingClient, stop: asyncio.Event) -> None:
+        """Take messages in bulk until stopped; unacknowledged ones are redelivered later."""
+        acks = AckQueue(client)
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                if client.disconnected.done():
+                    raise aiomqtt.MqttError("disconnected")
+                if not self.flow.open.is_set():
+                    await _first(self.flow.open.wait(), stopped, client.disconnected)
+                    continue
+                if not client.inbox:
+                    client.inbox_ready.clear()
+                    await _first(client.inbox_ready.wait(), stopped, client.disconnected)
+                    continue
+                await self._take_inbox(client, acks)
+        finally:
+            stopped.cancel()
+
+    async def _take_inbox(self, client: AckingClient, acks: AckQueue) -> None:
+        inbox = client.inbox
+        now = time.time()
+        prefix = self.prefix
+        submitted = False
+        while inbox and self.flow.open.is_set():
+            msg = inbox.popleft()
+            metrics.MESSAGES_RECEIVED.inc()
+            entry = acks.add(msg.mid, msg.qos)
+            route = parse_topic(msg.topic, prefix)
+            if route is None:
+                self._error("mqtt", DecodeError(DecodeErrorReason.WRONG_TYPE, f"not a fixgate topic: {msg.topic[:100]}"), "?", now)
+                acks.done(entry)
+                continue
+            device = await self._device(route.kind, route.tenant_or_user, route.device)
+            if device is None:
+                acks.done(entry)  # nothing to store, ever: redelivery would not help
+                continue
+            fixes = self._decode(route.kind, msg, device, now)
+            self.ingest.submit(fixes, now, ack=lambda e=entry: acks.done(e))
+            submitted = True
+        if submitted:
+            self.writer.submitted()
+
+    async def _device(self, kind: TopicKind, owner: str, device_name: str) -> Device | None:
+        if kind is TopicKind.OWNTRACKS:
+            device = self.registry.by_owntracks.get((owner, device_name)) or await self.registry.owntracks(
+                owner, device_name
+            )
+            refused = None if device is not None else "unknown_device"
+        else:
+            device = self.registry.by_id.get(device_name) or await self.registry.device(device_name)
+            refused = None
+            if device is None:
+                refused = "unknown_device"
+            elif device.tenant_id != owner:
+                refused = "wrong_tenant"
+        if device is not None and refused is None and not device.enabled:
+            refused = "disabled_device"
+        if refused is not None:
+            metrics.AUTH_REFUSED.labels("mqtt", refused).inc()
+            self.device_log.warning(
+                ("mqtt", owner, device_name, refused), time.time(),
+                "mqtt: refused %s/%s reason=%s", owner, device_name, refused,
+            )  # fmt: skip
+            return None
+        return device
+
+    def _decode(self, kind: TopicKind, msg: paho.MQTTMessage, device: Device, now: float) -> list[Fix]:
+        payload = msg.payload
+        if kind is TopicKind.FIX:
+            fixes, errors = decode_json_fixes(payload, device.id, device.tenant_id, now)
+            for error in errors:
+                self._error("json", error, device.id, now)
+            return fixes
+        if kind is TopicKind.OWNTRACKS:
+            result = decode_owntracks(payload, device.id, device.tenant_id, now)
+            if type(result) is Fix:
+                return [result]
+            if type(result) is DecodeError:
+                self._error("owntracks", result, device.id, now)
+            return []
+        return self._decode_nmea(payload, device, now)
+
+    def _decode_nmea(self, payload: bytes, device: Device, now: float) -> list[Fix]:
+        """A message carries whole epochs: its lines are merged and flushed at its end.
+        The decoder is kept per device for the date GGA/GLL borrow from an earlier RMC."""
+        decoder = self._nmea.get(device.id)
+        if decoder is None:
+            decoder = self._nmea[device.id] = NmeaDecoder(device.id, device.tenant_id)
+        events: list[object] = []
+        for line in payload.splitlines():
+            if line.strip():
+                events += decoder.feed_line(line.strip(), now)
+        events += decoder.flush(now)
+        fixes = []
+        for event in events:
+            if type(event) is Fix:
+                fixes.append(event)
+            elif type(event) is DecodeError:
+                self._error("nmea", event, device.id, now)
+        return fixes
+
+    def _error(self, protocol: str, error: DecodeError, who: str, now: float) -> None:
+        metrics.DECODE_ERRORS.labels(protocol, error.reason.value).inc()
+        self.device_log.warning(
+            ("mqtt", who, error.reason.value), now,
+            "mqtt: decode error device=%s protocol=%s reason=%s detail=%s",
+            who, protocol, error.reason.value, error.detail[:160],
+        )  # fmt: skip
+
+
+async def _first(*aws: object) -> None:
+    """Wait until the first of these completes; cancel the coroutines we wrapped."""
+    futures = [asyncio.ensure_future(a) for a in aws]  # type: ignore[arg-type]
+    try:
+        await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for f, a in zip(futures, aws, strict=True):
+            if asyncio.iscoroutine(a):
+                f.cancel()

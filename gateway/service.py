@@ -1,0 +1,133 @@
+"""The gateway process: startup, run, drain (uvicorn's lifecycle shape).
+
+Startup opens the pools, loads the registry, starts the writers, the metrics endpoint and
+the listeners. SIGTERM or SIGINT sets `stop`; shutdown then runs in a fixed order under
+`shutdown_timeout_s`: stop accepting (TCP server closed, MQTT loop stops taking
+messages), close TCP connections (each flushes its pending epoch), write the last batches,
+let live positions catch up, cancel what is left (with a count), close the pools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import asyncpg
+
+from gateway.config import Settings
+from gateway.http import serve_http
+from gateway.logs import setup_logging
+from gateway.mqtt import MqttListener
+from gateway.registry_cache import RegistryCache
+from gateway.retention import run_retention
+from gateway.tcp import TcpListener
+from gateway.writers import Flow, HistoryWriter, LiveUpdater, redis_client
+from ingest.filters import FilterLimits
+from ingest.pg_writer import prepare_connection
+from ingest.pipeline import BatchLimits, Ingest
+from ingest.redis_writer import LiveWriter
+
+log = logging.getLogger("gateway")
+
+
+class Gateway:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stop = asyncio.Event()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def _spawn(self, coro: object, name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    async def serve(self) -> None:
+        await self.startup()
+        log.info("gateway: running")
+        await self.stop.wait()
+        await self.shutdown()
+
+    async def startup(self) -> None:
+        s = self.settings
+        self.pool = await asyncpg.create_pool(
+            s.database_url, min_size=2, max_size=s.max_concurrent_writes + 4, init=prepare_connection
+        )
+        self.redis = redis_client(s.redis_url)
+        self.registry = RegistryCache(self.pool)
+        await self.registry.reload()
+        self.ingest = Ingest(
+            FilterLimits(
+                max_clock_skew_s=s.max_clock_skew_s,
+                max_fix_age_s=s.retention_days * 86400.0,
+                max_speed_mps=s.max_speed_mps,
+            ),
+            BatchLimits(max_batch_fixes=s.batch_max_fixes, max_batch_age_s=s.batch_max_age_s),
+        )
+        self.flow = Flow(s.max_queued_fixes)
+        self.live = LiveUpdater(LiveWriter(self.redis, s.redis_prefix))
+        self.history = HistoryWriter(self.ingest, self.pool, self.flow, self.live, s.max_concurrent_writes)
+        self.writers_stop = asyncio.Event()
+        self.history_task = self._spawn(self.history.run(self.writers_stop), "history-writer")
+        self.live_task = self._spawn(self.live.run(self.writers_stop), "live-writer")
+        self._spawn(self.registry.run(s.registry_refresh_s, self.stop), "registry-refresh")
+        self._spawn(run_retention(self.pool, s.retention_days, s.retention_interval_s, self.stop), "retention")
+        self.http = await serve_http(s.metrics_host, s.metrics_port, self.not_ready)
+        self.tcp = TcpListener(s, self.registry, self.ingest, self.history, self.flow)
+        await self.tcp.start()
+        self.mqtt = MqttListener(s, self.registry, self.ingest, self.history, self.flow)
+        self.mqtt_task = self._spawn(self.mqtt.run(self.stop), "mqtt")
+        log.info("gateway: metrics on http://%s:%d/metrics", s.metrics_host, s.metrics_port)
+
+    def not_ready(self) -> list[str]:
+        missing = []
+        if not self.mqtt.connected:
+            missing.append("mqtt broker not connected")
+        if not self.history.database_ok:
+            missing.append("timescaledb not writable")
+        if not self.flow.open.is_set():
+            missing.append("ingest queue full")
+        return missing
+
+    async def shutdown(self) -> None:
+        deadline = asyncio.get_running_loop().time() + self.settings.shutdown_timeout_s
+
+        def left() -> float:
+            return max(0.1, deadline - asyncio.get_running_loop().time())
+
+        log.info("gateway: draining (timeout %.0f s)", self.settings.shutdown_timeout_s)
+        self.tcp.stop_accepting()
+        closed = self.tcp.drain()
+        log.info("gateway: closed %d tcp connections", closed)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.mqtt_task), left())
+        self.writers_stop.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.history_task), left())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.live_task), left())
+        stragglers = [t for t in self.tasks | self.tcp.tasks if not t.done()]
+        for task in stragglers:
+            task.cancel()
+        if stragglers:
+            log.warning("gateway: cancelled %d tasks that did not finish in time", len(stragglers))
+            await asyncio.gather(*stragglers, return_exceptions=True)
+        self.http.close()
+        await self.redis.aclose()
+        await self.pool.close()
+        log.info("gateway: stopped; %d fixes were still queued", self.ingest.pending)
+
+
+async def run_gateway(settings: Settings) -> None:
+    gateway = Gateway(settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, gateway.stop.set)
+    await gateway.serve()
+
+
+def main(settings: Settings) -> None:
+    setup_logging(settings.log_level)
+    asyncio.run(run_gateway(settings))

@@ -1,0 +1,236 @@
+"""The TCP NMEA listener: a thin asyncio Protocol around `devices.tcp_nmea.TcpNmeaSession`.
+
+Per connection: bytes go into the session as they arrive (no task or future per read),
+its events are acted on (a login is verified against the registry, fixes are submitted,
+errors counted), and one timer is kept armed for the nearest deadline (login, idle, or
+the session's epoch flush). Backpressure: while the ingest queue is over its high-water
+mark every connection pauses reading, and TCP's window pushes back on the devices.
+
+What a plain NMEA device can be promised: NMEA over TCP has no acknowledgements, so a fix
+counts as received once the gateway has read it; fixes still in the socket or in an open
+batch when the gateway is killed can be lost. A SIGTERM drains them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from devices.events import CloseConnection, DecodeError, LoginRequest
+from devices.fix import Fix
+from devices.tcp_nmea import TcpNmeaSession
+from gateway.config import Settings
+from gateway.logs import RateLimitedLog
+from gateway.registry_cache import RegistryCache
+from gateway.writers import Flow, HistoryWriter
+from ingest import metrics
+from ingest.pipeline import Ingest
+
+log = logging.getLogger(__name__)
+
+
+class TcpListener:
+    def __init__(
+        self, settings: Settings, registry: RegistryCache, ingest: Ingest, writer: HistoryWriter, flow: Flow
+    ) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.ingest = ingest
+        self.writer = writer
+        self.flow = flow
+        self.server: asyncio.Server | None = None
+        self.connections: set[NmeaConnection] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.device_log = RateLimitedLog(log)
+        flow.on_change.append(self._flow_changed)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            lambda: NmeaConnection(self), self.settings.tcp_host, self.settings.tcp_port, backlog=1024
+        )
+        log.info("tcp: listening on %s:%d", self.settings.tcp_host, self.settings.tcp_port)
+
+    def stop_accepting(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    def drain(self) -> int:
+        """Close every connection, flushing each session's pending epoch; return how many."""
+        count = len(self.connections)
+        for conn in list(self.connections):
+            conn.finish(time.time())
+        return count
+
+    def spawn(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def _flow_changed(self, open_: bool) -> None:
+        for conn in self.connections:
+            conn.set_reading(open_)
+
+
+class NmeaConnection(asyncio.Protocol):
+    def __init__(self, listener: TcpListener) -> None:
+        self.listener = listener
+        s = listener.settings
+        self.session = TcpNmeaSession(max_line_bytes=s.tcp_max_line_bytes, max_errors=s.tcp_max_errors)
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.logged_in = False
+        self.verifying = False
+        self.paused = False
+        self.closed = False
+        self.last_data = time.monotonic()
+        self.opened = self.last_data
+        self.timer: asyncio.TimerHandle | None = None
+
+    # ---- asyncio callbacks ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.peer = str(transport.get_extra_info("peername"))
+        self.listener.connections.add(self)
+        metrics.TCP_CONNECTIONS.inc()
+        if not self.listener.flow.open.is_set():
+            self.set_reading(False)
+        self._arm_timer()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_data = time.monotonic()
+        now = time.time()
+        self._act(self.session.feed(data, now))
+        # A new pending epoch may be due before the armed timer (login or idle): re-arm.
+        epoch = self.session.next_deadline()
+        if epoch is not None and self.timer is not None:
+            loop_due = self.timer.when()
+            if loop_due > asyncio.get_running_loop().time() + (epoch - now) + 0.05:
+                self.timer.cancel()
+                self._arm_timer()
+
+    def eof_received(self) -> bool:
+        self.finish(time.time())
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed:
+            self.closed = True
+            self._act(self.session.close(time.time()))
+        self.listener.connections.discard(self)
+        metrics.TCP_CONNECTIONS.dec()
+        if self.timer is not None:
+            self.timer.cancel()
+
+    # ---- control -------------------------------------------------------------------
+
+    def finish(self, now: float) -> None:
+        """Flush the pending epoch and close."""
+        if self.closed:
+            return
+        self.closed = True
+        self._act(self.session.close(now))
+        if self.transport is not None:
+            self.transport.close()
+
+    def _abort(self, reason: str) -> None:
+        metrics.TCP_CLOSED.labels(reason).inc()
+        self.finish(time.time())
+
+    def set_reading(self, on: bool) -> None:
+        """Idempotent pause/resume (uvicorn's FlowControl); a pending login also pauses."""
+        if self.transport is None or self.closed:
+            return
+        want_paused = not on or self.verifying or not self.listener.flow.open.is_set()
+        if want_paused and not self.paused:
+            self.transport.pause_reading()
+            self.paused = True
+        elif not want_paused and self.paused:
+            self.transport.resume_reading()
+            self.paused = False
+
+    # ---- events --------------------------------------------------------------------
+
+    def _act(self, events: list[object]) -> None:
+        fixes: list[Fix] = []
+        for event in events:
+            kind = type(event)
+            if kind is Fix:
+                fixes.append(event)  # type: ignore[arg-type]
+            elif kind is DecodeError:
+                self._count_error(event)  # type: ignore[arg-type]
+            elif kind is LoginRequest:
+                self.verifying = True
+                self.set_reading(False)
+                self.listener.spawn(self._verify(event))  # type: ignore[arg-type]
+            elif kind is CloseConnection:
+                metrics.TCP_CLOSED.labels(str(event.reason)).inc()  # type: ignore[attr-defined]
+                self.closed = True
+                if self.transport is not None:
+                    self.transport.close()
+        if fixes:
+            self.listener.ingest.submit(fixes, time.time())
+            self.listener.writer.submitted()
+
+    def _count_error(self, error: DecodeError) -> None:
+        metrics.DECODE_ERRORS.labels("nmea", error.reason.value).inc()
+        self.listener.device_log.warning(
+            ("tcp", self.session.device_id or self.peer, error.reason.value), time.time(),
+            "tcp: decode error device=%s peer=%s reason=%s detail=%s",
+            self.session.device_id, self.peer, error.reason.value, error.detail[:120],
+        )  # fmt: skip
+
+    async def _verify(self, login: LoginRequest) -> None:
+        device, refused = await self.listener.registry.login(login.device_id, login.token)
+        self.verifying = False
+        if self.closed:
+            return
+        if device is None:
+            metrics.AUTH_REFUSED.labels("tcp", refused or "unknown").inc()
+            self.listener.device_log.warning(
+                ("tcp", "login", login.device_id), time.time(),
+                "tcp: login refused device=%s peer=%s reason=%s", login.device_id, self.peer, refused,
+            )  # fmt: skip
+            self.session.reject()
+            self._abort("login_refused")
+            return
+        self.logged_in = True
+        self._act(self.session.accept(device.id, device.tenant_id, time.time()))
+        self.set_reading(True)
+
+    # ---- the one timer -------------------------------------------------------------
+
+    def _arm_timer(self) -> None:
+        if self.closed:
+            return
+        loop = asyncio.get_running_loop()
+        s = self.listener.settings
+        mono = time.monotonic()
+        if self.logged_in:
+            due = self.last_data + s.tcp_idle_timeout_s
+        else:
+            due = self.opened + s.tcp_login_timeout_s
+        epoch = self.session.next_deadline()  # wall clock
+        if epoch is not None:
+            due = min(due, mono + max(0.0, epoch - time.time()))
+        # loop.time() is monotonic; translate our monotonic deadline onto it.
+        self.timer = loop.call_at(loop.time() + max(0.0, due - mono) + 0.01, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        if self.closed:
+            return
+        s = self.listener.settings
+        mono, now = time.monotonic(), time.time()
+        if not self.logged_in and not self.verifying and mono >= self.opened + s.tcp_login_timeout_s:
+            self._abort("login_timeout")
+            return
+        if self.logged_in and mono >= self.last_data + s.tcp_idle_timeout_s:
+            self._abort("idle_timeout")
+            return
+        epoch = self.session.next_deadline()
+        if epoch is not None and now >= epoch:
+            self._act(self.session.on_timer(now))
+        self._arm_timer()

@@ -1,0 +1,129 @@
+"""The fix filter: one small predicate per rejection reason (Traccar's FilterHandler shape).
+
+Every failing reason is collected and counted, and the reasons decide which sinks a fix
+may still reach: some fixes are still history (a device's own "no fix" report, a jump),
+others must not be stored at all (0/0, impossible values, a clock far off). No clock
+reads here: `now` is an argument.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from datetime import UTC, datetime
+
+import msgspec
+
+from devices.fix import Fix
+
+EARTH_RADIUS_M = 6_371_008.8
+
+
+class Reason(enum.StrEnum):
+    INVALID = "invalid"  # the device itself says it has no fix
+    ZERO = "zero_coordinates"  # 0 N 0 E: a receiver's placeholder, never a real position
+    OUT_OF_RANGE = "out_of_range"  # beyond what the Earth or a vehicle allows
+    FUTURE = "future"  # fix time ahead of our clock by more than the skew tolerance
+    TOO_OLD = "too_old"  # older than the history we keep (week-rollover garbage, stale backlog)
+    JUMP = "jump"  # implied speed from the device's previous fix is impossible
+
+
+# Reasons whose fixes still go into history, flagged valid=false; all others are dropped.
+HISTORY_ALLOWED = frozenset({Reason.INVALID, Reason.JUMP})
+
+
+class FilterLimits(msgspec.Struct, frozen=True, kw_only=True):
+    max_clock_skew_s: float = 300.0
+    """A device clock may run this far ahead of ours (GPS time is exact; phones drift)."""
+    max_fix_age_s: float = 90 * 86400.0
+    """Fixes older than this are refused (the retention horizon: they would be dropped anyway)."""
+    max_speed_mps: float = 100.0
+    """360 km/h: no tow truck or van gets there; a larger implied speed is a bad fix."""
+    min_jump_distance_m: float = 500.0
+    """Below this distance a "jump" is GPS jitter over a short interval, not a teleport."""
+
+
+class DeviceTrack(msgspec.Struct):
+    """What the filter remembers per device: its newest fix (time) and newest good position."""
+
+    newest_time: datetime
+    good_time: datetime | None = None
+    good_lat: float = 0.0
+    good_lon: float = 0.0
+
+
+def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle (haversine) distance in metres."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+
+
+def is_invalid(fix: Fix) -> bool:
+    return not fix.valid
+
+
+def is_zero(fix: Fix) -> bool:
+    return fix.lat == 0.0 and fix.lon == 0.0
+
+
+def is_out_of_range(fix: Fix, limits: FilterLimits) -> bool:
+    return not (
+        -90.0 <= fix.lat <= 90.0
+        and -180.0 <= fix.lon <= 180.0
+        and (fix.speed is None or 0.0 <= fix.speed <= 2 * limits.max_speed_mps)
+        and (fix.heading is None or 0.0 <= fix.heading < 360.0)
+    )
+
+
+def is_future(fix: Fix, now: float, limits: FilterLimits) -> bool:
+    return fix.time.timestamp() > now + limits.max_clock_skew_s
+
+
+def is_too_old(fix: Fix, now: float, limits: FilterLimits) -> bool:
+    return fix.time.timestamp() < now - limits.max_fix_age_s
+
+
+def is_jump(fix: Fix, track: DeviceTrack | None, limits: FilterLimits) -> bool:
+    if track is None or track.good_time is None:
+        return False
+    dt = abs((fix.time - track.good_time).total_seconds())
+    d = distance_m(track.good_lat, track.good_lon, fix.lat, fix.lon)
+    if d < limits.min_jump_distance_m:
+        return False
+    return dt == 0 or d / dt > limits.max_speed_mps
+
+
+NO_REASONS: tuple[Reason, ...] = ()
+
+
+def check(fix: Fix, now: float, track: DeviceTrack | None, limits: FilterLimits) -> tuple[Reason, ...]:
+    """Every reason this fix fails (empty for a good fix; the common case allocates nothing)."""
+    ts = fix.time.timestamp()
+    if (
+        fix.valid
+        and (fix.lat != 0.0 or fix.lon != 0.0)
+        and now - limits.max_fix_age_s <= ts <= now + limits.max_clock_skew_s
+        and not is_out_of_range(fix, limits)
+        and not is_jump(fix, track, limits)
+    ):
+        return NO_REASONS
+    reasons = []
+    if is_invalid(fix):
+        reasons.append(Reason.INVALID)
+    if is_zero(fix):
+        reasons.append(Reason.ZERO)
+    if is_out_of_range(fix, limits):
+        reasons.append(Reason.OUT_OF_RANGE)
+    if is_future(fix, now, limits):
+        reasons.append(Reason.FUTURE)
+    if is_too_old(fix, now, limits):
+        reasons.append(Reason.TOO_OLD)
+    if is_jump(fix, track, limits):
+        reasons.append(Reason.JUMP)
+    return tuple(reasons)
+
+
+def epoch_utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
