@@ -112,6 +112,7 @@ def check(fix: Fix, now: float, track: DeviceTrack | None, limits: FilterLimits)
     reasons = []
     if is_invalid(fix):
         reasons.append(Reason.INVALID)
+    meaningless = is_zero(fix) or is_out_of_range(fix, limits)
     if is_zero(fix):
         reasons.append(Reason.ZERO)
     if is_out_of_range(fix, limits):
@@ -120,7 +121,8 @@ def check(fix: Fix, now: float, track: DeviceTrack | None, limits: FilterLimits)
         reasons.append(Reason.FUTURE)
     if is_too_old(fix, now, limits):
         reasons.append(Reason.TOO_OLD)
-    if is_jump(fix, track, limits):
+    # A position that means nothing (0/0, off the Earth) is not also judged as a jump.
+    if not meaningless and is_jump(fix, track, limits):
         reasons.append(Reason.JUMP)
     return tuple(reasons)
 
