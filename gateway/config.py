@@ -65,7 +65,7 @@ class Settings(BaseSettings):
         600, description="A logged-in TCP connection silent this long is closed, seconds."
     )
     tcp_max_errors: int = Field(
-        50, description="Decode errors one TCP connection may cause before it is closed."
+        50, description="Decode errors in a row (since the last good fix) before a TCP connection is closed."
     )
     batch_max_fixes: int = Field(5000, description="Most fixes in one TimescaleDB write.")
     batch_max_age_s: float = Field(

@@ -28,6 +28,11 @@ from ingest import metrics
 from ingest.pipeline import Ingest
 
 log = logging.getLogger(__name__)
+MAX_PENDING_LINES_AT_LOGIN = 32_768
+"""Devices stream right after their login line, without waiting for an answer, so the
+first read can carry a whole backlog. Reading pauses while the login is verified, so what
+the session holds is at most one transport read (asyncio reads up to 256 KiB at a time);
+this count only has to cover that read's lines."""
 
 
 class TcpListener:
@@ -77,7 +82,11 @@ class NmeaConnection(asyncio.Protocol):
     def __init__(self, listener: TcpListener) -> None:
         self.listener = listener
         s = listener.settings
-        self.session = TcpNmeaSession(max_line_bytes=s.tcp_max_line_bytes, max_errors=s.tcp_max_errors)
+        self.session = TcpNmeaSession(
+            max_line_bytes=s.tcp_max_line_bytes,
+            max_errors=s.tcp_max_errors,
+            max_pending_lines=MAX_PENDING_LINES_AT_LOGIN,
+        )
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
         self.logged_in = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import time
@@ -183,7 +184,7 @@ def test_bad_mqtt_input_is_counted_and_harms_no_one(
         (f"{mqtt_prefix}owntracks/mallory/phone", b'{"_type":"location","tst":1,"lat":1,"lon":2}'),
         (f"{mqtt_prefix}fixgate/acme/good-1/nmea", sentence("GPGGA,120000.00,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,").replace(b"*", b"*F")[:-3] + b"\r\n"),
     ]
-    mixed = [m for pair in zip(good, bad + [None] * len(good)) for m in pair if m is not None]
+    mixed = [m for pair in itertools.zip_longest(good, bad) for m in pair if m is not None]
     with running_gateway(fixgate_env, tmp_path) as gw:
         pub = publisher(services)
         publish_all(pub, mixed)
