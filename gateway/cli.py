@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import shlex
 import sys
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import asyncpg
 import typer
@@ -16,6 +17,9 @@ from gateway.config import Settings
 from gateway.migrate import migrate as apply_migrations
 from gateway.stack import stack_env, use_docker
 from gateway.stack.native import StackError
+
+if TYPE_CHECKING:
+    from gateway.simulate import FleetOptions
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 stack_app = typer.Typer(no_args_is_help=True, help="The service stack: TimescaleDB, Redis, Mosquitto.")
@@ -173,10 +177,89 @@ def api() -> None:
     raise _fail("the dispatch API is not built yet (a later issue)")
 
 
+def _fleet_options(
+    trucks: int, phones: int, rate: float, tenant: str, center: str, radius_km: float, seed: int | None,
+    state: Path | None,
+) -> FleetOptions:
+    """The simulator's options, checked; a usage error names the bad one."""
+    from gateway.simulate import TENANT_PATTERN, FleetOptions, parse_center
+
+    if not TENANT_PATTERN.fullmatch(tenant):
+        raise typer.BadParameter("letters, digits, '_', '.', '-' only (at most 40)", param_hint="--tenant")
+    try:
+        where = parse_center(center)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--center") from None
+    return FleetOptions(
+        trucks=trucks, phones=phones, rate=rate, tenant=tenant, center=where, radius_km=radius_km,
+        seed=seed, state_path=state,
+    )  # fmt: skip
+
+
+_DB_HINT = "is the stack up and migrated? (fixgate stack up && fixgate migrate)"
+_TRUCKS = Annotated[int, typer.Option(min=0, max=999, help="Trucks sending NMEA over TCP.")]
+_PHONES = Annotated[
+    int, typer.Option(min=0, max=999, help="Phones over MQTT, split between OwnTracks and fixgate JSON.")
+]
+_RATE = Annotated[float, typer.Option(min=0.001, max=50.0, help="Fixes per second per device.")]
+_DURATION = Annotated[
+    float | None, typer.Option(min=0.0, help="Stop after this many seconds (default: run until Ctrl-C/SIGTERM).")
+]
+
+
 @app.command()
-def demo() -> None:
-    """Run fixgate's main job: gateway and a simulated fleet against the stack."""
-    raise _fail("the demo is not built yet (issue: ingest path)")
+def simulate(
+    trucks: _TRUCKS = 5,
+    phones: _PHONES = 5,
+    rate: _RATE = 1.0,
+    duration: _DURATION = None,
+    tenant: Annotated[str, typer.Option(help="Tenant the simulated devices belong to.")] = "demo",
+    center: Annotated[str, typer.Option(help="LAT,LON the fleet drives around (Berlin by default).")] = "52.5200,13.4050",
+    radius_km: Annotated[float, typer.Option(min=0.1, max=500.0, help="Radius of the area the fleet drives in.")] = 8.0,
+    seed: Annotated[int | None, typer.Option(help="Seed for repeatable paths (default: random).")] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option(help="File keeping the devices' tokens and last positions (default: simulator.json in FIXGATE_STACK_DIR)."),
+    ] = None,
+) -> None:
+    """Simulated devices driving around: trucks over TCP NMEA, phones over MQTT; they register themselves."""
+    from gateway.logs import setup_logging
+    from gateway.simulate import FleetError
+    from gateway.simulate import simulate as run
+
+    options = _fleet_options(trucks, phones, rate, tenant, center, radius_km, seed, state)
+    settings = Settings()
+    setup_logging(settings.log_level)
+    try:
+        asyncio.run(run(settings, options, duration))
+    except FleetError as e:
+        raise _fail(str(e)) from None
+    except (OSError, asyncpg.PostgresError) as e:
+        raise _fail(f"cannot register the simulated devices: {e}; {_DB_HINT}") from None
+
+
+@app.command()
+def demo(
+    trucks: _TRUCKS = 5,
+    phones: _PHONES = 5,
+    rate: _RATE = 1.0,
+    duration: _DURATION = None,
+) -> None:
+    """Run fixgate's main job: the gateway fed by a simulated fleet, and where to look."""
+    from gateway.demo import DemoError, run_demo
+    from gateway.logs import setup_logging
+    from gateway.simulate import FleetError
+
+    options = _fleet_options(trucks, phones, rate, "demo", "52.5200,13.4050", 8.0, None, None)
+    settings = Settings()
+    setup_logging(settings.log_level)
+    try:
+        code = asyncio.run(run_demo(settings, options, duration))
+    except (DemoError, FleetError) as e:
+        raise _fail(str(e)) from None
+    except (OSError, asyncpg.PostgresError) as e:
+        raise _fail(f"cannot register the simulated devices: {e}; {_DB_HINT}") from None
+    raise typer.Exit(code)
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 
 import asyncpg
@@ -128,6 +129,14 @@ async def run_gateway(settings: Settings) -> None:
     await gateway.serve()
 
 
+def _raise_file_limit() -> None:
+    """One descriptor per device connection: take all the kernel allows us."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def main(settings: Settings) -> None:
     setup_logging(settings.log_level)
+    _raise_file_limit()
     asyncio.run(run_gateway(settings))

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 
 import asyncpg
 import psycopg
 import redis
 
-from devices.checksum import nmea_checksum
+from devices.nmea_write import ddmm, rmc_gga, sentence
 from devices.registry import add_device
+
+__all__ = ["count", "ddmm", "live", "register", "rmc_gga", "rows", "sentence"]
 
 
 def register(db_url: str, device_id: str, tenant: str, kind: str = "tracker", owntracks: str | None = None) -> str:
@@ -22,26 +23,6 @@ def register(db_url: str, device_id: str, tenant: str, kind: str = "tracker", ow
             await conn.close()
 
     return asyncio.run(go())
-
-
-def sentence(body: str) -> bytes:
-    return f"${body}*{nmea_checksum(body.encode()):02X}\r\n".encode()
-
-
-def ddmm(value: float, lat: bool) -> str:
-    hemi = ("N" if value >= 0 else "S") if lat else ("E" if value >= 0 else "W")
-    value = abs(value)
-    deg = int(value)
-    minutes = (value - deg) * 60
-    return f"{deg:02d}{minutes:07.4f},{hemi}" if lat else f"{deg:03d}{minutes:07.4f},{hemi}"
-
-
-def rmc_gga(t: datetime, lat: float, lon: float, knots: float = 10.0, course: float = 90.0) -> bytes:
-    hms = t.strftime("%H%M%S") + f".{t.microsecond // 10000:02d}"
-    dmy = t.strftime("%d%m%y")
-    return sentence(f"GPRMC,{hms},A,{ddmm(lat, True)},{ddmm(lon, False)},{knots:.1f},{course:.1f},{dmy},,,A") + sentence(
-        f"GPGGA,{hms},{ddmm(lat, True)},{ddmm(lon, False)},1,09,0.9,42.0,M,0.0,M,,"
-    )
 
 
 def rows(db_url: str, device_id: str) -> list[dict[str, object]]:
