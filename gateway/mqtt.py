@@ -75,6 +75,13 @@ class MqttListener:
         self.prefix = settings.mqtt_topic_prefix
         self.device_log = RateLimitedLog(log)
         self._nmea: dict[str, NmeaDecoder] = {}
+        self._client: AckingClient | None = None
+        self._acks: AckQueue | None = None
+        self._drain_scheduled = False
+        self._resolving = False
+        self._looked_up: paho.MQTTMessage | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+        flow.on_change.append(lambda open_: open_ and self._schedule_drain())
         self._errors: dict[tuple[str, str], object] = {}
         self._refused: dict[str, object] = {}
 
@@ -105,71 +112,106 @@ class MqttListener:
             attempt += 1
 
     async def _consume(self, client: AckingClient, stop: asyncio.Event) -> None:
-        """Take messages in bulk until stopped; unacknowledged ones are redelivered later."""
-        acks = AckQueue(client)
+        """Take messages until stopped or disconnected; unacknowledged ones are redelivered.
+
+        Messages are handled in a plain callback scheduled once per burst of socket reads
+        (`_drain`), not by a task woken per message: that wake-up was most of the cost."""
+        self._client, self._acks = client, AckQueue(client)
+        client.on_inbox = self._schedule_drain
+        self._schedule_drain()
         stopped = asyncio.ensure_future(stop.wait())
         try:
-            while not stop.is_set():
-                if client.disconnected.done():
-                    raise aiomqtt.MqttError("disconnected")
-                if not self.flow.open.is_set():
-                    await _first(self.flow.open.wait(), stopped, client.disconnected)
-                    continue
-                if not client.inbox:
-                    client.inbox_ready.clear()
-                    await _first(client.inbox_ready.wait(), stopped, client.disconnected)
-                    continue
-                await self._take_inbox(client, acks)
+            await asyncio.wait((stopped, client.disconnected), return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopped.cancel()
+            client.on_inbox = None
+            self._client = self._acks = None
+        if not stop.is_set():
+            raise aiomqtt.MqttError("disconnected")
 
-    async def _take_inbox(self, client: AckingClient, acks: AckQueue) -> None:
+    def _schedule_drain(self) -> None:
+        if not self._drain_scheduled and self._client is not None:
+            self._drain_scheduled = True
+            asyncio.get_running_loop().call_soon(self._drain)
+
+    def _drain(self) -> None:
+        self._drain_scheduled = False
+        client, acks = self._client, self._acks
+        if client is None or acks is None or self._resolving:
+            return
         inbox = client.inbox
         now = time.time()
         prefix = self.prefix
-        submitted = False
+        taken = 0
         while inbox and self.flow.open.is_set():
-            msg = inbox.popleft()
-            metrics.MESSAGES_RECEIVED.inc()
-            entry = acks.add(msg.mid, msg.qos)
+            msg = inbox[0]
             route = parse_topic(msg.topic, prefix)
+            device = None
+            if route is not None:
+                device = self._cached_device(route.kind, route.tenant_or_user, route.device)
+                if device is None and msg is not self._looked_up:
+                    # Maybe registered a moment ago: reload the registry, then try again.
+                    self._resolving = True
+                    self._spawn(self._resolve(msg, route.kind, route.tenant_or_user, route.device))
+                    break
+            inbox.popleft()
+            taken += 1
+            entry = acks.add(msg.mid, msg.qos)
             if route is None:
                 self._error("mqtt", DecodeError(DecodeErrorReason.WRONG_TYPE, f"not a fixgate topic: {msg.topic[:100]}"), "?", now)
                 acks.done(entry)
                 continue
-            device = await self._device(route.kind, route.tenant_or_user, route.device)
             if device is None:
+                self._refuse(route.tenant_or_user, route.device, "unknown_device")
+                acks.done(entry)
+                continue
+            if not self._allowed(device, route.kind, route.tenant_or_user, route.device):
                 acks.done(entry)  # nothing to store, ever: redelivery would not help
                 continue
             fixes = self._decode(route.kind, msg, device, now)
             self.ingest.submit(fixes, now, ack=lambda e=entry: acks.done(e))
-            submitted = True
-        if submitted:
+        if taken:
+            metrics.MESSAGES_RECEIVED.inc(taken)
             self.writer.submitted()
 
-    async def _device(self, kind: TopicKind, owner: str, device_name: str) -> Device | None:
+    def _cached_device(self, kind: TopicKind, owner: str, device_name: str) -> Device | None:
         if kind is TopicKind.OWNTRACKS:
-            device = self.registry.by_owntracks.get((owner, device_name)) or await self.registry.owntracks(
-                owner, device_name
-            )
-            refused = None if device is not None else "unknown_device"
-        else:
-            device = self.registry.by_id.get(device_name) or await self.registry.device(device_name)
-            refused = None
-            if device is None:
-                refused = "unknown_device"
-            elif device.tenant_id != owner:
-                refused = "wrong_tenant"
-        if device is not None and refused is None and not device.enabled:
+            return self.registry.by_owntracks.get((owner, device_name))
+        return self.registry.by_id.get(device_name)
+
+    async def _resolve(self, msg: paho.MQTTMessage, kind: TopicKind, owner: str, device_name: str) -> None:
+        try:
+            if kind is TopicKind.OWNTRACKS:
+                await self.registry.owntracks(owner, device_name)
+            else:
+                await self.registry.device(device_name)
+        finally:
+            self._looked_up = msg  # decided now, found or not
+            self._resolving = False
+            self._schedule_drain()
+
+    def _allowed(self, device: Device, kind: TopicKind, owner: str, device_name: str) -> bool:
+        refused = None
+        if kind is not TopicKind.OWNTRACKS and device.tenant_id != owner:
+            refused = "wrong_tenant"
+        elif not device.enabled:
             refused = "disabled_device"
-        if refused is not None:
-            metrics.AUTH_REFUSED.labels("mqtt", refused).inc()
-            self.device_log.warning(
-                ("mqtt", owner, device_name, refused), time.time(),
-                "mqtt: refused %s/%s reason=%s", owner, device_name, refused,
-            )  # fmt: skip
-            return None
-        return device
+        if refused is None:
+            return True
+        self._refuse(owner, device_name, refused)
+        return False
+
+    def _refuse(self, owner: str, device_name: str, reason: str) -> None:
+        metrics.AUTH_REFUSED.labels("mqtt", reason).inc()
+        self.device_log.warning(
+            ("mqtt", owner, device_name, reason), time.time(),
+            "mqtt: refused %s/%s reason=%s", owner, device_name, reason,
+        )  # fmt: skip
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     def _decode(self, kind: TopicKind, msg: paho.MQTTMessage, device: Device, now: float) -> list[Fix]:
         payload = msg.payload
@@ -213,14 +255,3 @@ class MqttListener:
             "mqtt: decode error device=%s protocol=%s reason=%s detail=%s",
             who, protocol, error.reason.value, error.detail[:160],
         )  # fmt: skip
-
-
-async def _first(*aws: object) -> None:
-    """Wait until the first of these completes; cancel the coroutines we wrapped."""
-    futures = [asyncio.ensure_future(a) for a in aws]  # type: ignore[arg-type]
-    try:
-        await asyncio.wait(futures, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for f, a in zip(futures, aws, strict=True):
-            if asyncio.iscoroutine(a):
-                f.cancel()

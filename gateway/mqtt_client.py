@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import aiomqtt
@@ -30,11 +31,13 @@ class AckingClient(aiomqtt.Client):
         super().__init__(*args, **kwargs)
         self._client.manual_ack_set(True)
         self.inbox: deque[paho.MQTTMessage] = deque()
-        self.inbox_ready = asyncio.Event()
+        self.on_inbox: Callable[[], None] | None = None
+        """Called after each message lands in the inbox (the listener schedules a drain)."""
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         self.inbox.append(message)
-        self.inbox_ready.set()
+        if self.on_inbox is not None:
+            self.on_inbox()
 
     def ack(self, mid: int, qos: int) -> None:
         """Send the PUBACK for a QoS 1 message (a no-op for QoS 0)."""

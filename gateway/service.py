@@ -109,7 +109,7 @@ class Gateway:
             await asyncio.wait_for(asyncio.shield(self.history_task), left())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.live_task), left())
-        stragglers = [t for t in self.tasks | self.tcp.tasks if not t.done()]
+        stragglers = [t for t in self.tasks | self.tcp.tasks | self.mqtt.tasks if not t.done()]
         for task in stragglers:
             task.cancel()
         if stragglers:
