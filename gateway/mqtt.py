@@ -82,8 +82,6 @@ class MqttListener:
         self._looked_up: paho.MQTTMessage | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         flow.on_change.append(lambda open_: open_ and self._schedule_drain())
-        self._errors: dict[tuple[str, str], object] = {}
-        self._refused: dict[str, object] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         host, port, user, password = mqtt_address(self.settings.mqtt_url)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import math
-from datetime import UTC, datetime
+from datetime import datetime
 
 import msgspec
 
@@ -125,7 +125,3 @@ def check(fix: Fix, now: float, track: DeviceTrack | None, limits: FilterLimits)
     if not meaningless and is_jump(fix, track, limits):
         reasons.append(Reason.JUMP)
     return tuple(reasons)
-
-
-def epoch_utc(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
