@@ -82,6 +82,17 @@ class Settings(BaseSettings):
     max_speed_mps: float = Field(
         100, description="An implied speed above this between two fixes is a jump, m/s."
     )
+    spool_dir: Path = Field(
+        Path.home() / ".local" / "state" / "fixgate" / "spool",
+        description="Disk spool for acknowledged batches while TimescaleDB is away; one gateway per folder.",
+    )
+    spool_max_bytes: int = Field(
+        1024**3,
+        description="Spool size bound, bytes; when full, intake pauses (acks withheld, TCP reads paused). 0 turns the spool off.",
+    )
+    spool_after_s: float = Field(
+        5, description="A batch write not committed after this many seconds goes to the spool instead."
+    )
     registry_refresh_s: float = Field(
         10, description="How often the gateway reloads the device registry, seconds."
     )

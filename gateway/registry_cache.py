@@ -41,7 +41,7 @@ class RegistryCache:
             return False
         try:
             await self.reload()
-        except (OSError, asyncpg.PostgresError):
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
             return False  # database away: keep serving the copy we have
         return True
 
@@ -68,5 +68,5 @@ class RegistryCache:
             try:
                 await asyncio.wait_for(stop.wait(), refresh_interval_s)
             except TimeoutError:
-                with contextlib.suppress(OSError, asyncpg.PostgresError):
+                with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
                     await self.reload()

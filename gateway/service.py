@@ -1,7 +1,7 @@
 """The gateway process: startup, run, drain (uvicorn's lifecycle shape).
 
-Startup opens the pools, loads the registry, starts the writers, the metrics endpoint and
-the listeners. SIGTERM or SIGINT sets `stop`; shutdown then runs in a fixed order under
+Startup serves health first, opens the pools, loads the registry, opens the disk spool and
+replays what an earlier run left in it, then starts the writers and the listeners. SIGTERM or SIGINT sets `stop`; shutdown then runs in a fixed order under
 `shutdown_timeout_s`: stop accepting (TCP server closed, MQTT loop stops taking
 messages), close TCP connections (each flushes its pending epoch), write the last batches,
 let live positions catch up, cancel what is left (with a count), close the pools.
@@ -23,6 +23,7 @@ from gateway.logs import setup_logging
 from gateway.mqtt import MqttListener
 from gateway.registry_cache import RegistryCache
 from gateway.retention import run_retention
+from gateway.spool import Spool
 from gateway.tcp import TcpListener
 from gateway.writers import Flow, HistoryWriter, LiveUpdater, redis_client
 from ingest.filters import FilterLimits
@@ -53,8 +54,16 @@ class Gateway:
 
     async def startup(self) -> None:
         s = self.settings
+        self.starting: str | None = "starting"
+        self.http = await serve_http(s.metrics_host, s.metrics_port, self.not_ready)
+        log.info("gateway: metrics on http://%s:%d/metrics", s.metrics_host, s.metrics_port)
+        self.spool: Spool | None = None
+        if s.spool_max_bytes > 0:
+            self.spool = Spool(s.spool_dir, s.spool_max_bytes)
+            self.spool.open()
+        # No connection floor: during an outage asyncpg would log a traceback per retry.
         self.pool = await asyncpg.create_pool(
-            s.database_url, min_size=2, max_size=s.max_concurrent_writes + 4, init=prepare_connection
+            s.database_url, min_size=0, max_size=s.max_concurrent_writes + 4, init=prepare_connection
         )
         self.redis = redis_client(s.redis_url)
         self.registry = RegistryCache(self.pool)
@@ -69,25 +78,37 @@ class Gateway:
         )
         self.flow = Flow(s.max_queued_fixes)
         self.live = LiveUpdater(LiveWriter(self.redis, s.redis_prefix))
-        self.history = HistoryWriter(self.ingest, self.pool, self.flow, self.live, s.max_concurrent_writes)
+        self.history = HistoryWriter(
+            self.ingest, self.pool, self.flow, self.live, s.max_concurrent_writes, self.spool, s.spool_after_s
+        )
+        if self.spool is not None and self.spool.fixes:
+            # An earlier run's spooled fixes go in before anything new is taken.
+            self.starting = "replaying the spool"
+            await self.history.replay(self.stop, until_empty=True)
+            log.info("gateway: spool replayed, %d fixes left (database away)", self.spool.fixes)
         self.writers_stop = asyncio.Event()
         self.history_task = self._spawn(self.history.run(self.writers_stop), "history-writer")
+        self.replay_task = self._spawn(self.history.replay(self.writers_stop), "spool-replay")
         self.live_task = self._spawn(self.live.run(self.writers_stop), "live-writer")
         self._spawn(self.registry.run(s.registry_refresh_s, self.stop), "registry-refresh")
         self._spawn(run_retention(self.pool, s.retention_days, s.retention_interval_s, self.stop), "retention")
-        self.http = await serve_http(s.metrics_host, s.metrics_port, self.not_ready)
         self.tcp = TcpListener(s, self.registry, self.ingest, self.history, self.flow)
         await self.tcp.start()
         self.mqtt = MqttListener(s, self.registry, self.ingest, self.history, self.flow)
         self.mqtt_task = self._spawn(self.mqtt.run(self.stop), "mqtt")
-        log.info("gateway: metrics on http://%s:%d/metrics", s.metrics_host, s.metrics_port)
+        self.starting = None
 
     def not_ready(self) -> list[str]:
+        """What keeps the gateway from accepting fixes (empty when it can)."""
+        if self.starting is not None:
+            return [self.starting]
         missing = []
         if not self.mqtt.connected:
             missing.append("mqtt broker not connected")
-        if not self.history.database_ok:
-            missing.append("timescaledb not writable")
+        if not self.history.can_accept():
+            missing.append("timescaledb not writable and spool " + ("full" if self.spool else "off"))
+        elif self.spool is not None and self.spool.full:
+            missing.append("spool full")
         if not self.flow.open.is_set():
             missing.append("ingest queue full")
         return missing
@@ -108,6 +129,8 @@ class Gateway:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.history_task), left())
         with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self.replay_task), left())
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.live_task), left())
         stragglers = [t for t in self.tasks | self.tcp.tasks | self.mqtt.tasks if not t.done()]
         for task in stragglers:
@@ -118,6 +141,10 @@ class Gateway:
         self.http.close()
         await self.redis.aclose()
         await self.pool.close()
+        if self.spool is not None:
+            self.spool.close()
+            if self.spool.fixes:
+                log.info("gateway: %d fixes wait in the spool for the next start", self.spool.fixes)
         log.info("gateway: stopped; %d fixes were still queued", self.ingest.pending)
 
 

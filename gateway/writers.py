@@ -1,5 +1,6 @@
-"""The asyncio shell around the ingest core: closes batches on time, writes them to
-TimescaleDB (bounded concurrency), acknowledges them, then hands live positions to Redis.
+"""The asyncio shell around the ingest core: closes batches on time, makes them durable
+(TimescaleDB, or the disk spool while it is away), acknowledges them, then hands live
+positions to Redis.
 
 History and live positions are decoupled: Redis being slow or away never holds back
 history. Live updates coalesce per device (newest fix wins) while Redis is away, so that
@@ -12,14 +13,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 import asyncpg
 import redis.asyncio as aioredis
-import redis.exceptions
 
 from devices.fix import Fix
+from gateway.spool import Spool
 from ingest import metrics
 from ingest.pg_writer import write_fixes
 from ingest.pipeline import Batch, Ingest
@@ -53,17 +54,73 @@ class Flow:
                 changed(True)
 
 
+class SinkHealth:
+    """Up or down, for one sink: logs each change once and keeps the outage metrics."""
+
+    def __init__(self, sink: str) -> None:
+        self.sink = sink
+        self.ok = True
+        self._down_since = 0.0
+        metrics.SINK_DOWN.labels(sink).set(0)
+
+    def failed(self, error: BaseException, doing: str) -> None:
+        metrics.WRITE_ERRORS.labels(self.sink).inc()
+        if self.ok:
+            self.ok = False
+            self._down_since = time.monotonic()
+            metrics.SINK_DOWN.labels(self.sink).set(1)
+            log.warning("%s: write failed (%s: %s); %s", self.sink, type(error).__name__, error, doing)
+
+    def worked(self) -> None:
+        if not self.ok:
+            self.ok = True
+            down = time.monotonic() - self._down_since
+            metrics.SINK_DOWN.labels(self.sink).set(0)
+            metrics.OUTAGE_SECONDS.labels(self.sink).inc(down)
+            log.warning("%s: writes work again after %.1f s", self.sink, down)
+
+
 class HistoryWriter:
-    def __init__(self, ingest: Ingest, pool: asyncpg.Pool, flow: Flow, live: LiveUpdater, max_concurrent: int) -> None:
+    """Makes each batch durable, then acknowledges it: committed to TimescaleDB, or, when
+    the database fails or takes longer than `spool_after_s`, fsynced to the disk spool.
+
+    While the database is down, batches go straight to the spool; the replayer (`replay`)
+    probes the database with the oldest spooled batch and, once that works, new batches go
+    to the database again while the replayer drains the rest. A batch the spool cannot
+    take (full, or no spool) stays in memory, unacknowledged, and is retried; the queue it
+    holds keeps the listeners paused (`Flow`), so nothing more is accepted meanwhile.
+    """
+
+    def __init__(
+        self,
+        ingest: Ingest,
+        pool: asyncpg.Pool,
+        flow: Flow,
+        live: LiveUpdater,
+        max_concurrent: int,
+        spool: Spool | None = None,
+        spool_after_s: float = 5.0,
+    ) -> None:
         self.ingest = ingest
         self.pool = pool
         self.flow = flow
         self.live = live
+        self.spool = spool
+        self.spool_after_s = spool_after_s
+        self.database = SinkHealth("timescaledb")
         self._slots = asyncio.Semaphore(max_concurrent)
         self._kick = asyncio.Event()
+        self._spooled = asyncio.Event()
         self._writing: set[asyncio.Task[None]] = set()
         self._in_flight_rows = 0
-        self.database_ok = True
+
+    @property
+    def database_ok(self) -> bool:
+        return self.database.ok
+
+    def can_accept(self) -> bool:
+        """Somewhere durable to put the next batch: the database, or room in the spool."""
+        return self.database.ok or (self.spool is not None and not self.spool.full)
 
     def submitted(self) -> None:
         """Listeners call this after `ingest.submit`: wakes the loop, applies backpressure."""
@@ -107,12 +164,7 @@ class HistoryWriter:
 
     async def _write(self, batch: Batch) -> None:
         try:
-            stored = await self._write_durably(batch.rows)
-            done = time.time()
-            metrics.FIXES_STORED.inc(stored)
-            metrics.FIXES_DUPLICATE.inc(len(batch.rows) - stored)
-            metrics.BATCH_SIZE.observe(len(batch.rows))
-            _observe_latencies(batch.rows, done)
+            await self._make_durable(batch.rows)
             for ack in batch.acks:
                 ack()
             self.live.offer(batch.live.values())
@@ -121,26 +173,77 @@ class HistoryWriter:
             self._slots.release()
             self.flow.update(self.ingest.pending + self._in_flight_rows)
 
-    async def _write_durably(self, rows: list[Fix]) -> int:
-        """Write until it works: a batch is never dropped. (The disk spool is a later step.)"""
+    async def _make_durable(self, rows: list[Fix]) -> None:
+        """Until the rows are committed or spooled: a batch is never dropped."""
         attempt = 0
         while True:
-            started = time.perf_counter()
-            try:
+            spool_has_room = self.spool is not None and not self.spool.full
+            # A database write is bounded by `spool_after_s` only when the spool can take over.
+            if (self.database.ok or not spool_has_room) and await self._store(
+                rows, self.spool_after_s if spool_has_room else None
+            ):
+                return
+            if self.spool is not None:
+                try:
+                    if await self.spool.append(rows):
+                        self._spooled.set()
+                        return
+                except Exception as e:
+                    log.error("spool: write failed (%r); keeping the batch in memory", e)
+            await asyncio.sleep(RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)])
+            attempt += 1
+
+    async def _store(self, rows: list[Fix], timeout_s: float | None) -> bool:
+        """One attempt to commit the rows to TimescaleDB; True when they are in."""
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(timeout_s):
                 async with self.pool.acquire() as conn:
                     stored = await write_fixes(conn, rows, datetime.now(UTC))
-                metrics.WRITE_SECONDS.labels("timescaledb").observe(time.perf_counter() - started)
-                if not self.database_ok:
-                    log.info("timescaledb: writes work again")
-                self.database_ok = True
-                return stored
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
-                metrics.WRITE_ERRORS.labels("timescaledb").inc()
-                if self.database_ok:
-                    log.warning("timescaledb: batch write failed, retrying: %s", e)
-                self.database_ok = False
-                await asyncio.sleep(RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)])
+        except Exception as e:
+            # Any failure, also asyncpg's own state errors when a connection dies mid-way:
+            # the batch is kept and goes to the spool or is retried, never dropped.
+            self.database.failed(e, "batches go to the spool" if self.spool else "retrying")
+            return False
+        done = time.time()
+        metrics.WRITE_SECONDS.labels("timescaledb").observe(time.perf_counter() - started)
+        metrics.FIXES_STORED.inc(stored)
+        metrics.FIXES_DUPLICATE.inc(len(rows) - stored)
+        metrics.BATCH_SIZE.observe(len(rows))
+        _observe_latencies(rows, done)
+        self.database.worked()
+        return True
+
+    async def replay(self, stop: asyncio.Event, until_empty: bool = False) -> None:
+        """Move spooled batches into TimescaleDB, oldest first, until stopped (or, with
+        `until_empty`, until the spool is empty or the database fails)."""
+        if self.spool is None:
+            return
+        attempt = 0
+        while not stop.is_set():
+            try:
+                found = await self.spool.peek()
+            except OSError as e:
+                log.error("spool: cannot read (%s); retrying", e)
+                await asyncio.sleep(RETRY_BACKOFF_S[-1])
+                continue
+            if found is None:
+                if until_empty:
+                    return
+                self._spooled.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._spooled.wait(), 1.0)
+                continue
+            cursor, rows = found
+            if not await self._store(rows, self.spool_after_s):
+                if until_empty:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)])
                 attempt += 1
+                continue
+            attempt = 0
+            await self.spool.consume(cursor)
 
 
 def _observe_latencies(rows: list[Fix], done: float) -> None:
@@ -153,22 +256,39 @@ def _observe_latencies(rows: list[Fix], done: float) -> None:
 
 
 class LiveUpdater:
+    """Live positions to Redis, newest fix per device, decoupled from history.
+
+    While Redis is away, pending updates coalesce per device (newest wins), so the backlog
+    is bounded by the fleet, not by the outage's length. When Redis comes back, every
+    device's newest fix seen by this process is offered again: a Redis that restarted
+    empty gets all live positions back, and the newest-wins script keeps the rest as is.
+    """
+
     def __init__(self, writer: LiveWriter) -> None:
         self.writer = writer
+        self.redis = SinkHealth("redis")
         self._pending: dict[str, Fix] = {}
+        self._latest: dict[str, Fix] = {}
         self._kick = asyncio.Event()
-        self.redis_ok = True
+        metrics.LIVE_BACKLOG.set_function(lambda: len(self._pending))
+
+    @property
+    def redis_ok(self) -> bool:
+        return self.redis.ok
 
     @property
     def backlog(self) -> int:
         return len(self._pending)
 
-    def offer(self, fixes: object) -> None:
-        pending = self._pending
-        for fix in fixes:  # type: ignore[attr-defined]
+    def offer(self, fixes: Iterable[Fix]) -> None:
+        pending, latest = self._pending, self._latest
+        for fix in fixes:
             current = pending.get(fix.device_id)
             if current is None or fix.time > current.time:
                 pending[fix.device_id] = fix
+            newest = latest.get(fix.device_id)
+            if newest is None or fix.time > newest.time:
+                latest[fix.device_id] = fix
         if pending:
             self._kick.set()
 
@@ -184,11 +304,8 @@ class LiveUpdater:
             started = time.perf_counter()
             try:
                 moved = await self.writer.write(taken.values())
-            except (OSError, redis.exceptions.RedisError) as e:
-                metrics.WRITE_ERRORS.labels("redis").inc()
-                if self.redis_ok:
-                    log.warning("redis: live update failed, will catch up: %s", e)
-                self.redis_ok = False
+            except Exception as e:  # whatever it is, the updates wait and are retried
+                self.redis.failed(e, "live positions will catch up")
                 self.offer(taken.values())  # back in, newest still wins
                 if stop.is_set():
                     log.warning("redis: %d live positions not written at shutdown", len(self._pending))
@@ -197,11 +314,11 @@ class LiveUpdater:
                 attempt += 1
                 continue
             attempt = 0
-            if not self.redis_ok:
-                log.info("redis: live updates work again")
-            self.redis_ok = True
             metrics.WRITE_SECONDS.labels("redis").observe(time.perf_counter() - started)
             metrics.LIVE_UPDATES.inc(moved)
+            if not self.redis.ok:
+                self.redis.worked()
+                self.offer(self._latest.values())
 
 
 def redis_client(url: str) -> aioredis.Redis:

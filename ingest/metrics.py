@@ -43,3 +43,16 @@ FIX_TO_STORED = Histogram(
     "fixgate_fix_time_to_stored_seconds", "From the device's fix time to its commit.", buckets=_FIX_AGE_BUCKETS
 )
 WRITE_ERRORS = Counter("fixgate_write_errors_total", "Failed batch writes, by sink.", ["sink"])
+
+# ---- durability: the disk spool and outages ----------------------------------------
+SPOOL_BYTES = Gauge("fixgate_spool_bytes", "Bytes in the disk spool (bounded by FIXGATE_SPOOL_MAX_BYTES).")
+SPOOL_FIXES = Gauge("fixgate_spool_fixes", "Acknowledged fixes waiting in the disk spool for TimescaleDB.")
+SPOOL_FULL = Gauge("fixgate_spool_full", "1 while the spool refuses batches (intake paused), else 0.")
+SPOOL_WRITTEN = Counter("fixgate_spool_written_fixes_total", "Fixes written (and fsynced) to the disk spool.")
+SPOOL_REPLAYED = Counter("fixgate_spool_replayed_fixes_total", "Spooled fixes replayed into TimescaleDB.")
+SPOOL_DAMAGED = Counter("fixgate_spool_damaged_records_total", "Spool records skipped because they were damaged on disk.")
+OUTAGE_SECONDS = Counter(
+    "fixgate_outage_seconds_total", "Time a sink was unreachable, by sink (counted when it returns).", ["sink"]
+)
+SINK_DOWN = Gauge("fixgate_sink_down", "1 while a sink is unreachable, by sink.", ["sink"])
+LIVE_BACKLOG = Gauge("fixgate_live_backlog_devices", "Devices whose newest fix still waits for Redis.")

@@ -71,6 +71,7 @@ def running_gateway(env: dict[str, str], tmp_path: Path, **settings: str) -> Ite
         **env,
         "FIXGATE_TCP_PORT": str(tcp_port),
         "FIXGATE_METRICS_PORT": str(metrics_port),
+        "FIXGATE_SPOOL_DIR": str(tmp_path / f"spool-{tcp_port}"),
         **{f"FIXGATE_{k.upper()}": v for k, v in settings.items()},
     }
     log_path = tmp_path / f"gateway-{tcp_port}.log"
