@@ -57,3 +57,10 @@ def test_mosquitto_conf_matches_the_native_stack() -> None:
     text = (REPO_ROOT / "deploy" / "mosquitto.conf").read_text()
     body = "".join(line + "\n" for line in text.splitlines() if not line.startswith("#"))
     assert body == mosquitto_conf(1883, None)
+
+
+def test_the_gateway_spools_to_its_volume() -> None:
+    gateway = load()["services"]["gateway"]
+    mounted = {v.split(":")[1] for v in gateway["volumes"]}
+    spool_dir = gateway["environment"]["FIXGATE_SPOOL_DIR"]
+    assert any(spool_dir.startswith(m + "/") for m in mounted), (spool_dir, mounted)

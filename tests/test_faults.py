@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -22,11 +23,12 @@ import psycopg
 import pytest
 import redis
 
+from devices.tcp_nmea import login_sentence
 from gateway.config import Settings
 from gateway.migrate import migrate
 from gateway.stack import stack_env
 from gateway.stack.native import NativeStack
-from tests.e2e import NumberedPublisher, count, live, register
+from tests.e2e import NumberedPublisher, count, live, register, rmc_gga
 from tests.gateway_proc import GatewayProcess, running_gateway, wait_for
 
 pytestmark = pytest.mark.fault
@@ -226,4 +228,38 @@ def test_a_full_spool_pauses_intake_and_loses_nothing(
         assert wait_for(lambda: readyz(gw)[0] == 200, 15), readyz(gw)
         assert gw.metric("fixgate_spool_full") == 0
         assert gw.metric("fixgate_spool_fixes") == 0
+    assert_exactly_once(pub, db_url)
+
+
+def test_sigterm_during_an_outage_drains_to_the_spool_within_the_bound(
+    fault_stack: NativeStack, fault_env: dict[str, str], tmp_path: Path
+) -> None:
+    db_url = fault_env["FIXGATE_DATABASE_URL"]
+    register(db_url, "dev-0", "acme")
+    token = register(db_url, "truck-1", "acme")
+    spool_dir = str(tmp_path / "spool")
+    base = base_time()
+    epochs = b"".join(rmc_gga(base + timedelta(seconds=n), 47.0 + n * 1e-5, 8.0) for n in range(100))
+    pub = NumberedPublisher(fault_env["FIXGATE_MQTT_URL"], topic(fault_env), base)
+    settings = {"spool_dir": spool_dir, "shutdown_timeout_s": "5"}
+    with running_gateway(fault_env, tmp_path, **settings) as gw:
+        fault_stack.stop_pg()
+        truck = socket.create_connection(("127.0.0.1", gw.tcp_port), timeout=10)
+        truck.sendall(login_sentence("truck-1", token) + epochs)
+        assert wait_for(lambda: gw.metric("fixgate_fixes_received_total", protocol="nmea") >= 99), gw.log()
+        pub.start(count=1500, rate=500)  # 3 s
+        time.sleep(1)
+        started = time.monotonic()
+        os.kill(gw.proc.pid, signal.SIGTERM)  # in the middle of the MQTT stream
+        assert gw.proc.wait(10) == 0
+        assert time.monotonic() - started < 5 + 2
+        truck.close()
+        pub.join()
+        assert "wait in the spool for the next start" in gw.log()
+    fault_stack.start_pg()
+    with running_gateway(fault_env, tmp_path, **settings) as gw:
+        assert wait_for(lambda: count(db_url, "dev-0") == 1500, 30), gw.log()
+        # The truck's last epoch has no successor to close it until the connection ends;
+        # closing the connection flushed it, so all 100 are in.
+        assert count(db_url, "truck-1") == 100
     assert_exactly_once(pub, db_url)
