@@ -112,7 +112,7 @@ class HistoryWriter:
             metrics.FIXES_STORED.inc(stored)
             metrics.FIXES_DUPLICATE.inc(len(batch.rows) - stored)
             metrics.BATCH_SIZE.observe(len(batch.rows))
-            _observe_latencies(batch.rows, done)
+            metrics.observe_latencies(batch.rows, done)  # perf: one bump per bucket per batch
             for ack in batch.acks:
                 ack()
             self.live.offer(batch.live.values())
@@ -141,15 +141,6 @@ class HistoryWriter:
                 self.database_ok = False
                 await asyncio.sleep(RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)])
                 attempt += 1
-
-
-def _observe_latencies(rows: list[Fix], done: float) -> None:
-    receive = metrics.RECEIVE_TO_STORED.observe
-    age = metrics.FIX_TO_STORED.observe
-    for fix in rows:
-        if fix.received_at is not None:
-            receive(done - fix.received_at.timestamp())
-        age(done - fix.time.timestamp())
 
 
 class LiveUpdater:
