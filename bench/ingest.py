@@ -138,6 +138,7 @@ class Gateway:
     metrics_port: int
     tcp_port: int
     started_at: float
+    mqtt_client_id: str
 
     def peak_rss_mib(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -149,15 +150,21 @@ class Gateway:
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGTERM)
             self.proc.wait(60)
+        # Its persistent session would queue every later run's messages.
+        drop_session(Settings().mqtt_url, self.mqtt_client_id)
 
 
 def start_gateway(env: dict[str, str], log: Path, tcp_port: int, metrics_port: int) -> Gateway:
-    full = {**env, "FIXGATE_TCP_PORT": str(tcp_port), "FIXGATE_METRICS_PORT": str(metrics_port)}
+    client_id = env.get("FIXGATE_MQTT_CLIENT_ID") or f"bench-gw-{uuid.uuid4().hex[:6]}"
+    full = {
+        **env, "FIXGATE_TCP_PORT": str(tcp_port), "FIXGATE_METRICS_PORT": str(metrics_port),
+        "FIXGATE_MQTT_CLIENT_ID": client_id,
+    }  # fmt: skip
     with open(log, "ab") as out:
         proc = subprocess.Popen([FIXGATE, "gateway"], env=full, stdout=out, stderr=out)
     # The clock starts when the process does: /readyz says "not ready" while the ingest
     # queue is full, which a gateway draining a backlog may be from its first second.
-    gw = Gateway(proc, metrics_port, tcp_port, time.monotonic())
+    gw = Gateway(proc, metrics_port, tcp_port, time.monotonic(), client_id)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), urllib.request.urlopen(
@@ -350,7 +357,6 @@ def run_mqtt(args: argparse.Namespace, env: dict[str, str], db_url: str, devices
     finally:
         gw.stop()
         probe.close()
-        drop_session(mqtt_url, gw_id)
     rate = sent_fixes / drain.seconds
     if per_message == 1:
         extra = f"bare paho {bare_rate:,.0f} msg/s; ratio {rate / bare_rate:.2f}"
@@ -400,8 +406,6 @@ def run_rate(args: argparse.Namespace, env: dict[str, str], db_url: str, tokens:
     per_device = max(1, round(args.rate * args.duration / len(devices)))
     sent = per_device * len(devices)
     t0 = int(time.time()) - 86400 * 5
-    gw_id = f"bench-gw-{uuid.uuid4().hex[:6]}"
-    env = {**env, "FIXGATE_MQTT_CLIENT_ID": gw_id}
     probe = LiveProbe(Settings().redis_url, env["FIXGATE_REDIS_PREFIX"], devices, t0)
     gw = start_gateway(env, Path(args.log_dir) / f"gateway-{label}.log", free_port(), free_port())
     result: list[tuple[int, float]] = []
@@ -428,8 +432,6 @@ def run_rate(args: argparse.Namespace, env: dict[str, str], db_url: str, tokens:
     finally:
         gw.stop()
         probe.close()
-        if label == "mqtt-rate":
-            drop_session(Settings().mqtt_url, gw_id)
     lost, dup = check_db(db_url, sent)
     offered = result[0][0] / result[0][1] if result and result[0][1] else float("nan")
     window = t_after - t_before
