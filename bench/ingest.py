@@ -88,6 +88,14 @@ def received(metrics: dict[str, float]) -> float:
     return sum(v for k, v in metrics.items() if k.startswith("fixgate_fixes_received_total{"))
 
 
+def share_over(before: dict[str, float], after: dict[str, float], name: str, bound: float) -> float:
+    """Fraction of a histogram's observations (bucket deltas) above `bound`, a bucket bound."""
+    at = f'{name}_bucket{{le="{bound}"}}'
+    total = after.get(f"{name}_count", 0.0) - before.get(f"{name}_count", 0.0)
+    below = after.get(at, 0.0) - before.get(at, 0.0)
+    return (total - below) / total if total > 0 else float("nan")
+
+
 def quantile(before: dict[str, float], after: dict[str, float], name: str, q: float) -> float:
     """A quantile from a Prometheus histogram's bucket deltas (linear within a bucket)."""
     buckets = []
@@ -438,13 +446,15 @@ def run_rate(args: argparse.Namespace, env: dict[str, str], db_url: str, tokens:
     stored = after.get("fixgate_fixes_stored_total", 0) - before.get("fixgate_fixes_stored_total", 0)
     live = after.get("fixgate_live_updates_total", 0) - before.get("fixgate_live_updates_total", 0)
     unit = "fixes" if label == "tcp-rate" else "messages"
+    over = share_over(before, after, "fixgate_receive_to_stored_seconds", 0.5)
     return Result(
         label, sent, stored / window, sent / (drain.redis_done - go), drain.redis_done - drain.stored_done,
         live / window,
         quantile(before, after, "fixgate_receive_to_stored_seconds", 0.5),
         quantile(before, after, "fixgate_receive_to_stored_seconds", 0.99),
         rss, lost, dup, window,
-        f"offered {offered:,.0f} {unit}/s to {len(devices)} devices; measured {window:.0f} s after {WARMUP_S:.0f} s warm-up",
+        f"offered {offered:,.0f} {unit}/s to {len(devices)} devices; measured {window:.0f} s after "
+        f"{WARMUP_S:.0f} s warm-up; {over:.2%} over 500 ms",
     )  # fmt: skip
 
 

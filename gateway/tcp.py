@@ -6,9 +6,11 @@ errors counted), and one timer is kept armed for the nearest deadline (login, id
 the session's epoch flush). Backpressure: while the ingest queue is over its high-water
 mark every connection pauses reading, and TCP's window pushes back on the devices.
 
-Fairness: a read takes at most `READ_CHUNK_BYTES` into one shared buffer, and decoding it
-is deferred to the listener's decode pass, which runs for at most `DECODE_SLICE_S` before
-yielding to the event loop; a connection with bytes waiting to be decoded is not read.
+Fairness: a read takes at most `READ_CHUNK_BYTES` into one shared buffer. It is decoded at
+once while the current loop iteration has spent less than `DECODE_SLICE_S` decoding (the
+common case: a tracker's epoch every second); past that, decoding is deferred to the
+listener's decode pass, which runs for at most `DECODE_SLICE_S` before yielding to the
+event loop, and a connection with bytes waiting to be decoded is not read.
 Otherwise one loop iteration decoded a 256 KiB read from every ready connection in turn
 (seconds, under a flood of 1,000 devices), and batch writes and /metrics waited for it.
 
@@ -64,6 +66,7 @@ class TcpListener:
         self.read_buffer = bytearray(READ_CHUNK_BYTES)
         self._to_decode: deque[NmeaConnection] = deque()
         self._decode_scheduled = False
+        self._slice_end: float | None = None
         flow.on_change.append(self._flow_changed)
 
     async def start(self) -> None:
@@ -92,6 +95,22 @@ class TcpListener:
     def _flow_changed(self, open_: bool) -> None:
         for conn in self.connections:
             conn.set_reading(open_)
+
+    def may_decode_now(self) -> bool:
+        """Whether a read may be decoded at once: nothing is waiting (first come, first
+        decoded) and this loop iteration has decoded for less than DECODE_SLICE_S."""
+        if self._to_decode:
+            return False
+        now = time.perf_counter()
+        if self._slice_end is None:
+            self._slice_end = now + DECODE_SLICE_S
+            # Runs first in the next iteration, before its reads: the budget is per iteration.
+            asyncio.get_running_loop().call_soon(self._end_slice)
+            return True
+        return now < self._slice_end
+
+    def _end_slice(self) -> None:
+        self._slice_end = None
 
     def to_decode(self, conn: NmeaConnection) -> None:
         self._to_decode.append(conn)
@@ -151,6 +170,9 @@ class NmeaConnection(asyncio.BufferedProtocol):
         self.last_data = time.monotonic()
         self.pending = bytes(self.listener.read_buffer[:nbytes])
         self.pending_at = time.time()
+        if self.listener.may_decode_now():
+            self.decode_pending()
+            return
         self.set_reading(True)  # pauses: bytes are waiting
         self.listener.to_decode(self)
 
