@@ -2,10 +2,12 @@
 
 Each message's topic names the device (`fixgate/{tenant}/{device}/fix|nmea`,
 `owntracks/{user}/{device}`); the registry copy says whether it may send. Its payload is
-decoded, its fixes submitted to the ingest core with an ack that fires when their batch is
-committed. PUBACKs go out in the order the messages came in (MQTT 3.1.1, 4.6), whatever
-order batches commit in. While the ingest queue is over its high-water mark the listener
-stops taking messages from the inbox, so acks stop and the broker stops sending.
+decoded, and the fixes of one drain pass (up to 2,000) are submitted to the ingest core
+together, with one ack that fires when their batch is committed. PUBACKs go out in the
+order the messages came in (MQTT 3.1.1, 4.6), whatever order batches commit in, one
+write per pass. While the ingest queue is over its high-water mark the listener stops
+taking messages from the inbox, so acks stop and the broker stops sending; the inbox
+itself is bounded by payload bytes (`gateway.mqtt_client`).
 """
 
 from __future__ import annotations
