@@ -1,10 +1,12 @@
-"""bench/ingest: how fast does a fixgate gateway store fixes, and does it lose any?
+"""bench/ingest: how fast does a fixgate gateway store fixes, how late, and does it lose any?
 
-    eval "$(fixgate stack env)"; python bench/ingest.py [--mode mqtt|mqtt-batch|tcp|all] [--fixes N]
+    eval "$(fixgate stack env)"
+    python bench/ingest.py --mode mqtt|mqtt-batch|tcp|all [--fixes N]      # drain / flood
+    python bench/ingest.py --mode mqtt|tcp --rate 5000 [--duration 60]      # fixed rate
 
 Runs against the stack's real Mosquitto, TimescaleDB and Redis on this machine, in a
 fresh database of its own (dropped afterwards unless --keep). It starts its own gateway
-process (so it can read its peak RSS) and prints, per mode:
+process (so it can read its peak RSS). Modes:
 
 - mqtt: QoS 1, one fix per message. The broker is loaded first, with the gateway's
   persistent session offline, then the gateway is started and drains the queue; the
@@ -12,13 +14,19 @@ process (so it can read its peak RSS) and prints, per mode:
   first, so both rates come from the same broker, messages and machine, and are
   compared as a ratio. Preloading keeps the publishers' CPU out of both measurements.
 - mqtt-batch: the same with 100 fixes per message.
-- tcp: 1,000 connections streaming RMC+GGA epochs as fast as the gateway reads them
-  (a separate loader process).
+- tcp: 1,000 connections streaming RMC+GGA epochs as fast as the gateway reads them,
+  from sender processes whose payloads are encoded before the clock starts.
+- --rate N (with --mode mqtt or tcp): N fixes/s offered for --duration seconds by paced
+  publishers (one fix per message, QoS 1) or paced TCP connections (one RMC+GGA epoch
+  per second each), with the gateway live; this is where receive-to-stored latency means
+  something (in the drain modes fixes queue by design).
 
-Figures: sustained fixes/s stored in TimescaleDB (from the gateway's counter, scraped
-every second, over the whole drain), live updates/s to Redis, p50/p99 receive-to-stored
-(from the gateway's histogram), peak RSS, and lost/duplicated fixes checked in the
-database against what was sent.
+Figures: fixes/s stored in TimescaleDB, from the first fix received to the last stored;
+fixes/s reaching Redis (a device's live position covers all its fixes up to that fix's
+time, read back from Redis) and how long after the last store Redis caught up; live
+position writes/s (the gateway's counter: one per device per Redis round, coalesced by
+design); p50/p99 receive-to-stored (the gateway's histogram, over the measured window);
+peak RSS; lost/duplicated fixes counted in the database against what was sent.
 """
 
 from __future__ import annotations
@@ -26,7 +34,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import multiprocessing as mp
 import os
 import signal
 import socket
@@ -37,7 +44,6 @@ import time
 import urllib.request
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -48,17 +54,14 @@ import redis
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from devices.fix import Fix, Protocol  # noqa: E402
-from devices.jsonfix import encode_json_fixes  # noqa: E402
-from devices.nmea_write import rmc_gga  # noqa: E402
+from bench.load import TOPIC_PREFIX, TcpLoad, publish  # noqa: E402
 from devices.registry import add_device  # noqa: E402
-from devices.tcp_nmea import login_sentence  # noqa: E402
 from gateway.config import Settings, mqtt_address  # noqa: E402
 from gateway.migrate import migrate  # noqa: E402
 
 FIXGATE = str(Path(sys.executable).parent / "fixgate")
-TOPIC_PREFIX = "bench/"
-MAX_UNACKED_PUBLISHES = 20_000
+WARMUP_S = 5.0
+"""Fixed-rate mode: latency and rate are measured after this much of the run."""
 
 
 def free_port() -> int:
@@ -79,6 +82,18 @@ def scrape(port: int) -> dict[str, float]:
             name, _, value = line.rpartition(" ")
             out[name] = float(value)
     return out
+
+
+def received(metrics: dict[str, float]) -> float:
+    return sum(v for k, v in metrics.items() if k.startswith("fixgate_fixes_received_total{"))
+
+
+def share_over(before: dict[str, float], after: dict[str, float], name: str, bound: float) -> float:
+    """Fraction of a histogram's observations (bucket deltas) above `bound`, a bucket bound."""
+    at = f'{name}_bucket{{le="{bound}"}}'
+    total = after.get(f"{name}_count", 0.0) - before.get(f"{name}_count", 0.0)
+    below = after.get(at, 0.0) - before.get(at, 0.0)
+    return (total - below) / total if total > 0 else float("nan")
 
 
 def quantile(before: dict[str, float], after: dict[str, float], name: str, q: float) -> float:
@@ -103,6 +118,25 @@ def quantile(before: dict[str, float], after: dict[str, float], name: str, q: fl
     return lower
 
 
+class LiveProbe:
+    """How many sent fixes the live positions in Redis cover: a device whose live fix is
+    its i-th (fix time t0 + i s) covers its first i + 1 fixes, superseded ones included."""
+
+    def __init__(self, redis_url: str, prefix: str, devices: list[str], t0: int) -> None:
+        self.client = redis.Redis.from_url(redis_url)
+        self.keys = [f"{prefix}device:{d}" for d in devices]
+        self.t0 = t0
+
+    def covered(self) -> int:
+        pipe = self.client.pipeline(transaction=False)
+        for key in self.keys:
+            pipe.hget(key, "ts")
+        return sum(round(float(ts) - self.t0) + 1 for ts in pipe.execute() if ts is not None)
+
+    def close(self) -> None:
+        self.client.close()
+
+
 # ---- the gateway under test ----------------------------------------------------------
 
 
@@ -112,6 +146,7 @@ class Gateway:
     metrics_port: int
     tcp_port: int
     started_at: float
+    mqtt_client_id: str
 
     def peak_rss_mib(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -123,15 +158,21 @@ class Gateway:
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGTERM)
             self.proc.wait(60)
+        # Its persistent session would queue every later run's messages.
+        drop_session(Settings().mqtt_url, self.mqtt_client_id)
 
 
 def start_gateway(env: dict[str, str], log: Path, tcp_port: int, metrics_port: int) -> Gateway:
-    full = {**env, "FIXGATE_TCP_PORT": str(tcp_port), "FIXGATE_METRICS_PORT": str(metrics_port)}
+    client_id = env.get("FIXGATE_MQTT_CLIENT_ID") or f"bench-gw-{uuid.uuid4().hex[:6]}"
+    full = {
+        **env, "FIXGATE_TCP_PORT": str(tcp_port), "FIXGATE_METRICS_PORT": str(metrics_port),
+        "FIXGATE_MQTT_CLIENT_ID": client_id,
+    }  # fmt: skip
     with open(log, "ab") as out:
         proc = subprocess.Popen([FIXGATE, "gateway"], env=full, stdout=out, stderr=out)
     # The clock starts when the process does: /readyz says "not ready" while the ingest
     # queue is full, which a gateway draining a backlog may be from its first second.
-    gw = Gateway(proc, metrics_port, tcp_port, time.monotonic())
+    gw = Gateway(proc, metrics_port, tcp_port, time.monotonic(), client_id)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), urllib.request.urlopen(
@@ -145,71 +186,7 @@ def start_gateway(env: dict[str, str], log: Path, tcp_port: int, metrics_port: i
     raise RuntimeError(f"gateway did not become ready; see {log}")
 
 
-# ---- load ------------------------------------------------------------------------------
-
-
-def fixes_for(device: str, n: int, t0: datetime, per_message: int) -> list[bytes]:
-    payloads = []
-    for start in range(0, n, per_message):
-        batch = [
-            Fix(device_id=device, tenant_id="bench", time=t0 + timedelta(seconds=i), lat=48.0 + i * 1e-6,
-                lon=11.0 + (hash(device) % 1000) * 1e-4, speed=10.0, heading=90.0, protocol=Protocol.JSON)
-            for i in range(start, min(n, start + per_message))
-        ]  # fmt: skip
-        payload = encode_json_fixes(batch)
-        payloads.append(payload[1:-1] if per_message == 1 else payload)  # a lone object, not [obj]
-    return payloads
-
-
-def publish_worker(mqtt_url: str, jobs: list[tuple[str, int, int]], per_message: int, t0: float, done: mp.Queue) -> None:
-    """Publish (device, n, _) jobs at QoS 1 and wait for every PUBACK from the broker."""
-    host, port, _, _ = mqtt_address(mqtt_url)
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{uuid.uuid4().hex[:8]}")
-    client.max_inflight_messages_set(1000)
-    client.max_queued_messages_set(0)
-    acked = 0
-    all_acked = threading.Event()
-    sent = -1
-
-    def on_publish(*_: object) -> None:
-        nonlocal acked
-        acked += 1
-        if acked == sent:
-            all_acked.set()
-
-    client.on_publish = on_publish
-    client.connect(host, port)
-    client.loop_start()
-    payloads = [
-        (device, payload)
-        for device, n, _ in jobs
-        for payload in fixes_for(device, n, datetime.fromtimestamp(t0, UTC), per_message)
-    ]
-    sent = len(payloads)
-    for i, (device, payload) in enumerate(payloads):
-        # paho gives each unacknowledged message one of 65,535 ids: stay well below.
-        while i - acked > MAX_UNACKED_PUBLISHES:
-            time.sleep(0.001)
-        client.publish(f"{TOPIC_PREFIX}fixgate/bench/{device}/fix", payload, qos=1)
-    if acked < sent:
-        all_acked.wait(900)
-    client.loop_stop()
-    client.disconnect()
-    done.put(sent)
-
-
-def preload(mqtt_url: str, devices: list[str], per_device: int, per_message: int, t0: float, workers: int = 2) -> int:
-    jobs = [(d, per_device, 0) for d in devices]
-    done: mp.Queue = mp.Queue()
-    procs = [
-        mp.Process(target=publish_worker, args=(mqtt_url, jobs[i::workers], per_message, t0, done)) for i in range(workers)
-    ]
-    for p in procs:
-        p.start()
-    sent = sum(done.get() for _ in procs)
-    for p in procs:
-        p.join()
-    return sent
+# ---- MQTT sessions and the bare subscriber ---------------------------------------------
 
 
 def ensure_session(mqtt_url: str, client_id: str) -> None:
@@ -263,7 +240,7 @@ def bare_paho_drain(mqtt_url: str, client_id: str, expected: int) -> float:
     return (count - 1) / (last - first) if count > 1 else float("nan")
 
 
-# ---- one run ---------------------------------------------------------------------------
+# ---- watching a run ----------------------------------------------------------------------
 
 
 @dataclass
@@ -271,7 +248,9 @@ class Result:
     mode: str
     sent_fixes: int
     stored_rate: float
-    live_rate: float
+    redis_rate: float
+    redis_lag_s: float
+    live_writes_rate: float
     p50: float
     p99: float
     peak_rss_mib: float
@@ -281,142 +260,204 @@ class Result:
     extra: str = ""
 
 
-def watch_drain(gw: Gateway, expected: int, timeout_s: float) -> tuple[float, dict[str, float], dict[str, float]]:
-    """Scrape until `expected` fixes are stored; return (seconds from the gateway's start
-    to the last fix stored, before, after).
-    The gateway is fresh, so its counters start at zero."""
-    started = gw.started_at
+@dataclass
+class Drain:
+    first_received: float  # monotonic
+    stored_done: float
+    redis_done: float
+    metrics: dict[str, float]
+
+    @property
+    def seconds(self) -> float:
+        return self.stored_done - self.first_received
+
+
+def watch(gw: Gateway, expected: int, probe: LiveProbe, timeout_s: float) -> Drain:
+    """Scrape every 0.1 s until `expected` fixes are stored, then read Redis until its live
+    positions cover them all. Times are monotonic; the gateway's counters start at zero."""
+    nan = float("nan")
+    first = stored_done = redis_done = nan
     deadline = time.monotonic() + timeout_s
     last_value, last_change = 0.0, time.monotonic()
+    metrics: dict[str, float] = {}
+    next_probe = 0.0
     while time.monotonic() < deadline:
-        now_metrics = scrape(gw.metrics_port)
-        stored = now_metrics.get("fixgate_fixes_stored_total", 0.0)
+        metrics = scrape(gw.metrics_port)
         now = time.monotonic()
+        if first != first and received(metrics) > 0:
+            first = now
+        stored = metrics.get("fixgate_fixes_stored_total", 0.0)
         if stored != last_value:
             last_value, last_change = stored, now
-        if stored >= expected:
-            return now - started, {}, now_metrics
-        if now - last_change > 30:
+        if stored_done != stored_done and stored >= expected:
+            stored_done = now
+        if now >= next_probe and first == first:
+            # Redis is read at most twice a second: 1,000 HGETs are not free either.
+            next_probe = now + 0.5
+            if probe.covered() >= expected:
+                redis_done = now
+                if stored_done != stored_done:
+                    stored_done = now  # the scrape just missed it
+                break
+        if stored_done == stored_done and now - stored_done > 60:
+            break  # Redis never caught up
+        if now - last_change > 30 and stored_done != stored_done:
             break  # stalled
         time.sleep(0.1)
-    return float("nan"), {}, scrape(gw.metrics_port)
+    return Drain(first, stored_done, redis_done, metrics)
 
 
 def check_db(db_url: str, sent: int) -> tuple[int, int]:
+    """(lost, duplicated). `positions` is unique on (device_id, time) and holds this mode's
+    fixes only, so a row is a distinct sent fix: lost = sent - rows; a row beyond what
+    was sent would be a duplicate the index could not see (a mangled time). (SELECT
+    DISTINCT over a million rows took minutes here, and could only ever say 0.)"""
     with psycopg.connect(db_url) as conn:
         rows = conn.execute("SELECT count(*) FROM positions").fetchone()[0]  # type: ignore[index]
-        distinct = conn.execute("SELECT count(*) FROM (SELECT DISTINCT device_id, time FROM positions) d").fetchone()[0]  # type: ignore[index]
-    return sent - distinct, rows - distinct
+    return max(0, sent - rows), max(0, rows - sent)
+
+
+def drain_result(label: str, sent: int, drain: Drain, gw: Gateway, rss: float, db_url: str, extra: str) -> Result:
+    lost, dup = check_db(db_url, sent)
+    m = drain.metrics
+    secs = drain.seconds
+    redis_secs = drain.redis_done - drain.first_received
+    return Result(
+        label, sent, sent / secs if secs else float("nan"), sent / redis_secs if redis_secs else float("nan"),
+        drain.redis_done - drain.stored_done, m.get("fixgate_live_updates_total", 0) / secs if secs else float("nan"),
+        quantile({}, m, "fixgate_receive_to_stored_seconds", 0.5),
+        quantile({}, m, "fixgate_receive_to_stored_seconds", 0.99),
+        rss, lost, dup, secs, extra,
+    )  # fmt: skip
+
+
+# ---- drain and flood modes ------------------------------------------------------------------
 
 
 def run_mqtt(args: argparse.Namespace, env: dict[str, str], db_url: str, devices: list[str], per_message: int, label: str) -> Result:
     mqtt_url = Settings().mqtt_url
     per_device = args.fixes // len(devices)
     sent_fixes = per_device * len(devices)
-    messages = sent_fixes // per_message
-    t0 = time.time() - 86400 * 10  # ten days back: stays within retention, never "future"
+    t0 = int(time.time()) - 86400 * 10  # ten days back: stays within retention, never "future"
 
     # 1. the bare paho baseline, on the same queued load
-    bare_id = f"bench-bare-{uuid.uuid4().hex[:6]}"
-    ensure_session(mqtt_url, bare_id)
-    started = time.monotonic()
-    preload(mqtt_url, devices, per_device, per_message, t0)
-    print(f"  [{label}] preloaded {messages} messages for the bare subscriber in {time.monotonic() - started:.1f} s", flush=True)
-    bare_rate = bare_paho_drain(mqtt_url, bare_id, messages)
-    print(f"  [{label}] bare paho QoS 1 subscriber drained {bare_rate:,.0f} msg/s", flush=True)
+    bare_rate = float("nan")
+    if not args.no_bare:
+        bare_id = f"bench-bare-{uuid.uuid4().hex[:6]}"
+        ensure_session(mqtt_url, bare_id)
+        started = time.monotonic()
+        messages, _ = publish(mqtt_url, devices, per_device, per_message, t0)
+        print(f"  [{label}] preloaded {messages:,} messages for the bare subscriber in {time.monotonic() - started:.1f} s", flush=True)
+        bare_rate = bare_paho_drain(mqtt_url, bare_id, messages)
+        drop_session(mqtt_url, bare_id)
+        print(f"  [{label}] bare paho QoS 1 subscriber drained {bare_rate:,.0f} msg/s", flush=True)
 
     # 2. the gateway, on the same load
     gw_id = f"bench-gw-{uuid.uuid4().hex[:6]}"
     env = {**env, "FIXGATE_MQTT_CLIENT_ID": gw_id}
     log = Path(args.log_dir) / f"gateway-{label}.log"
-    tcp_port, metrics_port = free_port(), free_port()
     ensure_session(mqtt_url, gw_id)  # the gateway's persistent session, queued for
-    preload(mqtt_url, devices, per_device, per_message, t0)
-    gw = start_gateway(env, log, tcp_port, metrics_port)
+    started = time.monotonic()
+    messages, _ = publish(mqtt_url, devices, per_device, per_message, t0)
+    print(f"  [{label}] preloaded {messages:,} messages for the gateway in {time.monotonic() - started:.1f} s", flush=True)
+    probe = LiveProbe(Settings().redis_url, env["FIXGATE_REDIS_PREFIX"], devices, t0)
+    gw = start_gateway(env, log, free_port(), free_port())
     try:
-        seconds, before, after = watch_drain(gw, sent_fixes, args.timeout)
+        drain = watch(gw, sent_fixes, probe, args.timeout)
         rss = gw.peak_rss_mib()
     finally:
         gw.stop()
-        for client_id in (bare_id, gw_id):
-            drop_session(mqtt_url, client_id)
-    lost, dup = check_db(db_url, sent_fixes)
-    stored = after.get("fixgate_fixes_stored_total", 0) - before.get("fixgate_fixes_stored_total", 0)
-    live = after.get("fixgate_live_updates_total", 0) - before.get("fixgate_live_updates_total", 0)
-    rate = stored / seconds if seconds else float("nan")
-    extra = ""
+        probe.close()
+    rate = sent_fixes / drain.seconds
     if per_message == 1:
         extra = f"bare paho {bare_rate:,.0f} msg/s; ratio {rate / bare_rate:.2f}"
     else:
         extra = f"bare paho {bare_rate:,.0f} msg/s = {bare_rate * per_message:,.0f} fixes/s"
-    return Result(
-        label, sent_fixes, rate, live / seconds if seconds else float("nan"),
-        quantile(before, after, "fixgate_receive_to_stored_seconds", 0.5),
-        quantile(before, after, "fixgate_receive_to_stored_seconds", 0.99),
-        rss, lost, dup, seconds, extra,
-    )  # fmt: skip
-
-
-def tcp_loader(port: int, jobs: list[tuple[str, str, int]], t0: float, ready: mp.Event, go: mp.Event, done: mp.Queue) -> None:
-    """One process: a connection per device, each streaming its epochs as fast as it may."""
-
-    async def one(device: str, token: str, n: int) -> int:
-        start = datetime.fromtimestamp(t0, UTC)
-        lat = 48.0 + (hash(device) % 1000) * 1e-3
-        payload = login_sentence(device, token) + b"".join(
-            rmc_gga(start + timedelta(seconds=i), lat + i * 1e-6, 11.0) for i in range(n)
-        )
-        return payload  # type: ignore[return-value]
-
-    async def main() -> None:
-        payloads = [await one(d, tok, n) for d, tok, n in jobs]
-        conns = [await asyncio.open_connection("127.0.0.1", port) for _ in jobs]
-        ready.set()
-        await asyncio.to_thread(go.wait)
-
-        async def send(i: int) -> None:
-            _, writer = conns[i]
-            data = payloads[i]
-            for k in range(0, len(data), 8192):
-                writer.write(data[k : k + 8192])
-                await writer.drain()
-            writer.close()
-            await writer.wait_closed()
-
-        await asyncio.gather(*(send(i) for i in range(len(jobs))))
-        done.put(sum(n for *_, n in jobs))
-
-    asyncio.run(main())
+    return drain_result(label, sent_fixes, drain, gw, rss, db_url, extra)
 
 
 def run_tcp(args: argparse.Namespace, env: dict[str, str], db_url: str, tokens: dict[str, str]) -> Result:
     devices = list(tokens)
     per_device = args.fixes // len(devices)
     sent = per_device * len(devices)
-    t0 = time.time() - 86400 * 20
+    t0 = int(time.time()) - 86400 * 20
     log = Path(args.log_dir) / "gateway-tcp.log"
+    probe = LiveProbe(Settings().redis_url, env["FIXGATE_REDIS_PREFIX"], devices, t0)
     gw = start_gateway(env, log, free_port(), free_port())
     try:
-        ready, go, done = mp.Event(), mp.Event(), mp.Queue()
-        jobs = [(d, tokens[d], per_device) for d in devices]
-        loader = mp.Process(target=tcp_loader, args=(gw.tcp_port, jobs, t0, ready, go, done))
-        loader.start()
-        ready.wait(600)
-        go.set()
-        seconds, before, after = watch_drain(gw, sent, args.timeout)
+        load = TcpLoad(gw.tcp_port, [(d, tokens[d], per_device) for d in devices], t0, 0.0, args.senders)
+        load.wait_ready(600)
+        load.go()
+        drain = watch(gw, sent, probe, args.timeout)
         rss = gw.peak_rss_mib()
-        done.get(timeout=60)
-        loader.join()
+        load.wait(120)
     finally:
         gw.stop()
+        probe.close()
+    return drain_result("tcp", sent, drain, gw, rss, db_url, f"{len(devices)} connections")
+
+
+# ---- fixed-rate mode -----------------------------------------------------------------------
+
+
+def wait_ready(gw: Gateway, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        url = f"http://127.0.0.1:{gw.metrics_port}/readyz"
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as r:
+            if r.status == 200:
+                return
+        time.sleep(0.2)
+    raise RuntimeError("gateway not ready")
+
+
+def run_rate(args: argparse.Namespace, env: dict[str, str], db_url: str, tokens: dict[str, str], label: str) -> Result:
+    """Offer `--rate` fixes/s for `--duration` s to a live gateway; measure after a warm-up."""
+    devices = list(tokens)
+    per_device = max(1, round(args.rate * args.duration / len(devices)))
+    sent = per_device * len(devices)
+    t0 = int(time.time()) - 86400 * 5
+    probe = LiveProbe(Settings().redis_url, env["FIXGATE_REDIS_PREFIX"], devices, t0)
+    gw = start_gateway(env, Path(args.log_dir) / f"gateway-{label}.log", free_port(), free_port())
+    result: list[tuple[int, float]] = []
+    try:
+        wait_ready(gw, 60)
+        if label == "tcp-rate":
+            load = TcpLoad(gw.tcp_port, [(d, tokens[d], per_device) for d in devices], t0, args.rate, args.senders)
+            load.wait_ready(600)
+            go = load.go()
+            waiter = threading.Thread(target=lambda: result.append(load.wait(args.duration * 3 + 120)))
+        else:
+            waiter = threading.Thread(
+                target=lambda: result.append(publish(Settings().mqtt_url, devices, per_device, 1, t0, args.rate))
+            )
+            go = time.monotonic()
+        waiter.start()
+        time.sleep(max(0.0, go + WARMUP_S - time.monotonic()))
+        before, t_before = scrape(gw.metrics_port), time.monotonic()
+        time.sleep(max(0.0, go + args.duration - time.monotonic()))
+        after, t_after = scrape(gw.metrics_port), time.monotonic()
+        drain = watch(gw, sent, probe, args.timeout)
+        waiter.join()
+        rss = gw.peak_rss_mib()
+    finally:
+        gw.stop()
+        probe.close()
     lost, dup = check_db(db_url, sent)
+    offered = result[0][0] / result[0][1] if result and result[0][1] else float("nan")
+    window = t_after - t_before
     stored = after.get("fixgate_fixes_stored_total", 0) - before.get("fixgate_fixes_stored_total", 0)
     live = after.get("fixgate_live_updates_total", 0) - before.get("fixgate_live_updates_total", 0)
+    unit = "fixes" if label == "tcp-rate" else "messages"
+    over = share_over(before, after, "fixgate_receive_to_stored_seconds", 0.5)
     return Result(
-        "tcp", sent, stored / seconds if seconds else float("nan"), live / seconds if seconds else float("nan"),
+        label, sent, stored / window, sent / (drain.redis_done - go), drain.redis_done - drain.stored_done,
+        live / window,
         quantile(before, after, "fixgate_receive_to_stored_seconds", 0.5),
         quantile(before, after, "fixgate_receive_to_stored_seconds", 0.99),
-        rss, lost, dup, seconds, f"{len(devices)} connections",
+        rss, lost, dup, window,
+        f"offered {offered:,.0f} {unit}/s to {len(devices)} devices; measured {window:.0f} s after "
+        f"{WARMUP_S:.0f} s warm-up; {over:.2%} over 500 ms",
     )  # fmt: skip
 
 
@@ -446,13 +487,24 @@ def register_all(db_url: str, devices: list[str]) -> dict[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mode", choices=["mqtt", "mqtt-batch", "tcp", "all"], default="all")
-    parser.add_argument("--fixes", type=int, default=1_000_000, help="fixes per mode (tcp: spread over --connections)")
+    parser.add_argument("--fixes", type=int, default=1_000_000, help="fixes per drain/flood mode (tcp: spread over --connections)")
+    parser.add_argument("--rate", type=float, default=0.0, help="fixed-rate mode: fixes/s offered (with --mode mqtt or tcp)")
+    parser.add_argument("--duration", type=float, default=60.0, help="fixed-rate mode: seconds of load")
     parser.add_argument("--devices", type=int, default=1000, help="MQTT devices")
-    parser.add_argument("--connections", type=int, default=1000, help="TCP connections (one device each)")
+    parser.add_argument(
+        "--connections", type=int, default=None,
+        help="TCP connections, one device each (default 1,000; fixed rate: one per fix/s, i.e. 1 Hz devices)",
+    )  # fmt: skip
+    parser.add_argument("--senders", type=int, default=1, help="TCP sender processes")
+    parser.add_argument("--no-bare", action="store_true", help="MQTT modes: skip the bare paho baseline")
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--log-dir", default="/tmp")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
     args = parser.parse_args()
+    if args.rate and args.mode not in ("mqtt", "tcp"):
+        parser.error("--rate needs --mode mqtt or --mode tcp")
+    if args.connections is None:
+        args.connections = int(args.rate) if args.rate and args.mode == "tcp" else 1000
 
     settings = Settings()
     admin = settings.database_url.rsplit("/", 1)[0] + "/postgres"
@@ -469,22 +521,28 @@ def main() -> None:
     results: list[Result] = []
     try:
         modes = ["mqtt", "mqtt-batch", "tcp"] if args.mode == "all" else [args.mode]
-        mqtt_devices = [f"m{i:05d}" for i in range(args.devices)]
-        tcp_devices = [f"t{i:05d}" for i in range(args.connections)]
-        tokens = register_all(db_url, mqtt_devices + (tcp_devices if "tcp" in modes else []))
+        mqtt_devices = [f"m{i:05d}" for i in range(args.devices)] if "tcp" not in modes or len(modes) > 1 else []
+        tcp_devices = [f"t{i:05d}" for i in range(args.connections)] if "tcp" in modes else []
+        tokens = register_all(db_url, mqtt_devices + tcp_devices)
         for mode in modes:
             with psycopg.connect(db_url, autocommit=True) as conn:
                 conn.execute("TRUNCATE positions")
-            print(f"== {mode}: {args.fixes:,} fixes", flush=True)
-            if mode == "mqtt":
-                results.append(run_mqtt(args, env, db_url, mqtt_devices, 1, "mqtt"))
-            elif mode == "mqtt-batch":
-                results.append(run_mqtt(args, env, db_url, mqtt_devices, 100, "mqtt-batch"))
+            if args.rate:
+                print(f"== {mode} at {args.rate:,.0f} fixes/s for {args.duration:.0f} s", flush=True)
+                devices = tcp_devices if mode == "tcp" else mqtt_devices
+                results.append(run_rate(args, env, db_url, {d: tokens[d] for d in devices}, f"{mode}-rate"))
             else:
-                results.append(run_tcp(args, env, db_url, {d: tokens[d] for d in tcp_devices}))
+                print(f"== {mode}: {args.fixes:,} fixes", flush=True)
+                if mode == "mqtt":
+                    results.append(run_mqtt(args, env, db_url, mqtt_devices, 1, "mqtt"))
+                elif mode == "mqtt-batch":
+                    results.append(run_mqtt(args, env, db_url, mqtt_devices, 100, "mqtt-batch"))
+                else:
+                    results.append(run_tcp(args, env, db_url, {d: tokens[d] for d in tcp_devices}))
             r = results[-1]
             print(
-                f"  stored {r.stored_rate:,.0f} fixes/s over {r.seconds:.1f} s; live {r.live_rate:,.0f}/s; "
+                f"  stored {r.stored_rate:,.0f} fixes/s over {r.seconds:.1f} s; reaching Redis {r.redis_rate:,.0f} fixes/s "
+                f"(caught up {r.redis_lag_s:.1f} s after the last store; {r.live_writes_rate:,.0f} live writes/s); "
                 f"receive-to-stored p50 {r.p50 * 1000:.0f} ms p99 {r.p99 * 1000:.0f} ms; peak RSS {r.peak_rss_mib:.0f} MiB; "
                 f"lost {r.lost}, duplicated {r.duplicated}; {r.extra}",
                 flush=True,
@@ -497,11 +555,11 @@ def main() -> None:
             for key in live.scan_iter(match=f"{name}:*", count=1000):
                 live.delete(key)
             live.close()
-    print("\nmode        fixes      stored/s  live/s   p50 ms  p99 ms  RSS MiB  lost  dup  notes")
+    print("\nmode        fixes      stored/s  redis/s  lag s  p50 ms  p99 ms  RSS MiB  lost  dup  notes")
     for r in results:
         print(
-            f"{r.mode:11} {r.sent_fixes:>9,} {r.stored_rate:>9,.0f} {r.live_rate:>7,.0f} {r.p50 * 1000:>7.0f} "
-            f"{r.p99 * 1000:>7.0f} {r.peak_rss_mib:>8.0f} {r.lost:>5} {r.duplicated:>4}  {r.extra}"
+            f"{r.mode:11} {r.sent_fixes:>9,} {r.stored_rate:>9,.0f} {r.redis_rate:>8,.0f} {r.redis_lag_s:>6.1f} "
+            f"{r.p50 * 1000:>7.0f} {r.p99 * 1000:>7.0f} {r.peak_rss_mib:>8.0f} {r.lost:>5} {r.duplicated:>4}  {r.extra}"
         )
 
 

@@ -19,6 +19,14 @@ The model is gpsd's (`drivers/driver_nmea0183.c`), reduced to what a tracker gat
   earlier than that sentence's (midnight passed), a day back when more than 12 h later (a
   straggler from before midnight). An epoch with a position but no date ever seen is a
   `DecodeError(NO_DATE)` whose detail carries the time and position.
+* End of cycle, as gpsd detects it: the sentence type that was last in each of
+  `CYCLE_ENDER_EPOCHS` consecutive epochs (GGA for a receiver sending RMC then GGA) is
+  learned as the cycle ender, and from then on an epoch is emitted as soon as that
+  sentence has been merged, instead of when the next epoch's first sentence arrives: a
+  1 Hz tracker's fix leaves a second earlier. Should a sentence for the epoch already
+  emitted turn up after all (a same-time straggler, or a time-less sentence before the
+  next epoch opens), the guess was wrong: early emission is switched off for the rest of
+  the stream, at the cost of that one sentence.
 * `Fix.valid` is False when any sentence of the epoch says there is no usable fix: RMC or
   GLL status not `A`; FAA mode `N` (not valid) or `S` (simulator), an empty mode being
   fine; GGA quality outside 1..5; GSA fix type 1; or coordinates exactly 0,0. NMEA 4.1's
@@ -63,6 +71,11 @@ in one burst well under a second long, and reports at least every second while i
 is one report period plus generous network jitter, so a live 1 Hz stream always closes its
 epochs by the next time of day, and a device that goes quiet gets its last fix out within
 2 s."""
+
+CYCLE_ENDER_EPOCHS = 3
+"""Consecutive epochs that must end with the same sentence type before it is trusted to
+end every epoch (gpsd locks in after one; three keeps a receiver that varies its pattern
+from being guessed wrong as often)."""
 
 MAX_STRAGGLER_DELAY_S = 60.0
 """A sentence for the epoch just emitted, arriving up to this long after it was emitted, is
@@ -110,7 +123,7 @@ class _Epoch:
     """What the sentences of one epoch said so far (mutable; one per epoch)."""
 
     __slots__ = ("altitude", "date_ordinal", "gsa_satellites", "hdop", "heading",
-                 "last_at", "lat", "lon", "opened_at", "satellites", "speed", "tod_raw",
+                 "last_at", "last_type", "lat", "lon", "opened_at", "satellites", "speed", "tod_raw",
                  "tod_us", "valid")  # fmt: skip
 
     def __init__(self, tod_us: int, tod_raw: str, now: float) -> None:
@@ -118,6 +131,7 @@ class _Epoch:
         self.tod_raw = tod_raw  # as the opening sentence wrote it, to spot the same epoch cheaply
         self.opened_at = now
         self.last_at = now
+        self.last_type = ""  # the type (RMC, GGA...) of the last sentence merged
         self.date_ordinal: int | None = None
         self.lat: float | None = None
         self.lon: float | None = None
@@ -167,6 +181,13 @@ class NmeaDecoder:
         # The epoch emitted last, to recognize its stragglers.
         self._closed_tod_us: int | None = None
         self._closed_at = 0.0
+        # End-of-cycle detection (see the module docstring).
+        self._touched: _Epoch | None = None  # the epoch the current sentence merged into
+        self._ender_candidate = ""
+        self._ender_streak = 0
+        self._cycle_ender: str | None = None
+        self._closed_early = False  # the epoch emitted last went out at its cycle ender
+        self._early_off = False
         # One-entry caches: consecutive fixes share a date and often a receive time.
         self._midnight_ordinal = 0
         self._midnight = datetime.min.replace(tzinfo=UTC)
@@ -193,8 +214,16 @@ class NmeaDecoder:
             handler = self._resolve(text, out)
             if handler is None:
                 return out
+        self._touched = None
         try:
             handler(self, text, now, out)
+            epoch = self._touched
+            if epoch is not None:
+                kind = text[2:5]
+                epoch.last_type = kind
+                if kind == self._cycle_ender:
+                    self._close_epoch(now, out)
+                    self._closed_early = True
         except _NoTime:
             out.append(DecodeError(DecodeErrorReason.NO_TIME, f"{address}: position, no time"))
         except ValueError as exc:
@@ -264,12 +293,17 @@ class NmeaDecoder:
         epoch = self._epoch
         if epoch is not None and epoch.tod_us == tod_us:
             epoch.last_at = now
+            self._touched = epoch
             return epoch
         if tod_us == self._closed_tod_us and now - self._closed_at < MAX_STRAGGLER_DELAY_S:
+            if self._closed_early:
+                self._stop_early_emission()
             out.append(Ignored(_KIND_STRAGGLER))
             return None
+        if epoch is not None:
+            self._learn_cycle_ender(epoch.last_type)
         self._close_epoch(now, out)
-        epoch = self._epoch = _Epoch(tod_us, raw, now)
+        epoch = self._epoch = self._touched = _Epoch(tod_us, raw, now)
         return epoch
 
     def _joined(self, now: float) -> _Epoch | None:
@@ -277,7 +311,26 @@ class NmeaDecoder:
         epoch = self._epoch
         if epoch is not None:
             epoch.last_at = now
+            self._touched = epoch
+        elif self._closed_early:
+            self._stop_early_emission()  # it would have joined the epoch emitted early
         return epoch
+
+    def _learn_cycle_ender(self, kind: str) -> None:
+        """An epoch was closed by the next one: its last sentence type may end cycles."""
+        if self._early_off or not kind:
+            return
+        if kind == self._ender_candidate:
+            self._ender_streak += 1
+        else:
+            self._ender_candidate, self._ender_streak = kind, 1
+        if self._ender_streak >= CYCLE_ENDER_EPOCHS:
+            self._cycle_ender = kind
+
+    def _stop_early_emission(self) -> None:
+        self._early_off = True
+        self._cycle_ender = None
+        self._closed_early = False
 
     def _rmc_date(self, ddmmyy: str) -> int | None:
         if ddmmyy == self._ddmmyy:
@@ -299,6 +352,7 @@ class NmeaDecoder:
         self._epoch = None
         self._closed_tod_us = epoch.tod_us
         self._closed_at = now
+        self._closed_early = False
         if epoch.lat is None or epoch.lon is None:
             return
         ordinal = epoch.date_ordinal

@@ -2,10 +2,12 @@
 
 Each message's topic names the device (`fixgate/{tenant}/{device}/fix|nmea`,
 `owntracks/{user}/{device}`); the registry copy says whether it may send. Its payload is
-decoded, its fixes submitted to the ingest core with an ack that fires when their batch is
-committed. PUBACKs go out in the order the messages came in (MQTT 3.1.1, 4.6), whatever
-order batches commit in. While the ingest queue is over its high-water mark the listener
-stops taking messages from the inbox, so acks stop and the broker stops sending.
+decoded, and the fixes of one drain pass (up to 2,000) are submitted to the ingest core
+together, with one ack that fires when their batch is committed. PUBACKs go out in the
+order the messages came in (MQTT 3.1.1, 4.6), whatever order batches commit in, one
+write per pass. While the ingest queue is over its high-water mark the listener stops
+taking messages from the inbox, so acks stop and the broker stops sending; the inbox
+itself is bounded by payload bytes (`gateway.mqtt_client`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import time
 from collections import deque
 
 import aiomqtt
-import paho.mqtt.client as paho
 
 from devices.events import DecodeError, DecodeErrorReason
 from devices.fix import Fix
@@ -28,7 +29,7 @@ from devices.registry import Device
 from devices.topics import TopicKind, parse_topic, subscription_filters
 from gateway.config import Settings, mqtt_address
 from gateway.logs import RateLimitedLog
-from gateway.mqtt_client import AckingClient
+from gateway.mqtt_client import AckingClient, Message
 from gateway.registry_cache import RegistryCache
 from gateway.writers import Flow, HistoryWriter
 from ingest import metrics
@@ -39,27 +40,39 @@ RECONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 5.0, 10.0)
 KEEPALIVE_S = 30
 
 
+MAX_MESSAGES_PER_DRAIN = 2000
+MAX_FIXES_PER_DRAIN = 2000
+"""One drain pass takes at most this many messages or fixes (about 20-40 ms of work), then
+yields to the event loop, so batch writes and /metrics are never held up for long."""
+
+
 class AckQueue:
-    """PUBACKs in arrival order: a message's ack is sent once it and all before it are done."""
+    """PUBACKs in arrival order: a group's acks go out once it and all before it are done.
+
+    A group is the QoS 1 message ids of one drain pass; they are acknowledged together,
+    in one write, when the batch holding their fixes is durable."""
 
     def __init__(self, client: AckingClient) -> None:
         self.client = client
-        self._entries: deque[list[int]] = deque()  # [mid, qos, done]
+        self._groups: deque[tuple[list[int], list[bool]]] = deque()
 
-    def add(self, mid: int, qos: int) -> list[int]:
-        entry = [mid, qos, 0]
-        self._entries.append(entry)
-        return entry
+    def add(self, mids: list[int]) -> tuple[list[int], list[bool]]:
+        group = (mids, [False])
+        self._groups.append(group)
+        return group
 
-    def done(self, entry: list[int]) -> None:
-        entry[2] = 1
-        entries = self._entries
-        while entries and entries[0][2]:
-            mid, qos, _ = entries.popleft()
-            self.client.ack(mid, qos)
+    def done(self, group: tuple[list[int], list[bool]]) -> None:
+        group[1][0] = True
+        groups = self._groups
+        if groups[0] is not group:
+            return  # an earlier group is still waiting for its batch
+        ready: list[int] = []
+        while groups and groups[0][1][0]:
+            ready += groups.popleft()[0]
+        self.client.ack_many(ready)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._groups)
 
 
 class MqttListener:
@@ -79,7 +92,7 @@ class MqttListener:
         self._acks: AckQueue | None = None
         self._drain_scheduled = False
         self._resolving = False
-        self._looked_up: paho.MQTTMessage | None = None
+        self._looked_up: Message | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         flow.on_change.append(lambda open_: open_ and self._schedule_drain())
 
@@ -140,8 +153,11 @@ class MqttListener:
         inbox = client.inbox
         now = time.time()
         prefix = self.prefix
-        taken = 0
-        while inbox and self.flow.open.is_set():
+        flow_open = self.flow.open.is_set
+        by_kind: dict[TopicKind, list[Fix]] = {}
+        mids: list[int] = []
+        taken = taken_bytes = taken_fixes = 0
+        while inbox and taken < MAX_MESSAGES_PER_DRAIN and taken_fixes < MAX_FIXES_PER_DRAIN and flow_open():
             msg = inbox[0]
             route = parse_topic(msg.topic, prefix)
             device = None
@@ -154,30 +170,46 @@ class MqttListener:
                     break
             inbox.popleft()
             taken += 1
-            entry = acks.add(msg.mid, msg.qos)
+            taken_bytes += len(msg.payload)
+            if msg.qos:
+                mids.append(msg.mid)
             if route is None:
                 self._error("mqtt", DecodeError(DecodeErrorReason.WRONG_TYPE, f"not a fixgate topic: {msg.topic[:100]}"), "?", now)
-                acks.done(entry)
                 continue
             if device is None:
                 self._refuse(route.tenant_or_user, route.device, "unknown_device")
-                acks.done(entry)
                 continue
             if not self._allowed(device, route.kind, route.tenant_or_user, route.device):
-                acks.done(entry)  # nothing to store, ever: redelivery would not help
-                continue
+                continue  # nothing to store, ever: redelivery would not help
             fixes = self._decode(route.kind, msg, device, now)
-            self.ingest.submit(fixes, now, ack=lambda e=entry: acks.done(e))
-        if taken:
-            metrics.MESSAGES_RECEIVED.inc(taken)
-            self.writer.submitted()
+            if fixes:
+                taken_fixes += len(fixes)
+                kind_fixes = by_kind.get(route.kind)
+                if kind_fixes is None:
+                    by_kind[route.kind] = fixes
+                else:
+                    kind_fixes += fixes
+        if not taken:
+            return
+        client.taken(taken_bytes)
+        # One submission per protocol and one ack for the whole pass: the fixes all land
+        # in the open batch (nothing can take it meanwhile), so the pass's messages are
+        # acknowledged when that batch is durable, or at once when nothing is to be stored.
+        for fixes in by_kind.values():
+            self.ingest.submit(fixes, now)
+        group = acks.add(mids)
+        self.ingest.submit((), now, ack=lambda: acks.done(group))
+        metrics.MESSAGES_RECEIVED.inc(taken)
+        self.writer.submitted()
+        if inbox and not self._resolving:
+            self._schedule_drain()  # the rest after other callbacks had their turn
 
     def _cached_device(self, kind: TopicKind, owner: str, device_name: str) -> Device | None:
         if kind is TopicKind.OWNTRACKS:
             return self.registry.by_owntracks.get((owner, device_name))
         return self.registry.by_id.get(device_name)
 
-    async def _resolve(self, msg: paho.MQTTMessage, kind: TopicKind, owner: str, device_name: str) -> None:
+    async def _resolve(self, msg: Message, kind: TopicKind, owner: str, device_name: str) -> None:
         try:
             if kind is TopicKind.OWNTRACKS:
                 await self.registry.owntracks(owner, device_name)
@@ -211,7 +243,7 @@ class MqttListener:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    def _decode(self, kind: TopicKind, msg: paho.MQTTMessage, device: Device, now: float) -> list[Fix]:
+    def _decode(self, kind: TopicKind, msg: Message, device: Device, now: float) -> list[Fix]:
         payload = msg.payload
         if kind is TopicKind.FIX:
             fixes, errors = decode_json_fixes(payload, device.id, device.tenant_id, now)

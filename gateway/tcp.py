@@ -6,6 +6,14 @@ errors counted), and one timer is kept armed for the nearest deadline (login, id
 the session's epoch flush). Backpressure: while the ingest queue is over its high-water
 mark every connection pauses reading, and TCP's window pushes back on the devices.
 
+Fairness: a read takes at most `READ_CHUNK_BYTES` into one shared buffer. It is decoded at
+once while the current loop iteration has spent less than `DECODE_SLICE_S` decoding (the
+common case: a tracker's epoch every second); past that, decoding is deferred to the
+listener's decode pass, which runs for at most `DECODE_SLICE_S` before yielding to the
+event loop, and a connection with bytes waiting to be decoded is not read.
+Otherwise one loop iteration decoded a 256 KiB read from every ready connection in turn
+(seconds, under a flood of 1,000 devices), and batch writes and /metrics waited for it.
+
 What a plain NMEA device can be promised: NMEA over TCP has no acknowledgements, so a fix
 counts as received once the gateway has read it; fixes still in the socket or in an open
 batch when the gateway is killed can be lost. A SIGTERM drains them.
@@ -16,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 
 from devices.events import CloseConnection, DecodeError, LoginRequest
 from devices.fix import Fix
@@ -31,8 +40,14 @@ log = logging.getLogger(__name__)
 MAX_PENDING_LINES_AT_LOGIN = 32_768
 """Devices stream right after their login line, without waiting for an answer, so the
 first read can carry a whole backlog. Reading pauses while the login is verified, so what
-the session holds is at most one transport read (asyncio reads up to 256 KiB at a time);
-this count only has to cover that read's lines."""
+the session holds is at most one read (`READ_CHUNK_BYTES`); this count only has to cover
+that read's lines."""
+READ_CHUNK_BYTES = 16 * 1024
+"""Most bytes one read takes from a connection: ~115 RMC+GGA epochs, a few milliseconds of
+decoding. Also the most a connection holds undecoded (16 MiB for 1,000 devices)."""
+DECODE_SLICE_S = 0.01
+"""A decode pass yields to the event loop after this long, so batch writes, timers and
+/metrics get a turn at least every ~10 ms however many devices are streaming."""
 
 
 class TcpListener:
@@ -48,6 +63,10 @@ class TcpListener:
         self.connections: set[NmeaConnection] = set()
         self.tasks: set[asyncio.Task[None]] = set()
         self.device_log = RateLimitedLog(log)
+        self.read_buffer = bytearray(READ_CHUNK_BYTES)
+        self._to_decode: deque[NmeaConnection] = deque()
+        self._decode_scheduled = False
+        self._slice_end: float | None = None
         flow.on_change.append(self._flow_changed)
 
     async def start(self) -> None:
@@ -77,8 +96,41 @@ class TcpListener:
         for conn in self.connections:
             conn.set_reading(open_)
 
+    def may_decode_now(self) -> bool:
+        """Whether a read may be decoded at once: nothing is waiting (first come, first
+        decoded) and this loop iteration has decoded for less than DECODE_SLICE_S."""
+        if self._to_decode:
+            return False
+        now = time.perf_counter()
+        if self._slice_end is None:
+            self._slice_end = now + DECODE_SLICE_S
+            # Runs first in the next iteration, before its reads: the budget is per iteration.
+            asyncio.get_running_loop().call_soon(self._end_slice)
+            return True
+        return now < self._slice_end
 
-class NmeaConnection(asyncio.Protocol):
+    def _end_slice(self) -> None:
+        self._slice_end = None
+
+    def to_decode(self, conn: NmeaConnection) -> None:
+        self._to_decode.append(conn)
+        if not self._decode_scheduled:
+            self._decode_scheduled = True
+            asyncio.get_running_loop().call_soon(self._decode_pass)
+
+    def _decode_pass(self) -> None:
+        """Decode waiting reads, oldest first, for one time slice; then yield."""
+        self._decode_scheduled = False
+        queue = self._to_decode
+        deadline = time.perf_counter() + DECODE_SLICE_S
+        while queue and time.perf_counter() < deadline:
+            queue.popleft().decode_pending()
+        if queue:
+            self._decode_scheduled = True
+            asyncio.get_running_loop().call_soon(self._decode_pass)
+
+
+class NmeaConnection(asyncio.BufferedProtocol):
     def __init__(self, listener: TcpListener) -> None:
         self.listener = listener
         s = listener.settings
@@ -96,6 +148,9 @@ class NmeaConnection(asyncio.Protocol):
         self.last_data = time.monotonic()
         self.opened = self.last_data
         self.timer: asyncio.TimerHandle | None = None
+        self.pending: bytes | None = None
+        """A read not decoded yet (reading is paused meanwhile), and when it arrived."""
+        self.pending_at = 0.0
 
     # ---- asyncio callbacks ---------------------------------------------------------
 
@@ -108,11 +163,27 @@ class NmeaConnection(asyncio.Protocol):
             self.set_reading(False)
         self._arm_timer()
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> bytearray:
+        return self.listener.read_buffer  # one buffer for all: its bytes are copied out at once
+
+    def buffer_updated(self, nbytes: int) -> None:
         self.last_data = time.monotonic()
-        now = time.time()
-        self._act(self.session.feed(data, now))
+        self.pending = bytes(self.listener.read_buffer[:nbytes])
+        self.pending_at = time.time()
+        if self.listener.may_decode_now():
+            self.decode_pending()
+            return
+        self.set_reading(True)  # pauses: bytes are waiting
+        self.listener.to_decode(self)
+
+    def decode_pending(self) -> None:
+        data, self.pending = self.pending, None
+        if data is None or self.closed:
+            return
+        self._act(self.session.feed(data, self.pending_at))  # stamped when it was read
+        self.set_reading(True)
         # A new pending epoch may be due before the armed timer (login or idle): re-arm.
+        now = time.time()
         epoch = self.session.next_deadline()
         if epoch is not None and self.timer is not None:
             loop_due = self.timer.when()
@@ -121,10 +192,12 @@ class NmeaConnection(asyncio.Protocol):
                 self._arm_timer()
 
     def eof_received(self) -> bool:
+        self.decode_pending()  # what was read before the EOF belongs to the session
         self.finish(time.time())
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.decode_pending()
         if not self.closed:
             self.closed = True
             self._act(self.session.close(time.time()))
@@ -139,6 +212,9 @@ class NmeaConnection(asyncio.Protocol):
         """Flush the pending epoch and close."""
         if self.closed:
             return
+        self.decode_pending()
+        if self.closed:
+            return
         self.closed = True
         self._act(self.session.close(now))
         if self.transport is not None:
@@ -149,10 +225,13 @@ class NmeaConnection(asyncio.Protocol):
         self.finish(time.time())
 
     def set_reading(self, on: bool) -> None:
-        """Idempotent pause/resume (uvicorn's FlowControl); a pending login also pauses."""
+        """Idempotent pause/resume (uvicorn's FlowControl); a pending login, or a read
+        still waiting to be decoded, also pauses."""
         if self.transport is None or self.closed:
             return
-        want_paused = not on or self.verifying or not self.listener.flow.open.is_set()
+        want_paused = (
+            not on or self.verifying or self.pending is not None or not self.listener.flow.open.is_set()
+        )
         if want_paused and not self.paused:
             self.transport.pause_reading()
             self.paused = True

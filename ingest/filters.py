@@ -85,10 +85,21 @@ def is_too_old(fix: Fix, now: float, limits: FilterLimits) -> bool:
     return fix.time.timestamp() < now - limits.max_fix_age_s
 
 
+_UPPER_M_PER_DEGREE = EARTH_RADIUS_M * math.pi / 180.0 * (1.0 + 1e-9)
+"""Going |dlat| along a meridian, then |dlon| along a parallel (at most as long as the
+equator's degree) is a path between two points, so R * (|dlat| + |dlon|) in radians is an
+upper bound of their great-circle distance; the 1e-9 covers floating-point rounding."""
+
+
 def is_jump(fix: Fix, track: DeviceTrack | None, limits: FilterLimits) -> bool:
     if track is None or track.good_time is None:
         return False
     dt = abs((fix.time - track.good_time).total_seconds())
+    # The hot path: consecutive fixes of a moving vehicle are close. When the cheap upper
+    # bound already clears both tests, the haversine cannot fail them either.
+    bound = (abs(fix.lat - track.good_lat) + abs(fix.lon - track.good_lon)) * _UPPER_M_PER_DEGREE
+    if bound < limits.min_jump_distance_m or (dt > 0 and bound <= limits.max_speed_mps * dt):
+        return False
     d = distance_m(track.good_lat, track.good_lon, fix.lat, fix.lon)
     if d < limits.min_jump_distance_m:
         return False

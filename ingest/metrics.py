@@ -1,12 +1,22 @@
 """What the ingest path counts, as Prometheus metrics (served by the gateway's endpoint).
 
 Counters are bumped once per batch or per message with a count, never one call per fix
-where a sum will do: the per-fix path is hot.
+where a sum will do: the per-fix path is hot. Histograms of per-fix latencies are
+observed once per batch too (`observe_latencies`): the bucket counts are summed here and
+each touched bucket is bumped once, where `Histogram.observe` per fix took a lock twice
+per fix (a sixth of the gateway's CPU at 20,000 fixes/s).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
 from prometheus_client import Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from devices.fix import Fix
 
 # Device time-to-stored spans seconds (live) to days (backlog after a tunnel).
 _FIX_AGE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600, 86400)
@@ -43,6 +53,64 @@ FIX_TO_STORED = Histogram(
     "fixgate_fix_time_to_stored_seconds", "From the device's fix time to its commit.", buckets=_FIX_AGE_BUCKETS
 )
 WRITE_ERRORS = Counter("fixgate_write_errors_total", "Failed batch writes, by sink.", ["sink"])
+
+
+def _bumpable(histogram: Histogram) -> bool:
+    # prometheus_client's internals, used read-only for the bounds; any other layout
+    # (a future release) falls back to `observe` per value.
+    return all(hasattr(histogram, name) for name in ("_upper_bounds", "_buckets", "_sum"))
+
+
+def _bump(histogram: Histogram, counts: Sequence[int], total: float) -> None:
+    """Add per-bucket `counts` (non-cumulative, one per upper bound) and their `total`."""
+    histogram._sum.inc(total)
+    buckets = histogram._buckets
+    for i, count in enumerate(counts):
+        if count:
+            buckets[i].inc(count)
+
+
+def observe_many(histogram: Histogram, values: Iterable[float]) -> None:
+    """`histogram.observe(v)` for every value, bumping each touched bucket once."""
+    if not _bumpable(histogram):
+        for value in values:
+            histogram.observe(value)
+        return
+    bounds = histogram._upper_bounds
+    counts = [0] * len(bounds)
+    total = 0.0
+    for value in values:
+        counts[bisect_left(bounds, value)] += 1  # the first bound >= value, as observe()
+        total += value
+    _bump(histogram, counts, total)
+
+
+def observe_latencies(rows: Sequence[Fix], done: float) -> None:
+    """Receive-to-stored and fix-time-to-stored of a batch stored at `done` (Unix s)."""
+    if not (_bumpable(RECEIVE_TO_STORED) and _bumpable(FIX_TO_STORED)):
+        observe_many(RECEIVE_TO_STORED, [done - f.received_at.timestamp() for f in rows if f.received_at])
+        observe_many(FIX_TO_STORED, [done - f.time.timestamp() for f in rows])
+        return
+    receive_bounds, age_bounds = RECEIVE_TO_STORED._upper_bounds, FIX_TO_STORED._upper_bounds
+    receive_counts, age_counts = [0] * len(receive_bounds), [0] * len(age_bounds)
+    receive_total = age_total = 0.0
+    last_received = None
+    receive_latency, receive_bucket = 0.0, 0
+    for fix in rows:
+        received = fix.received_at
+        if received is not None:
+            # Fixes of one message or one read share their received_at object.
+            if received is not last_received:
+                last_received = received
+                receive_latency = done - received.timestamp()
+                receive_bucket = bisect_left(receive_bounds, receive_latency)
+            receive_counts[receive_bucket] += 1
+            receive_total += receive_latency
+        age = done - fix.time.timestamp()
+        age_counts[bisect_left(age_bounds, age)] += 1
+        age_total += age
+    _bump(RECEIVE_TO_STORED, receive_counts, receive_total)
+    _bump(FIX_TO_STORED, age_counts, age_total)
 
 # ---- durability: the disk spool and outages ----------------------------------------
 SPOOL_BYTES = Gauge("fixgate_spool_bytes", "Bytes in the disk spool (bounded by FIXGATE_SPOOL_MAX_BYTES).")

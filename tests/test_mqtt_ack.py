@@ -52,17 +52,17 @@ class RecordingClient:
     def __init__(self) -> None:
         self.sent: list[int] = []
 
-    def ack(self, mid: int, qos: int) -> None:
-        self.sent.append(mid)
+    def ack_many(self, mids: list[int]) -> None:
+        self.sent += mids
 
 
 def test_pubacks_go_out_in_arrival_order_whatever_order_batches_commit_in() -> None:
     client = RecordingClient()
     acks = AckQueue(client)  # type: ignore[arg-type]
-    first, second, third = acks.add(1, 1), acks.add(2, 1), acks.add(3, 1)
+    first, second, third = acks.add([1, 2]), acks.add([3]), acks.add([4, 5])
     acks.done(third)  # its batch committed first
     acks.done(second)
-    assert client.sent == []  # message 1 is not durable yet: nothing may be acknowledged
+    assert client.sent == []  # messages 1 and 2 are not durable yet: nothing may be acknowledged
     acks.done(first)
-    assert client.sent == [1, 2, 3]
+    assert client.sent == [1, 2, 3, 4, 5]
     assert len(acks) == 0

@@ -194,6 +194,51 @@ def test_a_straggler_of_the_emitted_epoch_is_ignored() -> None:
     assert [type(e).__name__ for e in events(data)] == ["Fix", "Ignored", "Fix"]
 
 
+def _epoch_lines(second: int, *kinds: str) -> list[bytes]:
+    t = f"1200{second:02d}.00"
+    body = {
+        "RMC": f"GPRMC,{t},A,4807.038,N,01131.000,E,1.0,90.0,230394,,",
+        "GGA": f"GPGGA,{t},4807.038,N,01131.000,E,1,04,2.6,100.00,M,,M,,",
+        "GSA": "GPGSA,A,3,04,05,,09,12,,,24,,,,,2.5,1.3,2.1",
+    }
+    return nmea(*(body[k] for k in kinds)).splitlines()
+
+
+def _emitted_at(decoder: NmeaDecoder, *epochs: tuple[str, ...]) -> list[str]:
+    """For each line fed, "Fix" when it emitted one, else "-"."""
+    out = []
+    for second, kinds in enumerate(epochs):
+        for line in _epoch_lines(second, *kinds):
+            got = [type(e).__name__ for e in decoder.feed_line(line, NOW + second)]
+            out.append("Fix" if "Fix" in got else "-")
+    return out
+
+
+def test_the_learned_cycle_ender_emits_the_epoch_at_once() -> None:
+    # Three epochs closed by their successor ended with GGA: from then on GGA ends a cycle.
+    decoder = NmeaDecoder(DEVICE, TENANT)
+    got = _emitted_at(decoder, *[("RMC", "GGA")] * 6)
+    assert got == ["-", "-", "Fix", "-", "Fix", "-", "Fix", "Fix", "-", "Fix", "-", "Fix"]
+    assert decoder.next_deadline() is None  # nothing left pending
+    assert decoder.flush(NOW + 10) == []
+
+
+def test_a_sentence_after_the_cycle_ender_switches_early_emission_off() -> None:
+    decoder = NmeaDecoder(DEVICE, TENANT)
+    got = _emitted_at(decoder, *[("RMC", "GGA")] * 4, ("RMC", "GGA", "GSA"), ("RMC", "GGA"), ("RMC", "GGA"))
+    # The fifth epoch goes out at its GGA; its GSA finds no epoch (lost, once), and from
+    # then on epochs wait for their successor again.
+    assert got[8:] == ["-", "Fix", "-", "-", "-", "Fix", "-"]
+    assert [f.time.second for f in decoder.flush(NOW + 10) if isinstance(f, Fix)] == [6]
+
+
+def test_a_same_time_straggler_after_the_cycle_ender_switches_early_emission_off() -> None:
+    decoder = NmeaDecoder(DEVICE, TENANT)
+    got = _emitted_at(decoder, *[("RMC", "GGA")] * 4, ("GGA", "RMC"), ("RMC", "GGA"))
+    assert got[8:] == ["Fix", "-", "-", "-"]  # the RMC after the early GGA: an ignored straggler
+    assert [f.time.second for f in decoder.flush(NOW + 10) if isinstance(f, Fix)] == [5]
+
+
 def test_a_second_position_in_one_epoch_does_not_move_the_fix() -> None:
     data = nmea(
         "GPRMC,120000.00,A,4807.038,N,01131.000,E,,,230394,,",
