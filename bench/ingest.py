@@ -461,6 +461,89 @@ def run_rate(args: argparse.Namespace, env: dict[str, str], db_url: str, tokens:
     )  # fmt: skip
 
 
+# ---- outage mode -------------------------------------------------------------------------
+
+OUTAGE_FIXES_PER_MESSAGE = 10
+
+
+def count_rows(db_url: str) -> int:
+    with psycopg.connect(db_url) as conn:
+        return conn.execute("SELECT count(*) FROM positions").fetchone()[0]  # type: ignore[index,no-any-return]
+
+
+def run_outage(args: argparse.Namespace, env: dict[str, str], db_url: str, devices: list[str]) -> Result:
+    """MQTT at a fixed rate (`--rate` fixes/s, 10 per message) for `--duration` s, with the
+    native stack's TimescaleDB stopped (by PID) for `--outage` s from a third of the way
+    in. Measures the rate fixes were received and acknowledged at during the outage (all
+    of them through the spool), then how long the spool takes to drain once the database
+    is back (while the load goes on), and checks that every fix is stored exactly once."""
+    from gateway.stack.native import NativeStack
+
+    stack = NativeStack(Settings())
+    if stack.pg_pid() is None:
+        raise SystemExit("outage mode stops and starts the native stack's TimescaleDB: run `fixgate stack up` first")
+    rate = args.rate or 10_000.0
+    per_message = OUTAGE_FIXES_PER_MESSAGE
+    per_device = max(per_message, round(rate * args.duration / len(devices) / per_message) * per_message)
+    sent = per_device * len(devices)
+    t0 = int(time.time()) - 86400 * 5
+    spool_dir = Path(args.log_dir) / f"outage-spool-{uuid.uuid4().hex[:6]}"
+    env = {**env, "FIXGATE_SPOOL_DIR": str(spool_dir)}
+    gw = start_gateway(env, Path(args.log_dir) / "gateway-outage.log", free_port(), free_port())
+    published: list[tuple[int, float]] = []
+    try:
+        wait_ready(gw, 60)
+        mqtt_url = Settings().mqtt_url
+        waiter = threading.Thread(
+            target=lambda: published.append(publish(mqtt_url, devices, per_device, per_message, t0, rate / per_message))
+        )
+        go = time.monotonic()
+        waiter.start()
+        time.sleep(max(0.0, go + args.duration / 3 - time.monotonic()))
+        print(f"  [outage] stopping TimescaleDB for {args.outage:.0f} s", flush=True)
+        before, t_before = scrape(gw.metrics_port), time.monotonic()
+        stack.stop_pg()
+        time.sleep(max(0.0, t_before + args.outage - time.monotonic()))
+        during, t_during = scrape(gw.metrics_port), time.monotonic()
+        stack.start_pg()
+        back = time.monotonic()
+        print(f"  [outage] TimescaleDB back after {back - t_before:.1f} s", flush=True)
+        drained = float("nan")
+        deadline = back + args.timeout
+        while time.monotonic() < deadline:
+            now_metrics = scrape(gw.metrics_port)
+            if now_metrics.get("fixgate_spool_fixes", 0) == 0:
+                drained = time.monotonic() - back
+                break
+            time.sleep(0.2)
+        after = scrape(gw.metrics_port)
+        waiter.join()
+        deadline = time.monotonic() + args.timeout
+        while count_rows(db_url) < sent and time.monotonic() < deadline:
+            time.sleep(0.5)
+        done = time.monotonic()
+        rss = gw.peak_rss_mib()
+    finally:
+        gw.stop()
+        stack.start_pg()  # whatever happened, leave the database running
+    lost, dup = check_db(db_url, sent)
+    window = t_during - t_before
+    accepted = (received(during) - received(before)) / window
+    spooled_total = after.get("fixgate_spool_written_fixes_total", 0.0)
+    spooled_during = during.get("fixgate_spool_written_fixes_total", 0.0) - before.get("fixgate_spool_written_fixes_total", 0.0)
+    offered = published[0][0] * per_message / published[0][1] if published and published[0][1] else float("nan")
+    return Result(
+        "outage", sent, accepted, float("nan"), float("nan"), float("nan"),
+        quantile({}, after, "fixgate_receive_to_stored_seconds", 0.5),
+        quantile({}, after, "fixgate_receive_to_stored_seconds", 0.99),
+        rss, lost, dup, done - go,
+        f"offered {offered:,.0f} fixes/s; during the {window:.0f} s outage {accepted:,.0f} fixes/s received and "
+        f"{spooled_during / window:,.0f} fixes/s spooled; {spooled_total:,.0f} fixes spooled in all, drained "
+        f"{drained:.1f} s after the database was back ({spooled_total / drained if drained else float('nan'):,.0f} fixes/s "
+        f"replayed while the load went on)",
+    )  # fmt: skip
+
+
 # ---- setup ---------------------------------------------------------------------------------
 
 
@@ -486,10 +569,11 @@ def register_all(db_url: str, devices: list[str]) -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mode", choices=["mqtt", "mqtt-batch", "tcp", "all"], default="all")
+    parser.add_argument("--mode", choices=["mqtt", "mqtt-batch", "tcp", "outage", "all"], default="all")
     parser.add_argument("--fixes", type=int, default=1_000_000, help="fixes per drain/flood mode (tcp: spread over --connections)")
     parser.add_argument("--rate", type=float, default=0.0, help="fixed-rate mode: fixes/s offered (with --mode mqtt or tcp)")
-    parser.add_argument("--duration", type=float, default=60.0, help="fixed-rate mode: seconds of load")
+    parser.add_argument("--duration", type=float, default=60.0, help="fixed-rate and outage modes: seconds of load")
+    parser.add_argument("--outage", type=float, default=20.0, help="outage mode: seconds TimescaleDB is stopped")
     parser.add_argument("--devices", type=int, default=1000, help="MQTT devices")
     parser.add_argument(
         "--connections", type=int, default=None,
@@ -501,8 +585,8 @@ def main() -> None:
     parser.add_argument("--log-dir", default="/tmp")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
     args = parser.parse_args()
-    if args.rate and args.mode not in ("mqtt", "tcp"):
-        parser.error("--rate needs --mode mqtt or --mode tcp")
+    if args.rate and args.mode not in ("mqtt", "tcp", "outage"):
+        parser.error("--rate needs --mode mqtt, tcp or outage")
     if args.connections is None:
         args.connections = int(args.rate) if args.rate and args.mode == "tcp" else 1000
 
@@ -527,7 +611,10 @@ def main() -> None:
         for mode in modes:
             with psycopg.connect(db_url, autocommit=True) as conn:
                 conn.execute("TRUNCATE positions")
-            if args.rate:
+            if mode == "outage":
+                print(f"== outage: MQTT at {args.rate or 10_000:,.0f} fixes/s for {args.duration:.0f} s", flush=True)
+                results.append(run_outage(args, env, db_url, mqtt_devices))
+            elif args.rate:
                 print(f"== {mode} at {args.rate:,.0f} fixes/s for {args.duration:.0f} s", flush=True)
                 devices = tcp_devices if mode == "tcp" else mqtt_devices
                 results.append(run_rate(args, env, db_url, {d: tokens[d] for d in devices}, f"{mode}-rate"))

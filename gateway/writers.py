@@ -29,6 +29,7 @@ from ingest.redis_writer import LiveWriter
 log = logging.getLogger(__name__)
 
 RETRY_BACKOFF_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+REPLAY_PROBE_S = (0.1, 0.25, 0.5, 1.0)
 
 
 class Flow:
@@ -238,8 +239,9 @@ class HistoryWriter:
             if not await self._store(rows, self.spool_after_s):
                 if until_empty:
                     return
+                # The replayer is the database's probe: keep it short, a refused connection is cheap.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)])
+                    await asyncio.wait_for(stop.wait(), REPLAY_PROBE_S[min(attempt, len(REPLAY_PROBE_S) - 1)])
                 attempt += 1
                 continue
             attempt = 0
