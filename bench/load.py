@@ -14,13 +14,10 @@ from __future__ import annotations
 import multiprocessing as mp
 import selectors
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-
-import paho.mqtt.client as paho
 
 from devices.checksum import nmea_checksum
 from devices.fix import Fix, Protocol
@@ -89,15 +86,6 @@ def nmea_epochs(device: str, n: int, t0: int) -> list[bytes]:
 # ---- MQTT --------------------------------------------------------------------------------
 
 
-def _mqtt_client(mqtt_url: str) -> paho.Client:
-    host, port, _, _ = mqtt_address(mqtt_url)
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{uuid.uuid4().hex[:8]}")
-    client.max_inflight_messages_set(1000)
-    client.max_queued_messages_set(0)
-    client.connect(host, port)
-    return client
-
-
 def _interleaved(devices: Sequence[str], per_device: int, t0: int, per_message: int) -> list[tuple[str, bytes]]:
     """Round-robin over the devices, as a fleet publishes: message k of every device, then k+1."""
     per = {d: json_payloads(d, per_device, t0, per_message) for d in devices}
@@ -115,12 +103,13 @@ def _mqtt_packet(first_byte: int, body: bytes) -> bytes:
 
 
 def raw_publish_worker(
-    mqtt_url: str, devices: list[str], per_device: int, per_message: int, t0: int,
+    mqtt_url: str, devices: list[str], per_device: int, per_message: int, t0: int, rate: float,
     ready: mp.Event, go: mp.Event, done: mp.Queue,
 ) -> None:  # fmt: skip
-    """Preload: QoS 1 PUBLISH packets encoded up front and written in 64 KiB sends, PUBACKs
-    counted off the socket; paho's publish() (~7,000 messages/s) made preloading a million
-    messages take minutes. At most MAX_UNACKED_PUBLISHES unacknowledged."""
+    """QoS 1 PUBLISH packets encoded up front and written in few large sends (all at once,
+    or paced at `rate` messages/s), PUBACKs counted off the socket; paho's publish()
+    (~7,000 messages/s, less on a busy machine) made preloading a million messages take
+    minutes and could not offer 10,000/s. At most MAX_UNACKED_PUBLISHES unacknowledged."""
     host, port, _, _ = mqtt_address(mqtt_url)
     packets = []
     for i, (topic, payload) in enumerate(_interleaved(devices, per_device, t0, per_message)):
@@ -141,13 +130,14 @@ def raw_publish_worker(
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ)
     while acked < len(packets):
-        if sent < len(packets) and sent - acked < MAX_UNACKED_PUBLISHES:
-            stop = min(len(packets), sent + 500, acked + MAX_UNACKED_PUBLISHES)
+        due = len(packets) if rate <= 0 else int((time.monotonic() - start) * rate) + 1
+        stop = min(len(packets), sent + 500, acked + MAX_UNACKED_PUBLISHES, due)
+        if stop > sent:
             sock.sendall(b"".join(packets[sent:stop]))
             sent = stop
             timeout = 0.0
         else:
-            timeout = 1.0
+            timeout = 0.002 if sent < len(packets) else 1.0
         if sel.select(timeout):
             pending += sock.recv(65536)
             whole = len(pending) // 4 * 4  # a PUBACK is 4 bytes, and the broker sends nothing else
@@ -159,43 +149,6 @@ def raw_publish_worker(
     done.put((len(packets), elapsed))
 
 
-def publish_worker(
-    mqtt_url: str, devices: list[str], per_device: int, per_message: int, t0: int,
-    rate: float, ready: mp.Event, go: mp.Event, done: mp.Queue,
-) -> None:  # fmt: skip
-    """Publish at QoS 1 (all at once, or `rate` messages/s) and wait for every PUBACK."""
-    messages = _interleaved(devices, per_device, t0, per_message)
-    client = _mqtt_client(mqtt_url)
-    acked = 0
-    all_acked = threading.Event()
-
-    def on_publish(*_: object) -> None:
-        nonlocal acked
-        acked += 1
-        if acked == len(messages):
-            all_acked.set()
-
-    client.on_publish = on_publish
-    client.loop_start()
-    ready.set()
-    go.wait()
-    start = time.monotonic()
-    for i, (topic, payload) in enumerate(messages):
-        if rate > 0:
-            delay = start + i / rate - time.monotonic()
-            if delay > 0.002:
-                time.sleep(delay)
-        while i - acked > MAX_UNACKED_PUBLISHES:
-            time.sleep(0.001)
-        client.publish(topic, payload, qos=1)
-    elapsed = time.monotonic() - start
-    if acked < len(messages):
-        all_acked.wait(900)
-    client.loop_stop()
-    client.disconnect()
-    done.put((len(messages), elapsed))
-
-
 def publish(
     mqtt_url: str, devices: list[str], per_device: int, per_message: int, t0: int, rate: float = 0.0, workers: int = 2
 ) -> tuple[int, float]:
@@ -204,9 +157,6 @@ def publish(
     go, done = mp.Event(), mp.Queue()
     procs = [
         mp.Process(target=raw_publish_worker, args=(
-            mqtt_url, devices[i::workers], per_device, per_message, t0, ready[i], go, done))
-        if rate <= 0 else
-        mp.Process(target=publish_worker, args=(
             mqtt_url, devices[i::workers], per_device, per_message, t0, rate / workers, ready[i], go, done))
         for i in range(workers)
     ]  # fmt: skip

@@ -106,6 +106,9 @@ class MqttListener:
                     host, port, username=user, password=password, identifier=self.settings.mqtt_client_id,
                     clean_session=False, keepalive=KEEPALIVE_S,
                 ) as client:  # fmt: skip
+                    # Take messages before the SUBACK: a persistent session's backlog comes
+                    # first, and the inbox bound only lets the SUBACK through as it drains.
+                    self._start_consuming(client)
                     await client.subscribe([(f, 1) for f in filters])
                     self.connected = True
                     attempt = 0
@@ -122,14 +125,16 @@ class MqttListener:
                 await asyncio.wait_for(stop.wait(), RECONNECT_BACKOFF_S[min(attempt, len(RECONNECT_BACKOFF_S) - 1)])
             attempt += 1
 
+    def _start_consuming(self, client: AckingClient) -> None:
+        self._client, self._acks = client, AckQueue(client)
+        client.on_inbox = self._schedule_drain
+        self._schedule_drain()
+
     async def _consume(self, client: AckingClient, stop: asyncio.Event) -> None:
         """Take messages until stopped or disconnected; unacknowledged ones are redelivered.
 
         Messages are handled in a plain callback scheduled once per burst of socket reads
         (`_drain`), not by a task woken per message: that wake-up was most of the cost."""
-        self._client, self._acks = client, AckQueue(client)
-        client.on_inbox = self._schedule_drain
-        self._schedule_drain()
         stopped = asyncio.ensure_future(stop.wait())
         try:
             await asyncio.wait((stopped, client.disconnected), return_when=asyncio.FIRST_COMPLETED)

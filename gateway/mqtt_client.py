@@ -187,16 +187,14 @@ class AckingClient(aiomqtt.Client):
         if count:
             self._client._last_bytes_received = time_func()  # paho's keepalive reads this
             self.inbox_bytes += payload_bytes
-            if self.inbox_bytes > self.max_inbox_bytes and self._paused_at is None:
-                self._pause_reading()
+            self._maybe_pause()
             if self.on_inbox is not None:
                 self.on_inbox()
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         self.inbox.append(message)
         self.inbox_bytes += len(message.payload)
-        if self.inbox_bytes > self.max_inbox_bytes and self._paused_at is None:
-            self._pause_reading()
+        self._maybe_pause()
         if self.on_inbox is not None:
             self.on_inbox()
 
@@ -205,6 +203,12 @@ class AckingClient(aiomqtt.Client):
         self.inbox_bytes -= payload_bytes
         if self._paused_at is not None and self.inbox_bytes <= self.max_inbox_bytes // 2:
             self._resume_reading()
+
+    def _maybe_pause(self) -> None:
+        # Only while the listener drains (on_inbox set): before that, the SUBACK it awaits
+        # may be right behind the persistent session's backlog, and must still be read.
+        if self.inbox_bytes > self.max_inbox_bytes and self._paused_at is None and self.on_inbox is not None:
+            self._pause_reading()
 
     def _pause_reading(self) -> None:
         if self._fileno < 0:

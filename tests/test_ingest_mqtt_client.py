@@ -1,0 +1,85 @@
+"""gateway.mqtt_client.AckingClient against the real broker: the fast PUBLISH path, batched
+PUBACKs, and the inbox bound, with a persistent session's backlog waiting at connect."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+
+import paho.mqtt.client as paho
+
+from gateway.config import mqtt_address
+from gateway.mqtt_client import AckingClient
+from tests.conftest import Services
+
+
+def _preload(mqtt_url: str, client_id: str, topic: str, payloads: list[bytes]) -> None:
+    """Create the persistent session (subscribed), disconnect it, then queue `payloads`."""
+    host, port, _, _ = mqtt_address(mqtt_url)
+    session = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+    session.connect(host, port)
+    session.loop_start()
+    subscribed = threading.Event()
+    session.on_subscribe = lambda *_: subscribed.set()
+    session.subscribe(topic, qos=1)
+    assert subscribed.wait(10)
+    session.disconnect()
+    session.loop_stop()
+    publisher = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}")
+    publisher.connect(host, port)
+    publisher.loop_start()
+    infos = [publisher.publish(topic, p, qos=1) for p in payloads]
+    for info in infos:
+        info.wait_for_publish(10)
+    publisher.disconnect()
+    publisher.loop_stop()
+
+
+async def _drain_all(services: Services, client_id: str, topic: str, expected: int, max_inbox_bytes: int) -> list[bytes]:
+    host, port, _, _ = mqtt_address(services.mqtt_url)
+    got: list[bytes] = []
+    async with AckingClient(host, port, identifier=client_id, clean_session=False, max_inbox_bytes=max_inbox_bytes) as client:
+        largest_inbox = 0
+        done = asyncio.Event()
+
+        def drain() -> None:
+            nonlocal largest_inbox
+            largest_inbox = max(largest_inbox, client.inbox_bytes)
+            mids, size = [], 0
+            while client.inbox:
+                msg = client.inbox.popleft()
+                got.append(bytes(msg.payload))
+                size += len(msg.payload)
+                mids.append(msg.mid)
+            client.taken(size)
+            client.ack_many(mids)
+            if len(got) >= expected:
+                done.set()
+
+        # As the listener does: drain before the SUBACK, which comes behind the backlog
+        # (the bound pauses reading until the backlog drains, then subscribing completes).
+        client.on_inbox = lambda: asyncio.get_running_loop().call_soon(drain)
+        drain()
+        await client.subscribe(topic, qos=1)
+        await asyncio.wait_for(done.wait(), 30)
+    # Reading pauses past the bound; a read or two (before draining began) may overshoot it.
+    assert largest_inbox <= max_inbox_bytes + 2 * 64 * 1024 + 2048
+    return got
+
+
+async def test_a_backlog_larger_than_the_inbox_bound_is_drained_in_order_and_acknowledged(services: Services) -> None:
+    client_id = f"t-acking-{uuid.uuid4().hex[:8]}"
+    topic = f"t{uuid.uuid4().hex[:8]}/fixgate/x/y/fix"
+    payloads = [b"%05d:" % i + b"x" * 2000 for i in range(300)]  # ~600 KB, bound 32 KiB
+    await asyncio.to_thread(_preload, services.mqtt_url, client_id, topic, payloads)
+    got = await _drain_all(services, client_id, topic, len(payloads), max_inbox_bytes=32 * 1024)
+    assert got == payloads
+    # Everything was acknowledged: a new connection of the session gets nothing again.
+    host, port, _, _ = mqtt_address(services.mqtt_url)
+    async with AckingClient(host, port, identifier=client_id, clean_session=False) as client:
+        await asyncio.sleep(1.0)
+        assert len(client.inbox) == 0
+    cleaner = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    cleaner.connect(host, port)
+    cleaner.disconnect()
