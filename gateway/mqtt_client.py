@@ -58,10 +58,11 @@ RECV_BUFFER_BYTES = 64 * 1024
 DEFAULT_MAX_INBOX_BYTES = 16 * 1024 * 1024
 """Payload bytes held in the inbox before the socket is left unread: ~150,000 one-fix
 messages (more than the broker's window, so never reached) or ~1,500 of 100 fixes."""
-MAX_READ_PAUSE_S = 10.0
+MAX_READ_PAUSE_S = 5.0
 """A paused socket is read again after this long whatever the inbox holds: unread, the
 broker's PINGRESP would go unseen and paho would drop the connection after its keepalive
-(30 s). A stall that long (the database away) falls back to the broker's window."""
+(30 s), and a SUBACK behind the backlog would time out (aiomqtt waits 10 s). A stall that
+long (the database away) falls back to the broker's window."""
 _PUBACK = paho.PUBACK
 
 
@@ -75,7 +76,8 @@ class AckingClient(aiomqtt.Client):
         self.inbox: deque[Message] = deque()
         self.inbox_bytes = 0
         self.on_inbox: Callable[[], None] | None = None
-        """Called after each message lands in the inbox (the listener schedules a drain)."""
+        """Called after each message lands in the inbox (the listener schedules a drain).
+        Set it, and drain, before subscribing: see `_maybe_pause`."""
         self._rbuf = b""
         self._rpos = 0
         self._recvs_left = 0
@@ -205,9 +207,9 @@ class AckingClient(aiomqtt.Client):
             self._resume_reading()
 
     def _maybe_pause(self) -> None:
-        # Only while the listener drains (on_inbox set): before that, the SUBACK it awaits
-        # may be right behind the persistent session's backlog, and must still be read.
-        if self.inbox_bytes > self.max_inbox_bytes and self._paused_at is None and self.on_inbox is not None:
+        # The SUBACK may sit behind a persistent session's backlog: whoever subscribes must
+        # already be draining (set `on_inbox` first), or it waits for MAX_READ_PAUSE_S.
+        if self.inbox_bytes > self.max_inbox_bytes and self._paused_at is None:
             self._pause_reading()
 
     def _pause_reading(self) -> None:
