@@ -138,6 +138,8 @@ class MqttListener:
         stopped = asyncio.ensure_future(stop.wait())
         try:
             await asyncio.wait((stopped, client.disconnected), return_when=asyncio.FIRST_COMPLETED)
+            if stop.is_set():
+                await client.flush()
         finally:
             stopped.cancel()
             client.on_inbox = None

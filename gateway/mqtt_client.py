@@ -252,6 +252,14 @@ class AckingClient(aiomqtt.Client):
         packet = struct.pack(f"!{len(mids)}I", *((_PUBACK << 24) | (2 << 16) | mid for mid in mids))
         self._client._packet_queue(_PUBACK, packet, 0, 0)
 
+    async def flush(self, timeout_s: float = 5.0) -> None:
+        """Wait (bounded) until queued packets, PUBACKs above all, are written to the
+        socket: leaving the connection sooner would make the broker redeliver them."""
+        deadline = time.monotonic() + timeout_s
+        # paho signals no event for "written": poll its queue.
+        while self._client.want_write() and not self._disconnected.done() and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
     @property
     def disconnected(self) -> asyncio.Future[None]:
         """Resolves (usually with an exception) when the connection is gone."""

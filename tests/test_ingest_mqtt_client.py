@@ -63,6 +63,7 @@ async def _drain_all(services: Services, client_id: str, topic: str, expected: i
         drain()
         await client.subscribe(topic, qos=1)
         await asyncio.wait_for(done.wait(), 30)
+        await client.flush()
     # Reading pauses past the bound; the read that crossed it may overshoot by its size.
     assert largest_inbox <= max_inbox_bytes + 64 * 1024 + 2048
     return got
