@@ -31,7 +31,7 @@ from gateway.config import Settings, mqtt_address
 from gateway.logs import RateLimitedLog
 from gateway.mqtt_client import AckingClient, Message
 from gateway.registry_cache import RegistryCache
-from gateway.writers import Flow, HistoryWriter
+from gateway.writers import Flow, HistoryWriter, backoff
 from ingest import metrics
 from ingest.pipeline import Ingest
 
@@ -122,7 +122,7 @@ class MqttListener:
             if stop.is_set():
                 break
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), RECONNECT_BACKOFF_S[min(attempt, len(RECONNECT_BACKOFF_S) - 1)])
+                await asyncio.wait_for(stop.wait(), backoff(RECONNECT_BACKOFF_S, attempt))
             attempt += 1
 
     def _start_consuming(self, client: AckingClient) -> None:

@@ -39,6 +39,8 @@ class Gateway:
         self.settings = settings
         self.stop = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.starting: str | None = "starting"
+        """What startup is doing (readiness reports it), None once the listeners run."""
 
     def _spawn(self, coro: object, name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
@@ -54,7 +56,6 @@ class Gateway:
 
     async def startup(self) -> None:
         s = self.settings
-        self.starting: str | None = "starting"
         self.http = await serve_http(s.metrics_host, s.metrics_port, self.not_ready)
         log.info("gateway: metrics on http://%s:%d/metrics", s.metrics_host, s.metrics_port)
         self.spool: Spool | None = None

@@ -32,6 +32,11 @@ RETRY_BACKOFF_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 REPLAY_PROBE_S = (0.1, 0.25, 0.5, 1.0)
 
 
+def backoff(delays: tuple[float, ...], attempt: int) -> float:
+    """The delay before retry number `attempt` (0-based): the last one repeats."""
+    return delays[min(attempt, len(delays) - 1)]
+
+
 class Flow:
     """Backpressure: listeners wait on `open` while too many fixes are unwritten."""
 
@@ -191,7 +196,7 @@ class HistoryWriter:
                         return
                 except Exception as e:
                     log.error("spool: write failed (%r); keeping the batch in memory", e)
-            await asyncio.sleep(RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)])
+            await asyncio.sleep(backoff(RETRY_BACKOFF_S, attempt))
             attempt += 1
 
     async def _store(self, rows: list[Fix], timeout_s: float | None) -> bool:
@@ -241,7 +246,7 @@ class HistoryWriter:
                     return
                 # The replayer is the database's probe: keep it short, a refused connection is cheap.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), REPLAY_PROBE_S[min(attempt, len(REPLAY_PROBE_S) - 1)])
+                    await asyncio.wait_for(stop.wait(), backoff(REPLAY_PROBE_S, attempt))
                 attempt += 1
                 continue
             attempt = 0
@@ -303,7 +308,7 @@ class LiveUpdater:
                 if stop.is_set():
                     log.warning("redis: %d live positions not written at shutdown", len(self._pending))
                     return
-                await asyncio.sleep(RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)])
+                await asyncio.sleep(backoff(RETRY_BACKOFF_S, attempt))
                 attempt += 1
                 continue
             attempt = 0

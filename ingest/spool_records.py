@@ -72,16 +72,16 @@ def decode_payload(header: Header, payload: bytes) -> list[Fix]:
     return rows
 
 
-def intact_at(data: bytes | memoryview, offset: int) -> Header | None:
+def intact_at(data: bytes, offset: int) -> Header | None:
     """The header of the intact record starting at `offset`, or None."""
     if offset + HEADER.size > len(data):
         return None
     try:
-        header = parse_header(bytes(data[offset : offset + HEADER.size]))
+        header = parse_header(data[offset : offset + HEADER.size])
         end = offset + header.record_bytes
         if end > len(data):
             return None
-        check_payload(header, bytes(data[offset + HEADER.size : end]))
+        check_payload(header, data[offset + HEADER.size : end])
     except Damaged:
         return None
     return header
