@@ -86,6 +86,14 @@ class AckingClient(aiomqtt.Client):
         self._pause_timer: asyncio.TimerHandle | None = None
         self._v311 = int(paho_client.protocol) == paho.MQTTv311
         """MQTT 3.1.1: PUBLISH parsed here, PUBACKs batched (MQTT 5 adds properties to both)."""
+        self._pingresps = 0
+        handle_pingresp = paho_client._handle_pingresp
+
+        def counting_pingresp() -> paho.MQTTErrorCode:
+            self._pingresps += 1
+            return handle_pingresp()
+
+        paho_client._handle_pingresp = counting_pingresp  # type: ignore[method-assign]
 
     # ---- reading ------------------------------------------------------------------------
 
@@ -253,12 +261,25 @@ class AckingClient(aiomqtt.Client):
         self._client._packet_queue(_PUBACK, packet, 0, 0)
 
     async def flush(self, timeout_s: float = 5.0) -> None:
-        """Wait (bounded) until queued packets, PUBACKs above all, are written to the
-        socket: leaving the connection sooner would make the broker redeliver them."""
+        """Wait (bounded) until the broker has processed every packet queued so far,
+        PUBACKs above all. Written to the socket is not enough: a new connection of the
+        same session that reaches the broker before it has read the old socket takes the
+        session over, and the messages whose PUBACKs were still unread are sent again.
+        So after the write, one PINGREQ: the broker handles a connection's packets in
+        order, and its PINGRESP comes after it has handled the PUBACKs before it."""
         deadline = time.monotonic() + timeout_s
-        # paho signals no event for "written": poll its queue.
-        while self._client.want_write() and not self._disconnected.done() and time.monotonic() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
+        client = self._client
+        # paho signals no event for "written" or for a PINGRESP: poll.
+        while client.want_write() and not self._disconnected.done() and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        if self._disconnected.done() or client._sock is None:
+            return
+        # A keepalive PINGREQ already in flight answers first: wait for both.
+        wanted = self._pingresps + (2 if client._ping_t > 0 else 1)
+        if client._send_pingreq() != paho.MQTT_ERR_SUCCESS:
+            return
+        while self._pingresps < wanted and not self._disconnected.done() and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
 
     @property
     def disconnected(self) -> asyncio.Future[None]:

@@ -84,3 +84,32 @@ async def test_a_backlog_larger_than_the_inbox_bound_is_drained_in_order_and_ack
     cleaner = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
     cleaner.connect(host, port)
     cleaner.disconnect()
+
+
+async def test_after_flush_the_broker_has_every_puback_even_if_the_session_reconnects_at_once(services: Services) -> None:
+    """One write of thousands of PUBACKs, then leave and come straight back: a broker that
+    had not yet read them all would hand the new connection the session and send the
+    unread ones again. `flush()` returns only once the broker has handled them."""
+    client_id = f"t-flush-{uuid.uuid4().hex[:8]}"
+    topic = f"t{uuid.uuid4().hex[:8]}/fixgate/x/y/fix"
+    payloads = [b"%05d" % i for i in range(5000)]
+    await asyncio.to_thread(_preload, services.mqtt_url, client_id, topic, payloads)
+    host, port, _, _ = mqtt_address(services.mqtt_url)
+    for attempt in range(3):
+        async with AckingClient(host, port, identifier=client_id, clean_session=False) as client:
+            full = asyncio.Event()
+            client.on_inbox = lambda c=client, e=full: e.set() if len(c.inbox) >= len(payloads) else None
+            await client.subscribe(topic, qos=1)
+            await asyncio.wait_for(full.wait(), 30)
+            assert [bytes(m.payload) for m in client.inbox] == payloads
+            client.ack_many([m.mid for m in client.inbox])  # all at once, one write
+            await client.flush()
+        async with AckingClient(host, port, identifier=client_id, clean_session=False) as client:
+            await client.subscribe(topic, qos=1)
+            await asyncio.sleep(0.5)
+            assert len(client.inbox) == 0, f"attempt {attempt}: {len(client.inbox)} redelivered"
+        if attempt < 2:
+            await asyncio.to_thread(_preload, services.mqtt_url, client_id, topic, payloads)
+    cleaner = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    cleaner.connect(host, port)
+    cleaner.disconnect()
