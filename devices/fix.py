@@ -13,9 +13,35 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Final
 
 import msgspec
+
+from devices.units import knots_to_mps
+
+# --- Physical bounds: what no real fix can carry --------------------------------------
+# Only impossibility is rejected by these; plausibility (0/0, jumps, future time) is judged
+# in `ingest.filters`, where each reason is counted. The JSON decoders check them as they
+# decode (which also keeps inf and NaN out of a `Fix`); the filter checks every fix against
+# them again, whatever decoded it, so nothing reaches the database that its columns
+# cannot hold (a smallint of satellites, a float4 of altitude).
+
+MAX_UNIX_SECONDS: Final = 253_402_300_799.0
+"""9999-12-31T23:59:59Z, the last second a `datetime` can hold. It also rejects Unix
+milliseconds sent by mistake (1.7e12 today)."""
+MIN_ALTITUDE_M: Final = -12_000.0
+"""Below the deepest ocean trench (-10,935 m); no receiver reports from lower."""
+MAX_ALTITUDE_M: Final = 100_000.0
+"""The Karman line; nothing that reports to a fleet gateway flies higher."""
+MAX_SPEED_MPS: Final = knots_to_mps(1000.0)
+"""1000 knots (~514 m/s), the COCOM limit: civil GNSS receivers stop reporting above it."""
+MAX_ACCURACY_M: Final = 20_000_000.0
+"""Half the Earth's circumference: a larger radius covers the whole planet."""
+MAX_HDOP: Final = 100.0
+"""NMEA's HDOP field tops out at 99.99, the conventional "no fix" value."""
+MAX_SATELLITES: Final = 255
+"""One byte in every tracker protocol; all GNSS constellations together have ~130."""
+MAX_BATTERY_PERCENT: Final = 100
 
 Latitude = Annotated[float, msgspec.Meta(ge=-90.0, le=90.0)]
 Longitude = Annotated[float, msgspec.Meta(ge=-180.0, le=180.0)]

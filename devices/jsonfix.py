@@ -23,12 +23,26 @@ from typing import Annotated, Final
 import msgspec
 
 from devices.events import DecodeError, DecodeErrorReason
-from devices.fix import Fix, Heading, Latitude, Longitude, Protocol
-from devices.units import knots_to_mps
+from devices.fix import (
+    MAX_ACCURACY_M,
+    MAX_ALTITUDE_M,
+    MAX_HDOP,
+    MAX_SATELLITES,
+    MAX_SPEED_MPS,
+    MAX_UNIX_SECONDS,
+    MIN_ALTITUDE_M,
+    Fix,
+    Heading,
+    Latitude,
+    Longitude,
+    Protocol,
+)
 
 __all__ = [
+    "MAX_ACCURACY_M",
     "MAX_FIXES_PER_MESSAGE",
     "MAX_PAYLOAD_BYTES",
+    "MAX_SPEED_MPS",
     "JsonFix",
     "decode_json_fixes",
     "encode_json_fixes",
@@ -50,25 +64,7 @@ headroom for whitespace and fields appended later; it is also EMQX's default
 `max_packet_size`, so a default broker would not deliver anything larger anyway. Checked
 before parsing, so a hostile payload costs one `len()`."""
 
-# --- Physical bounds: what no real fix can carry --------------------------------------
-# Only impossibility is rejected here; plausibility (0/0, jumps, future time) is judged in
-# `ingest`, where each reason is counted. The bounds also keep inf and NaN out of a `Fix`.
-
-MAX_UNIX_SECONDS: Final = 253_402_300_799.0
-"""9999-12-31T23:59:59Z, the last second a `datetime` can hold. It also rejects Unix
-milliseconds sent by mistake (1.7e12 today)."""
-MIN_ALTITUDE_M: Final = -12_000.0
-"""Below the deepest ocean trench (-10,935 m); no receiver reports from lower."""
-MAX_ALTITUDE_M: Final = 100_000.0
-"""The Karman line; nothing that reports to a fleet gateway flies higher."""
-MAX_SPEED_MPS: Final = knots_to_mps(1000.0)
-"""1000 knots (~514 m/s), the COCOM limit: civil GNSS receivers stop reporting above it."""
-MAX_ACCURACY_M: Final = 20_000_000.0
-"""Half the Earth's circumference: a larger radius covers the whole planet."""
-MAX_HDOP: Final = 100.0
-"""NMEA's HDOP field tops out at 99.99, the conventional "no fix" value."""
-MAX_SATELLITES: Final = 255
-"""One byte in every tracker protocol; all GNSS constellations together have ~130."""
+# --- Physical bounds (`devices.fix` holds them; the annotations check them on decode) ---
 
 UnixSeconds = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_UNIX_SECONDS)]
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]

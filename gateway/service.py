@@ -86,7 +86,10 @@ class Gateway:
             # An earlier run's spooled fixes go in before anything new is taken.
             self.starting = "replaying the spool"
             await self.history.replay(self.stop, until_empty=True)
-            log.info("gateway: spool replayed, %d fixes left (database away)", self.spool.fixes)
+            if self.spool.fixes:
+                log.warning("gateway: %d spooled fixes wait for the database; starting anyway", self.spool.fixes)
+            else:
+                log.info("gateway: spool replayed")
         self.writers_stop = asyncio.Event()
         self.history_task = self._spawn(self.history.run(self.writers_stop), "history-writer")
         self.replay_task = self._spawn(self.history.replay(self.writers_stop), "spool-replay")

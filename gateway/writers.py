@@ -17,9 +17,11 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 import asyncpg
+import msgspec
 import redis.asyncio as aioredis
 
 from devices.fix import Fix
+from gateway.logs import RateLimitedLog
 from gateway.spool import Spool
 from ingest import metrics
 from ingest.pg_writer import write_fixes
@@ -28,7 +30,20 @@ from ingest.redis_writer import LiveWriter
 
 log = logging.getLogger(__name__)
 
+_unstorable_log = RateLimitedLog(log)
+
 RETRY_BACKOFF_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+UNSTORABLE_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,  # asyncpg refusing to encode a value for its column (float4 overflow...)
+    OverflowError,  # ... or an integer too large for it (smallint)
+    TypeError,
+    asyncpg.DataError,  # the server's class 22: a value it will not take
+    asyncpg.IntegrityConstraintViolationError,  # class 23: a constraint a row breaks
+)
+"""Errors that say the rows are wrong, not the database: retrying cannot help, and the
+batch would block the spool forever. The filter keeps such values out (`ingest.filters`);
+this is the second line, for whatever it does not know about (a spool written by an
+older, laxer fixgate; a column constraint added later)."""
 REPLAY_PROBE_S = (0.1, 0.25, 0.5, 1.0)
 
 
@@ -114,6 +129,7 @@ class HistoryWriter:
         self.spool = spool
         self.spool_after_s = spool_after_s
         self.database = SinkHealth("timescaledb")
+        metrics.FIXES_REJECTED.labels("unstorable")  # shown at 0 from the start
         self._slots = asyncio.Semaphore(max_concurrent)
         self._kick = asyncio.Event()
         self._spooled = asyncio.Event()
@@ -200,15 +216,18 @@ class HistoryWriter:
             attempt += 1
 
     async def _store(self, rows: list[Fix], timeout_s: float | None) -> bool:
-        """One attempt to commit the rows to TimescaleDB; True when they are in."""
+        """One attempt to commit the rows to TimescaleDB; True when they are in (all but
+        the rows the database refuses for what they hold, which are dropped and counted)."""
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout_s):
                 async with self.pool.acquire() as conn:
                     stored = await write_fixes(conn, rows, datetime.now(UTC))
+        except UNSTORABLE_ERRORS as e:
+            return await self._store_around(rows, e, timeout_s)
         except Exception as e:
-            # Any failure, also asyncpg's own state errors when a connection dies mid-way:
-            # the batch is kept and goes to the spool or is retried, never dropped.
+            # Any other failure, also asyncpg's own state errors when a connection dies
+            # mid-way: the batch is kept and goes to the spool or is retried, never dropped.
             self.database.failed(e, "batches go to the spool" if self.spool else "retrying")
             return False
         done = time.time()
@@ -219,6 +238,21 @@ class HistoryWriter:
         metrics.observe_latencies(rows, done)  # one bump per bucket per batch
         self.database.worked()
         return True
+
+    async def _store_around(self, rows: list[Fix], error: Exception, timeout_s: float | None) -> bool:
+        """The database refused these rows for a value one of them holds: store the rest.
+        Halving finds each refused row in log2(len) writes per row; alone, it is dropped,
+        counted as rejected `unstorable`, and logged (a bounded rate per device)."""
+        if len(rows) == 1:
+            fix = rows[0]
+            metrics.FIXES_REJECTED.labels("unstorable").inc()
+            _unstorable_log.warning(
+                (fix.device_id,), time.monotonic(), "timescaledb: fix of %s at %s not storable (%s: %s): %s",
+                fix.device_id, fix.time.isoformat(), type(error).__name__, error, msgspec.json.encode(fix).decode(),
+            )  # fmt: skip
+            return True
+        half = len(rows) // 2
+        return await self._store(rows[:half], timeout_s) and await self._store(rows[half:], timeout_s)
 
     async def replay(self, stop: asyncio.Event, until_empty: bool = False) -> None:
         """Move spooled batches into TimescaleDB, oldest first, until stopped (or, with

@@ -14,7 +14,15 @@ from datetime import datetime
 
 import msgspec
 
-from devices.fix import Fix
+from devices.fix import (
+    MAX_ACCURACY_M,
+    MAX_ALTITUDE_M,
+    MAX_BATTERY_PERCENT,
+    MAX_HDOP,
+    MAX_SATELLITES,
+    MIN_ALTITUDE_M,
+    Fix,
+)
 
 EARTH_RADIUS_M = 6_371_008.8
 
@@ -22,7 +30,7 @@ EARTH_RADIUS_M = 6_371_008.8
 class Reason(enum.StrEnum):
     INVALID = "invalid"  # the device itself says it has no fix
     ZERO = "zero_coordinates"  # 0 N 0 E: a receiver's placeholder, never a real position
-    OUT_OF_RANGE = "out_of_range"  # beyond what the Earth or a vehicle allows
+    OUT_OF_RANGE = "out_of_range"  # beyond what the Earth, a vehicle or a receiver allows
     FUTURE = "future"  # fix time ahead of our clock by more than the skew tolerance
     TOO_OLD = "too_old"  # older than the history we keep (week-rollover garbage, stale backlog)
     JUMP = "jump"  # implied speed from the device's previous fix is impossible
@@ -69,11 +77,19 @@ def is_zero(fix: Fix) -> bool:
 
 
 def is_out_of_range(fix: Fix, limits: FilterLimits) -> bool:
+    # Every field, whatever decoded the fix: a value outside `devices.fix`'s physical
+    # bounds is garbage, and may not even fit its column (99,999 satellites in a smallint),
+    # which would fail the whole batch it travels in.
     return not (
         -90.0 <= fix.lat <= 90.0
         and -180.0 <= fix.lon <= 180.0
         and (fix.speed is None or 0.0 <= fix.speed <= 2 * limits.max_speed_mps)
         and (fix.heading is None or 0.0 <= fix.heading < 360.0)
+        and (fix.altitude is None or MIN_ALTITUDE_M <= fix.altitude <= MAX_ALTITUDE_M)
+        and (fix.accuracy is None or 0.0 <= fix.accuracy <= MAX_ACCURACY_M)
+        and (fix.hdop is None or 0.0 <= fix.hdop <= MAX_HDOP)
+        and (fix.satellites is None or 0 <= fix.satellites <= MAX_SATELLITES)
+        and (fix.battery is None or 0 <= fix.battery <= MAX_BATTERY_PERCENT)
     )
 
 

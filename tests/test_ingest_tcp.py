@@ -195,3 +195,31 @@ def test_sentences_of_one_epoch_merge_into_one_fix(
     (row,) = rows(db_url, "rx-3")
     assert row["time"] == t and row["altitude"] == pytest.approx(545.4) and row["satellites"] == 8
     assert row["speed"] == pytest.approx(22.4 * 1852 / 3600, abs=1e-4) and row["heading"] == pytest.approx(84.4)
+
+
+def test_values_the_database_cannot_hold_are_rejected_and_block_no_one(
+    services: Services, db_url: str, fixgate_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A GGA claiming 99,999 satellites or an altitude of 1e39 m decodes (the numbers are
+    well formed) but fits no column: such a fix is rejected as out of range and counted,
+    and the fixes around it, of this device and another, are stored."""
+    odd_token = register(db_url, "odd-1", "acme", "tracker")
+    good_token = register(db_url, "good-2", "acme", "tracker")
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    odd = [
+        rmc_gga(t0, 52.5, 13.4),
+        rmc_gga(t0 + timedelta(seconds=1), 52.5, 13.4, satellites=99_999),
+        rmc_gga(t0 + timedelta(seconds=2), 52.5, 13.4, altitude_m=1e39),
+        rmc_gga(t0 + timedelta(seconds=3), 52.5, 13.4, hdop=1e39),
+        rmc_gga(t0 + timedelta(seconds=4), 52.5, 13.4, altitude_m=-1e39),
+        rmc_gga(t0 + timedelta(seconds=5), 52.5, 13.4),
+    ]
+    good = [rmc_gga(t0 + timedelta(seconds=i), 48.1, 11.6) for i in range(6)]
+    with running_gateway(fixgate_env, tmp_path) as gw:
+        stream(gw.tcp_port, login_sentence("odd-1", odd_token) + b"".join(odd))
+        stream(gw.tcp_port, login_sentence("good-2", good_token) + b"".join(good))
+        assert wait_for(lambda: count(db_url, "good-2") == 6), gw.log()
+        assert wait_for(lambda: count(db_url, "odd-1") == 2), gw.log()
+        assert gw.metric("fixgate_fixes_rejected_total", reason="out_of_range") == 4
+        assert gw.ready()
+    assert [r["time"] for r in rows(db_url, "odd-1")] == [t0, t0 + timedelta(seconds=5)]
