@@ -3,6 +3,8 @@
     eval "$(fixgate stack env)"
     python bench/ingest.py --mode mqtt|mqtt-batch|tcp|all [--fixes N]      # drain / flood
     python bench/ingest.py --mode mqtt|tcp --rate 5000 [--duration 60]      # fixed rate
+    python bench/ingest.py --mode outage [--rate 10000] [--outage 20]       # database outage
+    python bench/ingest.py --mode replay [--fixes N] [--record-fixes 500]   # spool replay
 
 Runs against the stack's real Mosquitto, TimescaleDB and Redis on this machine, in a
 fresh database of its own (dropped afterwards unless --keep). It starts its own gateway
@@ -16,6 +18,9 @@ process (so it can read its peak RSS). Modes:
 - mqtt-batch: the same with 100 fixes per message.
 - tcp: 1,000 connections streaming RMC+GGA epochs as fast as the gateway reads them,
   from sender processes whose payloads are encoded before the clock starts.
+- replay: a spool of --fixes fixes in records of --record-fixes (an outage's batches) is
+  written before the gateway starts; the gateway replays it into TimescaleDB before its
+  listeners open. Figure: fixes/s replayed, from the first replayed to the spool empty.
 - --rate N (with --mode mqtt or tcp): N fixes/s offered for --duration seconds by paced
   publishers (one fix per message, QoS 1) or paced TCP connections (one RMC+GGA epoch
   per second each), with the gateway live; this is where receive-to-stored latency means
@@ -35,6 +40,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -544,6 +550,76 @@ def run_outage(args: argparse.Namespace, env: dict[str, str], db_url: str, devic
     )  # fmt: skip
 
 
+def write_spool(directory: Path, devices: list[str], per_device: int, record_fixes: int, t0: int) -> int:
+    """What an outage leaves: records of `record_fixes`, each a slice of time across devices."""
+    from datetime import UTC, datetime, timedelta
+
+    from devices.fix import Fix, Protocol
+    from gateway.spool import Spool
+
+    base = datetime.fromtimestamp(t0, UTC)
+
+    async def go() -> int:
+        spool = Spool(directory, 1 << 40)
+        spool.open()
+        written = 0
+        try:
+            record: list[Fix] = []
+            for k in range(per_device):
+                t = base + timedelta(seconds=k)
+                for i, device in enumerate(devices):
+                    record.append(Fix(
+                        device_id=device, tenant_id="bench", time=t, lat=48.0 + i * 1e-3 + k * 1e-6,
+                        lon=11.0 + k * 1e-6, speed=12.0, heading=90.0, satellites=9, hdop=0.9,
+                        protocol=Protocol.JSON, received_at=t,
+                    ))  # fmt: skip
+                    if len(record) == record_fixes:
+                        assert await spool.append(record)
+                        written += len(record)
+                        record = []
+            if record:
+                assert await spool.append(record)
+                written += len(record)
+        finally:
+            spool.close()
+        return written
+
+    return asyncio.run(go())
+
+
+def run_replay(args: argparse.Namespace, env: dict[str, str], db_url: str, devices: list[str]) -> Result:
+    """A spool of `--fixes` fixes, replayed by a gateway at its start."""
+    spool_dir = Path(args.log_dir) / f"replay-spool-{uuid.uuid4().hex[:6]}"
+    per_device = max(1, args.fixes // len(devices))
+    sent = write_spool(spool_dir, devices, per_device, args.record_fixes, int(time.time()) - 86400 * 5)
+    print(f"  [replay] {sent:,} fixes spooled in records of {args.record_fixes}", flush=True)
+    gw = start_gateway({**env, "FIXGATE_SPOOL_DIR": str(spool_dir)}, Path(args.log_dir) / "gateway-replay.log",
+                       free_port(), free_port())  # fmt: skip
+    first = done = float("nan")
+    try:
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline:
+            m = scrape(gw.metrics_port)
+            now = time.monotonic()
+            if first != first and m.get("fixgate_spool_replayed_fixes_total", 0) > 0:
+                first = now
+            if m.get("fixgate_spool_fixes", 1) == 0 and m.get("fixgate_spool_replayed_fixes_total", 0) > 0:
+                done = now
+                break
+            time.sleep(0.1)
+        rss = gw.peak_rss_mib()
+    finally:
+        gw.stop()
+        shutil.rmtree(spool_dir, ignore_errors=True)
+    lost, dup = check_db(db_url, sent)
+    secs = done - first
+    return Result(
+        "replay", sent, sent / secs if secs else float("nan"), float("nan"), float("nan"), float("nan"),
+        float("nan"), float("nan"), rss, lost, dup, secs,
+        f"replayed {sent:,} fixes in {secs:.1f} s ({sent / secs:,.0f} fixes/s), records of {args.record_fixes}",
+    )  # fmt: skip
+
+
 # ---- setup ---------------------------------------------------------------------------------
 
 
@@ -569,12 +645,13 @@ def register_all(db_url: str, devices: list[str]) -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mode", choices=["mqtt", "mqtt-batch", "tcp", "outage", "all"], default="all")
+    parser.add_argument("--mode", choices=["mqtt", "mqtt-batch", "tcp", "outage", "replay", "all"], default="all")
     parser.add_argument("--fixes", type=int, default=1_000_000, help="fixes per drain/flood mode (tcp: spread over --connections)")
     parser.add_argument("--rate", type=float, default=0.0, help="fixed-rate mode: fixes/s offered (with --mode mqtt or tcp)")
     parser.add_argument("--duration", type=float, default=60.0, help="fixed-rate and outage modes: seconds of load")
     parser.add_argument("--outage", type=float, default=20.0, help="outage mode: seconds TimescaleDB is stopped")
     parser.add_argument("--devices", type=int, default=1000, help="MQTT devices")
+    parser.add_argument("--record-fixes", type=int, default=500, help="replay mode: fixes per spooled record")
     parser.add_argument(
         "--connections", type=int, default=None,
         help="TCP connections, one device each (default 1,000; fixed rate: one per fix/s, i.e. 1 Hz devices)",
@@ -611,7 +688,10 @@ def main() -> None:
         for mode in modes:
             with psycopg.connect(db_url, autocommit=True) as conn:
                 conn.execute("TRUNCATE positions")
-            if mode == "outage":
+            if mode == "replay":
+                print(f"== replay: {args.fixes:,} fixes from the spool", flush=True)
+                results.append(run_replay(args, env, db_url, mqtt_devices))
+            elif mode == "outage":
                 print(f"== outage: MQTT at {args.rate or 10_000:,.0f} fixes/s for {args.duration:.0f} s", flush=True)
                 results.append(run_outage(args, env, db_url, mqtt_devices))
             elif args.rate:

@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     )
     spool_dir: Path = Field(
         Path.home() / ".local" / "state" / "fixgate" / "spool",
-        description="Disk spool for acknowledged batches while TimescaleDB is away; one gateway per folder.",
+        description="The gateway's state: the disk spool for acknowledged batches while TimescaleDB is away, and the registry snapshot; one gateway per folder.",
     )
     spool_max_bytes: int = Field(
         1024**3,

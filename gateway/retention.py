@@ -18,8 +18,20 @@ async def run_retention(
     pool: asyncpg.Pool, keep_days: float, interval_s: float, stop: asyncio.Event
 ) -> None:
     keep = timedelta(days=keep_days)
-    async with pool.acquire() as conn:
-        mode = await ensure_retention(conn, keep)
+    retry_s = 1.0
+    while True:
+        try:
+            async with pool.acquire() as conn:
+                mode = await ensure_retention(conn, keep)
+            break
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
+            # A gateway started while the database is away: set it up once it is back.
+            log.warning("retention: cannot set up yet (%s: %s); retrying", type(e).__name__, e)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), retry_s)
+            if stop.is_set():
+                return
+            retry_s = min(retry_s * 2, 60.0)
     log.info("retention: keep %s days of history (%s)", keep_days, mode)
     if mode is RetentionMode.POLICY:
         return
@@ -29,7 +41,7 @@ async def run_retention(
                 dropped = await drop_old_chunks(conn, keep)
             if dropped:
                 log.info("retention: dropped %d chunks older than %s days", len(dropped), keep_days)
-        except (OSError, asyncpg.PostgresError) as e:
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
             # The database may be down; the next round tries again.
             log.warning("retention: could not drop old chunks: %s", e)
         with contextlib.suppress(TimeoutError):

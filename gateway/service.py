@@ -1,7 +1,8 @@
 """The gateway process: startup, run, drain (uvicorn's lifecycle shape).
 
-Startup serves health first, opens the pools, loads the registry, opens the disk spool and
-replays what an earlier run left in it, then starts the writers and the listeners. SIGTERM or SIGINT sets `stop`; shutdown then runs in a fixed order under
+Startup serves health first, opens the disk spool, opens the pools, loads the registry (from
+its snapshot if the database is away), replays what an earlier run left in the spool, then
+starts the writers and the listeners. SIGTERM or SIGINT sets `stop`; shutdown then runs in a fixed order under
 `shutdown_timeout_s`: stop accepting (TCP server closed, MQTT loop stops taking
 messages), close TCP connections (each flushes its pending epoch), write the last batches,
 let live positions catch up, cancel what is left (with a count), close the pools.
@@ -21,9 +22,9 @@ from gateway.config import Settings
 from gateway.http import serve_http
 from gateway.logs import setup_logging
 from gateway.mqtt import MqttListener
-from gateway.registry_cache import RegistryCache
+from gateway.registry_cache import SNAPSHOT_NAME, RegistryCache, RegistryUnavailable
 from gateway.retention import run_retention
-from gateway.spool import Spool
+from gateway.spool import Spool, SpoolError
 from gateway.tcp import TcpListener
 from gateway.writers import Flow, HistoryWriter, LiveUpdater, redis_client
 from ingest.filters import FilterLimits
@@ -67,8 +68,8 @@ class Gateway:
             s.database_url, min_size=0, max_size=s.max_concurrent_writes + 4, init=prepare_connection
         )
         self.redis = redis_client(s.redis_url)
-        self.registry = RegistryCache(self.pool)
-        await self.registry.reload()
+        self.registry = RegistryCache(self.pool, snapshot=s.spool_dir / SNAPSHOT_NAME)
+        await self.registry.start()
         self.ingest = Ingest(
             FilterLimits(
                 max_clock_skew_s=s.max_clock_skew_s,
@@ -170,4 +171,8 @@ def _raise_file_limit() -> None:
 def main(settings: Settings) -> None:
     setup_logging(settings.log_level)
     _raise_file_limit()
-    asyncio.run(run_gateway(settings))
+    try:
+        asyncio.run(run_gateway(settings))
+    except (SpoolError, RegistryUnavailable) as e:
+        log.error("gateway: cannot start: %s", e)
+        raise SystemExit(1) from None

@@ -128,9 +128,11 @@ class Spool:
         record = encode_record(rows)
         return await asyncio.get_running_loop().run_in_executor(self._worker, self._append, record, len(rows))
 
-    async def peek(self) -> tuple[Cursor, list[Fix]] | None:
-        """The oldest record not yet replayed, or None when the spool is empty."""
-        return await asyncio.get_running_loop().run_in_executor(self._worker, self._peek)
+    async def peek(self, max_fixes: int = 1) -> tuple[Cursor, list[Fix]] | None:
+        """The oldest records not yet replayed, or None when the spool is empty: one
+        record, then more of the same segment while fewer than `max_fixes` are taken
+        (one database write for many small spooled batches)."""
+        return await asyncio.get_running_loop().run_in_executor(self._worker, self._peek, max_fixes)
 
     async def consume(self, cursor: Cursor) -> None:
         """The record is in the database: move past it, delete its segment when done."""
@@ -189,7 +191,7 @@ class Spool:
         if self._segments:
             self._segments[-1].sealed = True
 
-    def _peek(self) -> tuple[Cursor, list[Fix]] | None:
+    def _peek(self, max_fixes: int) -> tuple[Cursor, list[Fix]] | None:
         while self._segments:
             segment = self._segments[0]
             if self._read_offset >= segment.size:
@@ -199,27 +201,33 @@ class Spool:
                 continue
             if not segment.sealed:
                 self._seal()  # the replay reads sealed segments only; appends start a new one
-            found = self._read_record(segment)
+            found = self._read_records(segment, max_fixes)
             if found is not None:
                 return found
         return None
 
-    def _read_record(self, segment: Segment) -> tuple[Cursor, list[Fix]] | None:
-        """The record at the read offset; damage is counted, logged and stepped over."""
+    def _read_records(self, segment: Segment, max_fixes: int) -> tuple[Cursor, list[Fix]] | None:
+        """Records from the read offset on; damage is counted, logged and stepped over
+        when it comes first, else left for the next call (it ends this one)."""
+        offset, fixes, rows = self._read_offset, 0, []
         with open(segment.path, "rb") as f:
-            f.seek(self._read_offset)
-            raw = f.read(HEADER.size)
-            try:
-                header = parse_header(raw) if len(raw) == HEADER.size else None
-                if header is None:
-                    raise Damaged("segment ends inside a record header")
-                rows = decode_payload(header, f.read(header.payload_bytes))
-            except Damaged as e:
-                f.seek(self._read_offset)
-                self._skip(segment, f.read(), str(e))
-                return None
-        end = self._read_offset + header.record_bytes
-        return Cursor(segment.seq, end, header.fixes), rows
+            f.seek(offset)
+            while offset < segment.size and (not rows or len(rows) < max_fixes):
+                raw = f.read(HEADER.size)
+                try:
+                    header = parse_header(raw) if len(raw) == HEADER.size else None
+                    if header is None:
+                        raise Damaged("segment ends inside a record header")
+                    rows.extend(decode_payload(header, f.read(header.payload_bytes)))
+                except Damaged as e:
+                    if rows:
+                        break
+                    f.seek(offset)
+                    self._skip(segment, f.read(), str(e))
+                    return None
+                offset += header.record_bytes
+                fixes += header.fixes
+        return Cursor(segment.seq, offset, fixes), rows
 
     def _skip(self, segment: Segment, rest: bytes, why: str) -> None:
         """Step from damage at the read offset to the next intact record (or the end)."""

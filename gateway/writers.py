@@ -45,6 +45,10 @@ batch would block the spool forever. The filter keeps such values out (`ingest.f
 this is the second line, for whatever it does not know about (a spool written by an
 older, laxer fixgate; a column constraint added later)."""
 REPLAY_PROBE_S = (0.1, 0.25, 0.5, 1.0)
+REPLAY_BATCH_FIXES = 20_000
+"""Spooled records are merged up to this many fixes per database write: an outage spools
+one record per (small) batch, and a transaction each made the replay crawl beside live
+traffic. Four full live batches (`FIXGATE_BATCH_MAX_FIXES` is 5,000 by default)."""
 
 
 def backoff(delays: tuple[float, ...], attempt: int) -> float:
@@ -262,7 +266,8 @@ class HistoryWriter:
         attempt = 0
         while not stop.is_set():
             try:
-                found = await self.spool.peek()
+                # The first write after an outage is the probe: one record, kept cheap.
+                found = await self.spool.peek(REPLAY_BATCH_FIXES if attempt == 0 and self.database.ok else 1)
             except OSError as e:
                 log.error("spool: cannot read (%s); retrying", e)
                 await asyncio.sleep(RETRY_BACKOFF_S[-1])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -28,8 +29,9 @@ from gateway.config import Settings
 from gateway.migrate import migrate
 from gateway.stack import stack_env
 from gateway.stack.native import NativeStack
+from tests.conftest import FIXGATE_BIN
 from tests.e2e import NumberedPublisher, count, live, register, rmc_gga
-from tests.gateway_proc import GatewayProcess, running_gateway, wait_for
+from tests.gateway_proc import GatewayProcess, free_port, running_gateway, wait_for
 
 pytestmark = pytest.mark.fault
 
@@ -263,3 +265,41 @@ def test_sigterm_during_an_outage_drains_to_the_spool_within_the_bound(
         # closing the connection flushed it, so all 100 are in.
         assert count(db_url, "truck-1") == 100
     assert_exactly_once(pub, db_url)
+
+
+def test_a_gateway_started_while_the_database_is_away_serves_its_devices_from_the_snapshot(
+    fault_stack: NativeStack, fault_env: dict[str, str], tmp_path: Path
+) -> None:
+    db_url = fault_env["FIXGATE_DATABASE_URL"]
+    register(db_url, "dev-0", "acme")
+    state = tmp_path / "state"
+    with running_gateway(fault_env, tmp_path, spool_dir=str(state)):
+        pass  # a first run, with the database: it leaves the registry snapshot
+    snapshot = state / "registry.json"
+    assert snapshot.stat().st_mode & 0o777 == 0o600  # token hashes only, still private
+    fault_stack.stop_pg()
+    with running_gateway(fault_env, tmp_path, spool_dir=str(state)) as gw:
+        assert "serving 1 devices from the snapshot" in gw.log()
+        pub = NumberedPublisher(fault_env["FIXGATE_MQTT_URL"], topic(fault_env), base_time())
+        pub.start(count=400, rate=200)
+        pub.join()
+        assert len(pub.acknowledged()) == 400
+        assert wait_for(lambda: gw.metric("fixgate_spool_fixes") == 400, 20), gw.log()  # durable without the database
+        fault_stack.start_pg()
+        assert wait_for(lambda: count(db_url, "dev-0") == 400, 60), gw.log()
+        assert wait_for(lambda: "loaded from the database again" in gw.log(), 30), gw.log()
+    assert_exactly_once(pub, db_url)
+
+
+def test_without_database_or_snapshot_the_gateway_says_why_it_cannot_start(
+    fault_stack: NativeStack, fault_env: dict[str, str], tmp_path: Path
+) -> None:
+    fault_stack.stop_pg()
+    env = {
+        **fault_env, "FIXGATE_SPOOL_DIR": str(tmp_path / "empty"),
+        "FIXGATE_TCP_PORT": str(free_port()), "FIXGATE_METRICS_PORT": str(free_port()),
+    }  # fmt: skip
+    done = subprocess.run([FIXGATE_BIN, "gateway"], env=env, capture_output=True, timeout=60)
+    assert done.returncode == 1
+    err = done.stderr.decode()
+    assert "cannot start" in err and "no registry snapshot" in err and "Traceback" not in err, err

@@ -142,6 +142,48 @@ async def test_a_damaged_record_is_counted_and_skipped(tmp_path: Path) -> None:
     reopened.close()
 
 
+async def test_records_are_merged_up_to_a_bound_within_a_segment(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1024 * 1024)
+    spool.segment_bytes = len(encode_record(batch(0, 10))) * 5  # five records per segment
+    spool.open()
+    written = [batch(i * 10, 10) for i in range(8)]
+    for rows in written:
+        assert await spool.append(rows)
+    taken = []
+    while (found := await spool.peek(max_fixes=25)) is not None:
+        cursor, rows = found
+        taken.append(rows)
+        await spool.consume(cursor)
+    # 30 (three records reach 25), 20 (the first segment's end), then the second segment's 30.
+    assert [len(rows) for rows in taken] == [30, 20, 30]
+    assert [f for rows in taken for f in rows] == [f for rows in written for f in rows]
+    assert spool.fixes == 0 and segments(tmp_path) == []
+    spool.close()
+
+
+async def test_damage_ends_a_merge_and_is_skipped_by_the_next_peek(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, max_bytes=1024 * 1024)
+    spool.open()
+    for i in range(4):
+        await spool.append(batch(i * 3, 3))
+    spool.close()
+    (path,) = segments(tmp_path)
+    data = bytearray(path.read_bytes())
+    one = len(encode_record(batch(0, 3)))
+    data[2 * one + HEADER.size + 5] ^= 0xFF  # rot inside the third record
+    path.write_bytes(bytes(data))
+    reopened = Spool(tmp_path, max_bytes=1024 * 1024)
+    reopened.open()
+    cursor, rows = await reopened.peek(max_fixes=100)  # type: ignore[misc]
+    assert [f.time for f in rows] == [T0 + timedelta(seconds=s) for s in range(6)]
+    await reopened.consume(cursor)
+    cursor, rows = await reopened.peek(max_fixes=100)  # type: ignore[misc]
+    assert [f.time for f in rows] == [T0 + timedelta(seconds=s) for s in range(9, 12)]
+    await reopened.consume(cursor)
+    assert await reopened.peek(max_fixes=100) is None
+    reopened.close()
+
+
 async def test_a_full_spool_refuses_and_takes_again_once_replayed(tmp_path: Path) -> None:
     one = len(encode_record(batch(0, 50)))
     spool = Spool(tmp_path, max_bytes=one * 4 + 10)
