@@ -22,12 +22,12 @@ import asyncpg
 import msgspec
 
 from devices.registry import Device, check_login, list_devices
+from gateway.writers import DATABASE_ERRORS
 
 log = logging.getLogger(__name__)
 
 SNAPSHOT_NAME = "registry.json"
 """Kept in the spool directory: the gateway's own state, one gateway per directory."""
-DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
 class RegistryUnavailable(RuntimeError):
@@ -72,8 +72,9 @@ class RegistryCache:
         async with self._lock:
             async with self.pool.acquire() as conn:
                 devices = await list_devices(conn)
-            changed = self.from_snapshot or {d.id: d for d in devices} != self.by_id or not self._loaded_at
+            first, before = not self._loaded_at, self.by_id
             self._install(devices)
+            changed = first or self.from_snapshot or self.by_id != before
             if self.from_snapshot:
                 self.from_snapshot = False
                 log.warning("registry: loaded from the database again (%d devices)", len(devices))

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import asyncpg
 
+from gateway.writers import DATABASE_ERRORS, RETRY_BACKOFF_S, backoff
 from ingest.retention import RetentionMode, drop_old_chunks, ensure_retention
 
 log = logging.getLogger(__name__)
@@ -18,20 +19,21 @@ async def run_retention(
     pool: asyncpg.Pool, keep_days: float, interval_s: float, stop: asyncio.Event
 ) -> None:
     keep = timedelta(days=keep_days)
-    retry_s = 1.0
+    attempt = 0
     while True:
         try:
             async with pool.acquire() as conn:
                 mode = await ensure_retention(conn, keep)
             break
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
+        except DATABASE_ERRORS as e:
             # A gateway started while the database is away: set it up once it is back.
-            log.warning("retention: cannot set up yet (%s: %s); retrying", type(e).__name__, e)
+            if attempt == 0:
+                log.warning("retention: cannot set up yet (%s: %s); retrying", type(e).__name__, e)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), retry_s)
+                await asyncio.wait_for(stop.wait(), backoff(RETRY_BACKOFF_S, attempt))
             if stop.is_set():
                 return
-            retry_s = min(retry_s * 2, 60.0)
+            attempt += 1
     log.info("retention: keep %s days of history (%s)", keep_days, mode)
     if mode is RetentionMode.POLICY:
         return
@@ -41,7 +43,7 @@ async def run_retention(
                 dropped = await drop_old_chunks(conn, keep)
             if dropped:
                 log.info("retention: dropped %d chunks older than %s days", len(dropped), keep_days)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
+        except DATABASE_ERRORS as e:
             # The database may be down; the next round tries again.
             log.warning("retention: could not drop old chunks: %s", e)
         with contextlib.suppress(TimeoutError):

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 _unstorable_log = RateLimitedLog(log)
 
+DATABASE_ERRORS: tuple[type[Exception], ...] = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+"""What a query raises while the database is away (refused, reset, restarting, slow)."""
 RETRY_BACKOFF_S = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 UNSTORABLE_ERRORS: tuple[type[Exception], ...] = (
     ValueError,  # asyncpg refusing to encode a value for its column (float4 overflow...)
@@ -44,6 +46,8 @@ UNSTORABLE_ERRORS: tuple[type[Exception], ...] = (
 batch would block the spool forever. The filter keeps such values out (`ingest.filters`);
 this is the second line, for whatever it does not know about (a spool written by an
 older, laxer fixgate; a column constraint added later)."""
+UNSTORABLE = "unstorable"
+"""The `fixgate_fixes_rejected_total` reason of a fix dropped for such an error."""
 REPLAY_PROBE_S = (0.1, 0.25, 0.5, 1.0)
 REPLAY_BATCH_FIXES = 20_000
 """Spooled records are merged up to this many fixes per database write: an outage spools
@@ -133,7 +137,7 @@ class HistoryWriter:
         self.spool = spool
         self.spool_after_s = spool_after_s
         self.database = SinkHealth("timescaledb")
-        metrics.FIXES_REJECTED.labels("unstorable")  # shown at 0 from the start
+        metrics.FIXES_REJECTED.labels(UNSTORABLE)  # shown at 0 from the start
         self._slots = asyncio.Semaphore(max_concurrent)
         self._kick = asyncio.Event()
         self._spooled = asyncio.Event()
@@ -249,7 +253,7 @@ class HistoryWriter:
         counted as rejected `unstorable`, and logged (a bounded rate per device)."""
         if len(rows) == 1:
             fix = rows[0]
-            metrics.FIXES_REJECTED.labels("unstorable").inc()
+            metrics.FIXES_REJECTED.labels(UNSTORABLE).inc()
             _unstorable_log.warning(
                 (fix.device_id,), time.monotonic(), "timescaledb: fix of %s at %s not storable (%s: %s): %s",
                 fix.device_id, fix.time.isoformat(), type(error).__name__, error, msgspec.json.encode(fix).decode(),

@@ -121,20 +121,26 @@ async def test_a_write_cut_short_by_a_crash_is_cut_off_at_start(tmp_path: Path) 
     reopened.close()
 
 
-async def test_a_damaged_record_is_counted_and_skipped(tmp_path: Path) -> None:
+async def reopened_with_rot(tmp_path: Path, records: int, rotten: int) -> Spool:
+    """A spool of `records` 3-fix records whose record number `rotten` (0-based) has a
+    flipped byte in its payload, reopened."""
     spool = Spool(tmp_path, max_bytes=1024 * 1024)
     spool.open()
-    for i in range(3):
+    for i in range(records):
         await spool.append(batch(i * 3, 3))
     spool.close()
     (path,) = segments(tmp_path)
     data = bytearray(path.read_bytes())
-    second_record = len(encode_record(batch(0, 3)))
-    data[second_record + HEADER.size + 5] ^= 0xFF  # rot inside the second record's payload
+    data[rotten * len(encode_record(batch(0, 3))) + HEADER.size + 5] ^= 0xFF
     path.write_bytes(bytes(data))
-    damaged_before = metrics.SPOOL_DAMAGED._value.get()
     reopened = Spool(tmp_path, max_bytes=1024 * 1024)
     reopened.open()
+    return reopened
+
+
+async def test_a_damaged_record_is_counted_and_skipped(tmp_path: Path) -> None:
+    damaged_before = metrics.SPOOL_DAMAGED._value.get()
+    reopened = await reopened_with_rot(tmp_path, records=3, rotten=1)
     replayed = await drain(reopened)
     assert [rows[0].time for rows in replayed] == [T0, T0 + timedelta(seconds=6)]
     assert metrics.SPOOL_DAMAGED._value.get() == damaged_before + 1
@@ -162,18 +168,7 @@ async def test_records_are_merged_up_to_a_bound_within_a_segment(tmp_path: Path)
 
 
 async def test_damage_ends_a_merge_and_is_skipped_by_the_next_peek(tmp_path: Path) -> None:
-    spool = Spool(tmp_path, max_bytes=1024 * 1024)
-    spool.open()
-    for i in range(4):
-        await spool.append(batch(i * 3, 3))
-    spool.close()
-    (path,) = segments(tmp_path)
-    data = bytearray(path.read_bytes())
-    one = len(encode_record(batch(0, 3)))
-    data[2 * one + HEADER.size + 5] ^= 0xFF  # rot inside the third record
-    path.write_bytes(bytes(data))
-    reopened = Spool(tmp_path, max_bytes=1024 * 1024)
-    reopened.open()
+    reopened = await reopened_with_rot(tmp_path, records=4, rotten=2)
     cursor, rows = await reopened.peek(max_fixes=100)  # type: ignore[misc]
     assert [f.time for f in rows] == [T0 + timedelta(seconds=s) for s in range(6)]
     await reopened.consume(cursor)
