@@ -30,7 +30,8 @@ from gateway.stack import docker_engine_answers, stack_env
 # The `fixgate` command of the interpreter running the tests (the venv need not be on PATH).
 FIXGATE_BIN = str(Path(sys.executable).parent / "fixgate")
 SHARED_DIR = Path(os.environ.get("FIXGATE_SHARED_DIR", REPO_ROOT.parent / "shared"))
-TEMPLATE_DB = "fixgate_test_template"
+# One template per run (pid): runs sharing one stack must not drop each other's template.
+TEMPLATE_DB = f"fixgate_test_template_{os.getpid()}"
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ def services() -> Iterator[Services]:
 
 
 @pytest.fixture(scope="session")
-def template_db(services: Services) -> str:
+def template_db(services: Services) -> Iterator[str]:
     """A database migrated once per run; each test's database is cloned from it."""
     with psycopg.connect(services.admin_database_url, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)")
@@ -122,7 +123,9 @@ def template_db(services: Services) -> str:
         conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (TEMPLATE_DB,)
         )
-    return TEMPLATE_DB
+    yield TEMPLATE_DB
+    with psycopg.connect(services.admin_database_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)")
 
 
 @pytest.fixture
