@@ -61,9 +61,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.load import TOPIC_PREFIX, TcpLoad, publish  # noqa: E402
-from devices.registry import add_device  # noqa: E402
 from gateway.config import Settings, mqtt_address  # noqa: E402
-from gateway.migrate import migrate  # noqa: E402
+from gateway.migrate import migrate, migrations_dir  # noqa: E402
+from gateway.registry.store import add_device  # noqa: E402
 
 FIXGATE = str(Path(sys.executable).parent / "fixgate")
 WARMUP_S = 5.0
@@ -108,7 +108,9 @@ def quantile(before: dict[str, float], after: dict[str, float], name: str, q: fl
     for key, value in after.items():
         if key.startswith(f"{name}_bucket{{le="):
             le = key.split('le="')[1].split('"')[0]
-            buckets.append((float("inf") if le == "+Inf" else float(le), value - before.get(key, 0.0)))
+            buckets.append(
+                (float("inf") if le == "+Inf" else float(le), value - before.get(key, 0.0))
+            )
     buckets.sort()
     total = buckets[-1][1]
     if total <= 0:
@@ -181,9 +183,10 @@ def start_gateway(env: dict[str, str], log: Path, tcp_port: int, metrics_port: i
     gw = Gateway(proc, metrics_port, tcp_port, time.monotonic(), client_id)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), urllib.request.urlopen(
-            f"http://127.0.0.1:{metrics_port}/healthz", timeout=2
-        ) as r:
+        with (
+            contextlib.suppress(OSError),
+            urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/healthz", timeout=2) as r,
+        ):
             if r.status == 200:
                 return gw
         if proc.poll() is not None:
@@ -323,7 +326,9 @@ def check_db(db_url: str, sent: int) -> tuple[int, int]:
     return max(0, sent - rows), max(0, rows - sent)
 
 
-def drain_result(label: str, sent: int, drain: Drain, gw: Gateway, rss: float, db_url: str, extra: str) -> Result:
+def drain_result(
+    label: str, sent: int, drain: Drain, gw: Gateway, rss: float, db_url: str, extra: str
+) -> Result:
     lost, dup = check_db(db_url, sent)
     m = drain.metrics
     secs = drain.seconds
@@ -340,7 +345,14 @@ def drain_result(label: str, sent: int, drain: Drain, gw: Gateway, rss: float, d
 # ---- drain and flood modes ------------------------------------------------------------------
 
 
-def run_mqtt(args: argparse.Namespace, env: dict[str, str], db_url: str, devices: list[str], per_message: int, label: str) -> Result:
+def run_mqtt(
+    args: argparse.Namespace,
+    env: dict[str, str],
+    db_url: str,
+    devices: list[str],
+    per_message: int,
+    label: str,
+) -> Result:
     mqtt_url = Settings().mqtt_url
     per_device = args.fixes // len(devices)
     sent_fixes = per_device * len(devices)
@@ -353,7 +365,10 @@ def run_mqtt(args: argparse.Namespace, env: dict[str, str], db_url: str, devices
         ensure_session(mqtt_url, bare_id)
         started = time.monotonic()
         messages, _ = publish(mqtt_url, devices, per_device, per_message, t0)
-        print(f"  [{label}] preloaded {messages:,} messages for the bare subscriber in {time.monotonic() - started:.1f} s", flush=True)
+        print(
+            f"  [{label}] preloaded {messages:,} messages for the bare subscriber in {time.monotonic() - started:.1f} s",
+            flush=True,
+        )
         bare_rate = bare_paho_drain(mqtt_url, bare_id, messages)
         drop_session(mqtt_url, bare_id)
         print(f"  [{label}] bare paho QoS 1 subscriber drained {bare_rate:,.0f} msg/s", flush=True)
@@ -365,7 +380,10 @@ def run_mqtt(args: argparse.Namespace, env: dict[str, str], db_url: str, devices
     ensure_session(mqtt_url, gw_id)  # the gateway's persistent session, queued for
     started = time.monotonic()
     messages, _ = publish(mqtt_url, devices, per_device, per_message, t0)
-    print(f"  [{label}] preloaded {messages:,} messages for the gateway in {time.monotonic() - started:.1f} s", flush=True)
+    print(
+        f"  [{label}] preloaded {messages:,} messages for the gateway in {time.monotonic() - started:.1f} s",
+        flush=True,
+    )
     probe = LiveProbe(Settings().redis_url, env["FIXGATE_REDIS_PREFIX"], devices, t0)
     gw = start_gateway(env, log, free_port(), free_port())
     try:
@@ -382,7 +400,9 @@ def run_mqtt(args: argparse.Namespace, env: dict[str, str], db_url: str, devices
     return drain_result(label, sent_fixes, drain, gw, rss, db_url, extra)
 
 
-def run_tcp(args: argparse.Namespace, env: dict[str, str], db_url: str, tokens: dict[str, str]) -> Result:
+def run_tcp(
+    args: argparse.Namespace, env: dict[str, str], db_url: str, tokens: dict[str, str]
+) -> Result:
     devices = list(tokens)
     per_device = args.fixes // len(devices)
     sent = per_device * len(devices)
@@ -391,7 +411,9 @@ def run_tcp(args: argparse.Namespace, env: dict[str, str], db_url: str, tokens: 
     probe = LiveProbe(Settings().redis_url, env["FIXGATE_REDIS_PREFIX"], devices, t0)
     gw = start_gateway(env, log, free_port(), free_port())
     try:
-        load = TcpLoad(gw.tcp_port, [(d, tokens[d], per_device) for d in devices], t0, 0.0, args.senders)
+        load = TcpLoad(
+            gw.tcp_port, [(d, tokens[d], per_device) for d in devices], t0, 0.0, args.senders
+        )
         load.wait_ready(600)
         load.go()
         drain = watch(gw, sent, probe, args.timeout)
@@ -417,7 +439,9 @@ def wait_ready(gw: Gateway, timeout_s: float) -> None:
     raise RuntimeError("gateway not ready")
 
 
-def run_rate(args: argparse.Namespace, env: dict[str, str], db_url: str, tokens: dict[str, str], label: str) -> Result:
+def run_rate(
+    args: argparse.Namespace, env: dict[str, str], db_url: str, tokens: dict[str, str], label: str
+) -> Result:
     """Offer `--rate` fixes/s for `--duration` s to a live gateway; measure after a warm-up."""
     devices = list(tokens)
     per_device = max(1, round(args.rate * args.duration / len(devices)))
@@ -429,13 +453,23 @@ def run_rate(args: argparse.Namespace, env: dict[str, str], db_url: str, tokens:
     try:
         wait_ready(gw, 60)
         if label == "tcp-rate":
-            load = TcpLoad(gw.tcp_port, [(d, tokens[d], per_device) for d in devices], t0, args.rate, args.senders)
+            load = TcpLoad(
+                gw.tcp_port,
+                [(d, tokens[d], per_device) for d in devices],
+                t0,
+                args.rate,
+                args.senders,
+            )
             load.wait_ready(600)
             go = load.go()
-            waiter = threading.Thread(target=lambda: result.append(load.wait(args.duration * 3 + 120)))
+            waiter = threading.Thread(
+                target=lambda: result.append(load.wait(args.duration * 3 + 120))
+            )
         else:
             waiter = threading.Thread(
-                target=lambda: result.append(publish(Settings().mqtt_url, devices, per_device, 1, t0, args.rate))
+                target=lambda: result.append(
+                    publish(Settings().mqtt_url, devices, per_device, 1, t0, args.rate)
+                )
             )
             go = time.monotonic()
         waiter.start()
@@ -452,7 +486,9 @@ def run_rate(args: argparse.Namespace, env: dict[str, str], db_url: str, tokens:
     lost, dup = check_db(db_url, sent)
     offered = result[0][0] / result[0][1] if result and result[0][1] else float("nan")
     window = t_after - t_before
-    stored = after.get("fixgate_fixes_stored_total", 0) - before.get("fixgate_fixes_stored_total", 0)
+    stored = after.get("fixgate_fixes_stored_total", 0) - before.get(
+        "fixgate_fixes_stored_total", 0
+    )
     live = after.get("fixgate_live_updates_total", 0) - before.get("fixgate_live_updates_total", 0)
     unit = "fixes" if label == "tcp-rate" else "messages"
     over = share_over(before, after, "fixgate_receive_to_stored_seconds", 0.5)
@@ -477,20 +513,27 @@ def count_rows(db_url: str) -> int:
         return conn.execute("SELECT count(*) FROM positions").fetchone()[0]  # type: ignore[index,no-any-return]
 
 
-def run_outage(args: argparse.Namespace, env: dict[str, str], db_url: str, devices: list[str]) -> Result:
+def run_outage(
+    args: argparse.Namespace, env: dict[str, str], db_url: str, devices: list[str]
+) -> Result:
     """MQTT at a fixed rate (`--rate` fixes/s, 10 per message) for `--duration` s, with the
     native stack's TimescaleDB stopped (by PID) for `--outage` s from a third of the way
     in. Measures the rate fixes were received and acknowledged at during the outage (all
     of them through the spool), then how long the spool takes to drain once the database
     is back (while the load goes on), and checks that every fix is stored exactly once."""
-    from gateway.stack.native import NativeStack
+    from devtools.stack.native import NativeStack
+    from devtools.stack.settings import StackSettings
 
-    stack = NativeStack(Settings())
+    stack = NativeStack(StackSettings())
     if stack.pg_pid() is None:
-        raise SystemExit("outage mode stops and starts the native stack's TimescaleDB: run `fixgate stack up` first")
+        raise SystemExit(
+            "outage mode stops and starts the native stack's TimescaleDB: run `fixgate stack up` first"
+        )
     rate = args.rate or 10_000.0
     per_message = OUTAGE_FIXES_PER_MESSAGE
-    per_device = max(per_message, round(rate * args.duration / len(devices) / per_message) * per_message)
+    per_device = max(
+        per_message, round(rate * args.duration / len(devices) / per_message) * per_message
+    )
     sent = per_device * len(devices)
     t0 = int(time.time()) - 86400 * 5
     spool_dir = Path(args.log_dir) / f"outage-spool-{uuid.uuid4().hex[:6]}"
@@ -501,7 +544,9 @@ def run_outage(args: argparse.Namespace, env: dict[str, str], db_url: str, devic
         wait_ready(gw, 60)
         mqtt_url = Settings().mqtt_url
         waiter = threading.Thread(
-            target=lambda: published.append(publish(mqtt_url, devices, per_device, per_message, t0, rate / per_message))
+            target=lambda: published.append(
+                publish(mqtt_url, devices, per_device, per_message, t0, rate / per_message)
+            )
         )
         go = time.monotonic()
         waiter.start()
@@ -536,8 +581,14 @@ def run_outage(args: argparse.Namespace, env: dict[str, str], db_url: str, devic
     window = t_during - t_before
     accepted = (received(during) - received(before)) / window
     spooled_total = after.get("fixgate_spool_written_fixes_total", 0.0)
-    spooled_during = during.get("fixgate_spool_written_fixes_total", 0.0) - before.get("fixgate_spool_written_fixes_total", 0.0)
-    offered = published[0][0] * per_message / published[0][1] if published and published[0][1] else float("nan")
+    spooled_during = during.get("fixgate_spool_written_fixes_total", 0.0) - before.get(
+        "fixgate_spool_written_fixes_total", 0.0
+    )
+    offered = (
+        published[0][0] * per_message / published[0][1]
+        if published and published[0][1]
+        else float("nan")
+    )
     return Result(
         "outage", sent, accepted, float("nan"), float("nan"), float("nan"),
         quantile({}, after, "fixgate_receive_to_stored_seconds", 0.5),
@@ -550,12 +601,14 @@ def run_outage(args: argparse.Namespace, env: dict[str, str], db_url: str, devic
     )  # fmt: skip
 
 
-def write_spool(directory: Path, devices: list[str], per_device: int, record_fixes: int, t0: int) -> int:
+def write_spool(
+    directory: Path, devices: list[str], per_device: int, record_fixes: int, t0: int
+) -> int:
     """What an outage leaves: records of `record_fixes`, each a slice of time across devices."""
     from datetime import UTC, datetime, timedelta
 
     from devices.fix import Fix, Protocol
-    from gateway.spool import Spool
+    from gateway.sinks.spool import Spool
 
     base = datetime.fromtimestamp(t0, UTC)
 
@@ -587,11 +640,15 @@ def write_spool(directory: Path, devices: list[str], per_device: int, record_fix
     return asyncio.run(go())
 
 
-def run_replay(args: argparse.Namespace, env: dict[str, str], db_url: str, devices: list[str]) -> Result:
+def run_replay(
+    args: argparse.Namespace, env: dict[str, str], db_url: str, devices: list[str]
+) -> Result:
     """A spool of `--fixes` fixes, replayed by a gateway at its start."""
     spool_dir = Path(args.log_dir) / f"replay-spool-{uuid.uuid4().hex[:6]}"
     per_device = max(1, args.fixes // len(devices))
-    sent = write_spool(spool_dir, devices, per_device, args.record_fixes, int(time.time()) - 86400 * 5)
+    sent = write_spool(
+        spool_dir, devices, per_device, args.record_fixes, int(time.time()) - 86400 * 5
+    )
     print(f"  [replay] {sent:,} fixes spooled in records of {args.record_fixes}", flush=True)
     gw = start_gateway({**env, "FIXGATE_SPOOL_DIR": str(spool_dir)}, Path(args.log_dir) / "gateway-replay.log",
                        free_port(), free_port())  # fmt: skip
@@ -603,7 +660,10 @@ def run_replay(args: argparse.Namespace, env: dict[str, str], db_url: str, devic
             now = time.monotonic()
             if first != first and m.get("fixgate_spool_replayed_fixes_total", 0) > 0:
                 first = now
-            if m.get("fixgate_spool_fixes", 1) == 0 and m.get("fixgate_spool_replayed_fixes_total", 0) > 0:
+            if (
+                m.get("fixgate_spool_fixes", 1) == 0
+                and m.get("fixgate_spool_replayed_fixes_total", 0) > 0
+            ):
                 done = now
                 break
             time.sleep(0.1)
@@ -628,7 +688,7 @@ def make_database(admin_url: str, name: str) -> str:
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {name}")
     url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-    migrate(url, Settings().migrations_dir)
+    migrate(url, migrations_dir())
     return url
 
 
@@ -636,7 +696,9 @@ def register_all(db_url: str, devices: list[str]) -> dict[str, str]:
     async def go() -> dict[str, str]:
         conn = await asyncpg.connect(db_url)
         try:
-            return {d: await add_device(conn, d, tenant_id="bench", kind="tracker") for d in devices}
+            return {
+                d: await add_device(conn, d, tenant_id="bench", kind="tracker") for d in devices
+            }
         finally:
             await conn.close()
 
@@ -645,19 +707,39 @@ def register_all(db_url: str, devices: list[str]) -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mode", choices=["mqtt", "mqtt-batch", "tcp", "outage", "replay", "all"], default="all")
-    parser.add_argument("--fixes", type=int, default=1_000_000, help="fixes per drain/flood mode (tcp: spread over --connections)")
-    parser.add_argument("--rate", type=float, default=0.0, help="fixed-rate mode: fixes/s offered (with --mode mqtt or tcp)")
-    parser.add_argument("--duration", type=float, default=60.0, help="fixed-rate and outage modes: seconds of load")
-    parser.add_argument("--outage", type=float, default=20.0, help="outage mode: seconds TimescaleDB is stopped")
+    parser.add_argument(
+        "--mode", choices=["mqtt", "mqtt-batch", "tcp", "outage", "replay", "all"], default="all"
+    )
+    parser.add_argument(
+        "--fixes",
+        type=int,
+        default=1_000_000,
+        help="fixes per drain/flood mode (tcp: spread over --connections)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="fixed-rate mode: fixes/s offered (with --mode mqtt or tcp)",
+    )
+    parser.add_argument(
+        "--duration", type=float, default=60.0, help="fixed-rate and outage modes: seconds of load"
+    )
+    parser.add_argument(
+        "--outage", type=float, default=20.0, help="outage mode: seconds TimescaleDB is stopped"
+    )
     parser.add_argument("--devices", type=int, default=1000, help="MQTT devices")
-    parser.add_argument("--record-fixes", type=int, default=500, help="replay mode: fixes per spooled record")
+    parser.add_argument(
+        "--record-fixes", type=int, default=500, help="replay mode: fixes per spooled record"
+    )
     parser.add_argument(
         "--connections", type=int, default=None,
         help="TCP connections, one device each (default 1,000; fixed rate: one per fix/s, i.e. 1 Hz devices)",
     )  # fmt: skip
     parser.add_argument("--senders", type=int, default=1, help="TCP sender processes")
-    parser.add_argument("--no-bare", action="store_true", help="MQTT modes: skip the bare paho baseline")
+    parser.add_argument(
+        "--no-bare", action="store_true", help="MQTT modes: skip the bare paho baseline"
+    )
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--log-dir", default="/tmp")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
@@ -682,7 +764,11 @@ def main() -> None:
     results: list[Result] = []
     try:
         modes = ["mqtt", "mqtt-batch", "tcp"] if args.mode == "all" else [args.mode]
-        mqtt_devices = [f"m{i:05d}" for i in range(args.devices)] if "tcp" not in modes or len(modes) > 1 else []
+        mqtt_devices = (
+            [f"m{i:05d}" for i in range(args.devices)]
+            if "tcp" not in modes or len(modes) > 1
+            else []
+        )
         tcp_devices = [f"t{i:05d}" for i in range(args.connections)] if "tcp" in modes else []
         tokens = register_all(db_url, mqtt_devices + tcp_devices)
         for mode in modes:
@@ -692,12 +778,19 @@ def main() -> None:
                 print(f"== replay: {args.fixes:,} fixes from the spool", flush=True)
                 results.append(run_replay(args, env, db_url, mqtt_devices))
             elif mode == "outage":
-                print(f"== outage: MQTT at {args.rate or 10_000:,.0f} fixes/s for {args.duration:.0f} s", flush=True)
+                print(
+                    f"== outage: MQTT at {args.rate or 10_000:,.0f} fixes/s for {args.duration:.0f} s",
+                    flush=True,
+                )
                 results.append(run_outage(args, env, db_url, mqtt_devices))
             elif args.rate:
-                print(f"== {mode} at {args.rate:,.0f} fixes/s for {args.duration:.0f} s", flush=True)
+                print(
+                    f"== {mode} at {args.rate:,.0f} fixes/s for {args.duration:.0f} s", flush=True
+                )
                 devices = tcp_devices if mode == "tcp" else mqtt_devices
-                results.append(run_rate(args, env, db_url, {d: tokens[d] for d in devices}, f"{mode}-rate"))
+                results.append(
+                    run_rate(args, env, db_url, {d: tokens[d] for d in devices}, f"{mode}-rate")
+                )
             else:
                 print(f"== {mode}: {args.fixes:,} fixes", flush=True)
                 if mode == "mqtt":
@@ -722,7 +815,9 @@ def main() -> None:
             for key in live.scan_iter(match=f"{name}:*", count=1000):
                 live.delete(key)
             live.close()
-    print("\nmode        fixes      stored/s  redis/s  lag s  p50 ms  p99 ms  RSS MiB  lost  dup  notes")
+    print(
+        "\nmode        fixes      stored/s  redis/s  lag s  p50 ms  p99 ms  RSS MiB  lost  dup  notes"
+    )
     for r in results:
         print(
             f"{r.mode:11} {r.sent_fixes:>9,} {r.stored_rate:>9,.0f} {r.redis_rate:>8,.0f} {r.redis_lag_s:>6.1f} "

@@ -86,11 +86,15 @@ def nmea_epochs(device: str, n: int, t0: int) -> list[bytes]:
 # ---- MQTT --------------------------------------------------------------------------------
 
 
-def _interleaved(devices: Sequence[str], per_device: int, t0: int, per_message: int) -> list[tuple[str, bytes]]:
+def _interleaved(
+    devices: Sequence[str], per_device: int, t0: int, per_message: int
+) -> list[tuple[str, bytes]]:
     """Round-robin over the devices, as a fleet publishes: message k of every device, then k+1."""
     per = {d: json_payloads(d, per_device, t0, per_message) for d in devices}
     count = len(next(iter(per.values()))) if per else 0
-    return [(f"{TOPIC_PREFIX}fixgate/bench/{d}/fix", per[d][k]) for k in range(count) for d in devices]
+    return [
+        (f"{TOPIC_PREFIX}fixgate/bench/{d}/fix", per[d][k]) for k in range(count) for d in devices
+    ]
 
 
 def _mqtt_packet(first_byte: int, body: bytes) -> bytes:
@@ -115,10 +119,17 @@ def raw_publish_worker(
     for i, (topic, payload) in enumerate(_interleaved(devices, per_device, t0, per_message)):
         raw_topic = topic.encode()
         mid = i % 65535 + 1
-        packets.append(_mqtt_packet(0x32, len(raw_topic).to_bytes(2, "big") + raw_topic + mid.to_bytes(2, "big") + payload))
+        packets.append(
+            _mqtt_packet(
+                0x32,
+                len(raw_topic).to_bytes(2, "big") + raw_topic + mid.to_bytes(2, "big") + payload,
+            )
+        )
     sock = socket.create_connection((host, port))
     client_id = f"bench-pub-{uuid.uuid4().hex[:8]}".encode()
-    connect = b"\x00\x04MQTT\x04\x02\x00\x00" + len(client_id).to_bytes(2, "big") + client_id  # clean, no keepalive
+    connect = (
+        b"\x00\x04MQTT\x04\x02\x00\x00" + len(client_id).to_bytes(2, "big") + client_id
+    )  # clean, no keepalive
     sock.sendall(_mqtt_packet(0x10, connect))
     if sock.recv(4)[:1] != b"\x20":
         raise RuntimeError("no CONNACK")
@@ -150,7 +161,13 @@ def raw_publish_worker(
 
 
 def publish(
-    mqtt_url: str, devices: list[str], per_device: int, per_message: int, t0: int, rate: float = 0.0, workers: int = 2
+    mqtt_url: str,
+    devices: list[str],
+    per_device: int,
+    per_message: int,
+    t0: int,
+    rate: float = 0.0,
+    workers: int = 2,
 ) -> tuple[int, float]:
     """Run `workers` publisher processes over the devices; (messages, seconds publishing)."""
     ready = [mp.Event() for _ in range(workers)]
@@ -224,7 +241,9 @@ def _send_flood(socks: list[socket.socket], payloads: list[bytes]) -> None:
     sel.close()
 
 
-def _send_paced(socks: list[socket.socket], epochs: list[list[bytes]], rate: float, start: float) -> None:
+def _send_paced(
+    socks: list[socket.socket], epochs: list[list[bytes]], rate: float, start: float
+) -> None:
     """Event j (connection j % n, its epoch j // n) is due at start + j / rate."""
     n = len(socks)
     total = sum(len(e) for e in epochs)
@@ -265,7 +284,9 @@ def _await_close(socks: list[socket.socket], timeout_s: float) -> None:
 class TcpLoad:
     """The senders, started and connected; `go()` starts the clock, `wait()` their result."""
 
-    def __init__(self, port: int, jobs: list[tuple[str, str, int]], t0: int, rate: float, processes: int) -> None:
+    def __init__(
+        self, port: int, jobs: list[tuple[str, str, int]], t0: int, rate: float, processes: int
+    ) -> None:
         self.ready = [mp.Event() for _ in range(processes)]
         self.go_event, self.done = mp.Event(), mp.Queue()
         self.procs = [

@@ -115,7 +115,7 @@ _NO_ERRORS: Final[tuple[DecodeError, ...]] = ()
 
 
 def decode_json_fixes(
-    payload: bytes,
+    payload: bytes | bytearray,
     device_id: str,
     tenant_id: str,
     now: float,
@@ -181,7 +181,7 @@ def _check_batch_size(count: int, max_fixes_per_message: int) -> DecodeError | N
 
 
 def _after_misfit(
-    payload: bytes,
+    payload: bytes | bytearray,
     exc: msgspec.ValidationError,
     device_id: str,
     tenant_id: str,
@@ -200,7 +200,7 @@ def _after_misfit(
 
 
 def _decode_elements(
-    payload: bytes,
+    payload: bytes | bytearray,
     device_id: str,
     tenant_id: str,
     received_at: datetime,

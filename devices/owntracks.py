@@ -108,7 +108,7 @@ _decode_envelope = msgspec.json.Decoder(_Envelope).decode
 
 
 def decode_owntracks(
-    payload: bytes,
+    payload: bytes | bytearray,
     device_id: str,
     tenant_id: str,
     now: float,
@@ -165,7 +165,9 @@ def decode_owntracks(
     )
 
 
-def _unknown_type_or_error(payload: bytes, exc: msgspec.ValidationError) -> Ignored | DecodeError:
+def _unknown_type_or_error(
+    payload: bytes | bytearray, exc: msgspec.ValidationError
+) -> Ignored | DecodeError:
     """A `_type` this module does not know is ignored; anything else is the device's error."""
     try:
         envelope = _decode_envelope(payload)

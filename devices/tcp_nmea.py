@@ -28,7 +28,6 @@ from devices.events import (
 from devices.fix import Fix
 from devices.framing import DEFAULT_MAX_LINE_BYTES, LineFramer
 from devices.nmea import DEFAULT_TIMEOUT_EPOCH_IDLE_S, NmeaDecoder, NmeaEvent, Parser
-from devices.tokens import FORBIDDEN_TOKEN_CHARS
 
 __all__ = [
     "DEFAULT_MAX_ERRORS",
@@ -56,10 +55,13 @@ second); 64 is over two seconds of that, and at most 64 KiB with the default lin
 
 _LOGIN_ADDRESS: Final = b"PFXGL"
 _LOGIN_PREFIX: Final = b"$PFXGL,"
-# The registry's rules for ids (`devices.registry.add_device`) and tokens
-# (`devices.tokens`), so that every registered device can log in. Lengths need no bound of
+# The registry's rules for ids (`gateway.registry.store.add_device`) and tokens
+# (`gateway.registry.tokens`), so that every registered device can log in. Lengths need no bound of
 # their own: the whole login line is within the framer's `max_line_bytes`.
 _FORBIDDEN_DEVICE_ID_CHARS: Final = frozenset("/+#,*$ ")
+FORBIDDEN_TOKEN_CHARS: Final = frozenset(",*$\r\n")
+"""Login tokens travel inside an NMEA sentence: no commas, asterisks or dollar signs
+(the registry refuses such tokens, `gateway.registry.tokens`)."""
 
 
 class SessionState(enum.Enum):

@@ -11,10 +11,9 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-# Loopback ports of the native stack: off the services' defaults, so a system PostgreSQL,
-# Redis or Mosquitto on the same machine never collides with ours.
+# Loopback ports of the native development stack (`fixgate stack`, devtools/stack), so the
+# defaults below reach it: off the services' defaults, so a system PostgreSQL, Redis or
+# Mosquitto on the same machine never collides with ours.
 STACK_PG_PORT = 55432
 STACK_REDIS_PORT = 56379
 STACK_MQTT_PORT = 51883
@@ -56,7 +55,8 @@ class Settings(BaseSettings):
     api_host: str = Field("127.0.0.1", description="Address the dispatch API binds.")
     api_port: int = Field(8000, description="Dispatch API port.")
     tcp_max_line_bytes: int = Field(
-        1024, description="Longest TCP line accepted, bytes (NMEA caps a sentence at 82 characters)."
+        1024,
+        description="Longest TCP line accepted, bytes (NMEA caps a sentence at 82 characters).",
     )
     tcp_login_timeout_s: float = Field(
         30, description="A TCP connection must log in within this many seconds or is closed."
@@ -65,7 +65,8 @@ class Settings(BaseSettings):
         600, description="A logged-in TCP connection silent this long is closed, seconds."
     )
     tcp_max_errors: int = Field(
-        50, description="Decode errors in a row (since the last good fix) before a TCP connection is closed."
+        50,
+        description="Decode errors in a row (since the last good fix) before a TCP connection is closed.",
     )
     batch_max_fixes: int = Field(5000, description="Most fixes in one TimescaleDB write.")
     batch_max_age_s: float = Field(
@@ -75,7 +76,9 @@ class Settings(BaseSettings):
         100_000,
         description="Fixes accepted but not yet stored before listeners stop reading (backpressure); they resume at half.",
     )
-    max_concurrent_writes: int = Field(2, description="Batch writes to TimescaleDB in flight at once.")
+    max_concurrent_writes: int = Field(
+        2, description="Batch writes to TimescaleDB in flight at once."
+    )
     max_clock_skew_s: float = Field(
         300, description="How far a fix time may be ahead of the server's clock, seconds."
     )
@@ -91,33 +94,21 @@ class Settings(BaseSettings):
         description="Spool size bound, bytes; when full, intake pauses (acks withheld, TCP reads paused). 0 turns the spool off.",
     )
     spool_after_s: float = Field(
-        5, description="A batch write not committed after this many seconds goes to the spool instead."
+        5,
+        description="A batch write not committed after this many seconds goes to the spool instead.",
     )
     registry_refresh_s: float = Field(
         10, description="How often the gateway reloads the device registry, seconds."
     )
     shutdown_timeout_s: float = Field(
-        15, description="SIGTERM: how long the gateway may take to drain before it gives up, seconds."
+        15,
+        description="SIGTERM: how long the gateway may take to drain before it gives up, seconds.",
     )
     retention_days: float = Field(
         90, description="Position history older than this many days is dropped (chunk-wise)."
     )
     retention_interval_s: float = Field(
         3600, description="How often the gateway runs the retention job (apache edition), seconds."
-    )
-    stack_dir: Path = Field(
-        Path.home() / ".cache" / "fixgate",
-        description="Where `fixgate stack` keeps the TimescaleDB root file system, data and logs (outside the clone).",
-    )
-    stack_pg_port: int = Field(STACK_PG_PORT, description="Native stack: TimescaleDB port.")
-    stack_redis_port: int = Field(STACK_REDIS_PORT, description="Native stack: Redis port.")
-    stack_mqtt_port: int = Field(STACK_MQTT_PORT, description="Native stack: Mosquitto port.")
-    stack_mode: str = Field(
-        "auto",
-        description="`auto` (Docker when an engine answers, else native), `docker` or `native`.",
-    )
-    migrations_dir: Path = Field(
-        REPO_ROOT / "migrations", description="Folder of the SQL migrations."
     )
     log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
 

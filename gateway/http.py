@@ -12,7 +12,7 @@ from collections.abc import Callable
 from prometheus_client import CONTENT_TYPE_LATEST, disable_created_metrics, generate_latest
 
 # `_created` series double every scrape and no dashboard reads them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus-client leaves it unannotated
 
 MAX_REQUEST_HEAD_BYTES = 8192
 TIMEOUT_REQUEST_S = 5.0
@@ -40,7 +40,10 @@ async def serve_http(host: str, port: int, readiness: Callable[[], list[str]]) -
             elif path == "/readyz":
                 missing = readiness()
                 out = (
-                    _response("503 Service Unavailable", ("not ready: " + ", ".join(missing) + "\n").encode())
+                    _response(
+                        "503 Service Unavailable",
+                        ("not ready: " + ", ".join(missing) + "\n").encode(),
+                    )
                     if missing
                     else _response("200 OK", b"ready\n")
                 )
@@ -48,7 +51,13 @@ async def serve_http(host: str, port: int, readiness: Callable[[], list[str]]) -
                 out = _response("404 Not Found", b"try /metrics, /healthz or /readyz\n")
             writer.write(out)
             await writer.drain()
-        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, ConnectionError):
+        except (
+            TimeoutError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ValueError,
+            ConnectionError,
+        ):
             pass
         finally:
             writer.close()

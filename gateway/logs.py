@@ -20,7 +20,9 @@ def setup_logging(level: str) -> None:
 
 
 class RateLimitedLog:
-    def __init__(self, logger: logging.Logger, interval_s: float = 10.0, max_keys: int = 10_000) -> None:
+    def __init__(
+        self, logger: logging.Logger, interval_s: float = 10.0, max_keys: int = 10_000
+    ) -> None:
         self.logger = logger
         self.interval_s = interval_s
         self.max_keys = max_keys

@@ -1,8 +1,13 @@
 """Schema migrations with yoyo-migrations: SQL files under migrations/, recorded in the
-database (`_yoyo_migration`), applied under yoyo's lock so concurrent runs are safe."""
+database (`_yoyo_migration`), applied under yoyo's lock so concurrent runs are safe.
+
+The migrations ship inside the distribution as the data-only package `migrations` (no
+`__init__.py`: yoyo would take it for a migration), so an installed wheel finds them
+through the import system, wherever it is installed."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from yoyo import get_backend, read_migrations
@@ -14,6 +19,22 @@ def _yoyo_url(database_url: str) -> str:
     if scheme in ("postgres", "postgresql"):
         scheme = "postgresql+psycopg"
     return f"{scheme}://{rest}"
+
+
+FIRST_MIGRATION = "0001.extensions.sql"
+
+
+def migrations_dir() -> Path:
+    """The folder of fixgate's migrations: in the checkout, or in site-packages."""
+    # A namespace package may span several folders; ours is the one holding our files.
+    # (Its search locations, not `importlib.resources.files`: on Python 3.11 that fails
+    # for a namespace package under setuptools' editable finder, whose path entry is no
+    # folder.)
+    spec = importlib.util.find_spec("migrations")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(location) / FIRST_MIGRATION).is_file():
+            return Path(location)
+    raise FileNotFoundError(f"fixgate's migrations are not installed ({FIRST_MIGRATION} not found)")
 
 
 def migrate(database_url: str, migrations_dir: Path) -> list[str]:

@@ -15,22 +15,25 @@ import contextlib
 import logging
 import resource
 import signal
+from collections.abc import Coroutine
+from typing import Any
 
 import asyncpg
 
 from gateway.config import Settings
+from gateway.flow import Flow
 from gateway.http import serve_http
+from gateway.listeners.mqtt import MqttListener
+from gateway.listeners.tcp import TcpListener
 from gateway.logs import setup_logging
-from gateway.mqtt import MqttListener
-from gateway.registry_cache import SNAPSHOT_NAME, RegistryCache, RegistryUnavailable
-from gateway.retention import run_retention
-from gateway.spool import Spool, SpoolError
-from gateway.tcp import TcpListener
-from gateway.writers import Flow, HistoryWriter, LiveUpdater, redis_client
+from gateway.registry.cache import SNAPSHOT_NAME, RegistryCache, RegistryUnavailable
+from gateway.sinks.history import HistoryWriter
+from gateway.sinks.live import LiveUpdater, LiveWriter, redis_client
+from gateway.sinks.postgres import prepare_connection
+from gateway.sinks.retention import run_retention
+from gateway.sinks.spool import Spool, SpoolError
 from ingest.filters import FilterLimits
-from ingest.pg_writer import prepare_connection
 from ingest.pipeline import BatchLimits, Ingest
-from ingest.redis_writer import LiveWriter
 
 log = logging.getLogger("gateway")
 
@@ -43,8 +46,8 @@ class Gateway:
         self.starting: str | None = "starting"
         """What startup is doing (readiness reports it), None once the listeners run."""
 
-    def _spawn(self, coro: object, name: str) -> asyncio.Task[None]:
-        task = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro, name=name)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
@@ -65,7 +68,10 @@ class Gateway:
             self.spool.open()
         # No connection floor: during an outage asyncpg would log a traceback per retry.
         self.pool = await asyncpg.create_pool(
-            s.database_url, min_size=0, max_size=s.max_concurrent_writes + 4, init=prepare_connection
+            s.database_url,
+            min_size=0,
+            max_size=s.max_concurrent_writes + 4,
+            init=prepare_connection,
         )
         self.redis = redis_client(s.redis_url)
         self.registry = RegistryCache(self.pool, snapshot=s.spool_dir / SNAPSHOT_NAME)
@@ -81,14 +87,23 @@ class Gateway:
         self.flow = Flow(s.max_queued_fixes)
         self.live = LiveUpdater(LiveWriter(self.redis, s.redis_prefix))
         self.history = HistoryWriter(
-            self.ingest, self.pool, self.flow, self.live, s.max_concurrent_writes, self.spool, s.spool_after_s
+            self.ingest,
+            self.pool,
+            self.flow,
+            self.live,
+            s.max_concurrent_writes,
+            self.spool,
+            s.spool_after_s,
         )
         if self.spool is not None and self.spool.fixes:
             # An earlier run's spooled fixes go in before anything new is taken.
             self.starting = "replaying the spool"
             await self.history.replay(self.stop, until_empty=True)
             if self.spool.fixes:
-                log.warning("gateway: %d spooled fixes wait for the database; starting anyway", self.spool.fixes)
+                log.warning(
+                    "gateway: %d spooled fixes wait for the database; starting anyway",
+                    self.spool.fixes,
+                )
             else:
                 log.info("gateway: spool replayed")
         self.writers_stop = asyncio.Event()
@@ -96,7 +111,11 @@ class Gateway:
         self.replay_task = self._spawn(self.history.replay(self.writers_stop), "spool-replay")
         self.live_task = self._spawn(self.live.run(self.writers_stop), "live-writer")
         self._spawn(self.registry.run(s.registry_refresh_s, self.stop), "registry-refresh")
-        self._spawn(run_retention(self.pool, s.retention_days, s.retention_interval_s, self.stop), "retention")
+        self._spawn(self.registry.listen(s.database_url, self.stop), "registry-listen")
+        self._spawn(
+            run_retention(self.pool, s.retention_days, s.retention_interval_s, self.stop),
+            "retention",
+        )
         self.tcp = TcpListener(s, self.registry, self.ingest, self.history, self.flow)
         await self.tcp.start()
         self.mqtt = MqttListener(s, self.registry, self.ingest, self.history, self.flow)
@@ -111,7 +130,9 @@ class Gateway:
         if not self.mqtt.connected:
             missing.append("mqtt broker not connected")
         if not self.history.can_accept():
-            missing.append("timescaledb not writable and spool " + ("full" if self.spool else "off"))
+            missing.append(
+                "timescaledb not writable and spool " + ("full" if self.spool else "off")
+            )
         elif self.spool is not None and self.spool.full:
             missing.append("spool full")
         if not self.flow.open.is_set():

@@ -125,7 +125,9 @@ def is_jump(fix: Fix, track: DeviceTrack | None, limits: FilterLimits) -> bool:
 NO_REASONS: tuple[Reason, ...] = ()
 
 
-def check(fix: Fix, now: float, track: DeviceTrack | None, limits: FilterLimits) -> tuple[Reason, ...]:
+def check(
+    fix: Fix, now: float, track: DeviceTrack | None, limits: FilterLimits
+) -> tuple[Reason, ...]:
     """Every reason this fix fails (empty for a good fix; the common case allocates nothing)."""
     ts = fix.time.timestamp()
     if (

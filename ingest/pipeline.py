@@ -5,7 +5,8 @@ Listeners `submit()` the fixes of one message or one read; the core filters them
 A batch closes when it is full or old enough (`next_deadline()`), and `take()` hands it
 to the writers. An `ack` passed with a submission rides in the batch, so the listener can
 acknowledge the message once the batch is durable. No clock reads: `now` is wall-clock
-Unix seconds, passed in.
+Unix seconds, passed in. No metrics library either: the core counts in `counts`, and the
+shell exports those numbers (`gateway.metrics.export_ingest_counts`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from collections.abc import Callable, Sequence
 import msgspec
 
 from devices.fix import Fix
-from ingest import metrics
 from ingest.filters import HISTORY_ALLOWED, DeviceTrack, FilterLimits, Reason, check
 
 Ack = Callable[[], None]
@@ -32,10 +32,24 @@ class BatchLimits(msgspec.Struct, frozen=True, kw_only=True):
 class Batch(msgspec.Struct):
     rows: list[Fix]
     """Fixes for the history (TimescaleDB), in arrival order."""
-    live: dict[str, Fix]
-    """Per device, its newest fix in this batch that may move the live position."""
+    live: list[Fix]
+    """Every valid fix of this batch that moved its device forward in fix time, in arrival
+    order (so in fix-time order per device): the live position takes each device's last
+    one, and the positions stream carries them all (the engine evaluates every one)."""
     acks: list[Ack]
     """Called once the rows are durable."""
+
+
+class IngestCounts:
+    """What the core has seen since it started, for the shell to export as metrics."""
+
+    def __init__(self) -> None:
+        self.received: dict[str, int] = {}
+        """Fixes submitted, per protocol."""
+        self.rejected: dict[Reason, int] = dict.fromkeys(Reason, 0)
+        """Fixes failing each filter reason (a fix may fail several)."""
+        self.late = 0
+        """Valid fixes older than their device's newest: history only."""
 
 
 class Ingest:
@@ -44,11 +58,10 @@ class Ingest:
         self.batch_limits = batch_limits
         self.tracks: dict[str, DeviceTrack] = {}
         self._rows: list[Fix] = []
-        self._live: dict[str, Fix] = {}
+        self._live: list[Fix] = []
         self._acks: list[Ack] = []
         self._opened_at: float | None = None
-        self._received = {p: metrics.FIXES_RECEIVED.labels(p) for p in ("nmea", "json", "owntracks")}
-        self._rejected = {r: metrics.FIXES_REJECTED.labels(r.value) for r in Reason}
+        self.counts = IngestCounts()
 
     @property
     def pending(self) -> int:
@@ -58,7 +71,9 @@ class Ingest:
     def submit(self, fixes: Sequence[Fix], now: float, ack: Ack | None = None) -> None:
         """Take the fixes of one message (or one socket read) from one protocol."""
         if fixes:
-            self._received[fixes[0].protocol].inc(len(fixes))
+            received = self.counts.received
+            protocol = fixes[0].protocol.value
+            received[protocol] = received.get(protocol, 0) + len(fixes)
             if self._opened_at is None:
                 self._opened_at = now
         for fix in fixes:
@@ -73,8 +88,9 @@ class Ingest:
         track = self.tracks.get(fix.device_id)
         reasons = check(fix, now, track, self.filter_limits)
         if reasons:
+            rejected = self.counts.rejected
             for reason in reasons:
-                self._rejected[reason].inc()
+                rejected[reason] += 1
             if not HISTORY_ALLOWED.issuperset(reasons):
                 return
             fix = msgspec.structs.replace(fix, valid=False)
@@ -89,13 +105,13 @@ class Ingest:
             self.tracks[fix.device_id] = DeviceTrack(
                 newest_time=fix.time, good_time=fix.time, good_lat=fix.lat, good_lon=fix.lon
             )
-            self._live[fix.device_id] = fix
+            self._live.append(fix)
         elif fix.time > track.newest_time:
             track.newest_time = track.good_time = fix.time
             track.good_lat, track.good_lon = fix.lat, fix.lon
-            self._live[fix.device_id] = fix
+            self._live.append(fix)
         elif fix.time < track.newest_time:
-            metrics.FIXES_LATE.inc()
+            self.counts.late += 1
         # Equal time: a resend of the newest fix; the database stores it once.
 
     def next_deadline(self) -> float | None:
@@ -107,13 +123,16 @@ class Ingest:
     def ready(self, now: float) -> bool:
         if self._opened_at is None:
             return False
-        return len(self._rows) >= self.batch_limits.max_batch_fixes or now >= self.next_deadline()  # type: ignore[operator]
+        return (
+            len(self._rows) >= self.batch_limits.max_batch_fixes
+            or now >= self._opened_at + self.batch_limits.max_batch_age_s
+        )
 
     def take(self) -> Batch | None:
         """Close and return the open batch (None when there is nothing in it)."""
         if self._opened_at is None:
             return None
         batch = Batch(self._rows, self._live, self._acks)
-        self._rows, self._live, self._acks = [], {}, []
+        self._rows, self._live, self._acks = [], [], []
         self._opened_at = None
         return batch

@@ -2,7 +2,7 @@
 
 Debian's build is the Apache edition (`timescaledb.license` = `apache`): compression is
 not available there and this step does nothing. Retention works on both editions and is
-the gateway's job (`ingest.retention`): a policy job on Community, `drop_chunks` on a
+the gateway's job (`gateway.sinks.retention`): a policy job on Community, `drop_chunks` on a
 schedule elsewhere, both following FIXGATE_RETENTION_DAYS.
 """
 
@@ -22,7 +22,9 @@ def enable_compression(conn):
         " timescaledb.compress_orderby = 'time DESC')"
     )
     # A week back: late backlog uploads land in uncompressed chunks almost always.
-    cur.execute("SELECT add_compression_policy('positions', INTERVAL '7 days', if_not_exists => true)")
+    cur.execute(
+        "SELECT add_compression_policy('positions', INTERVAL '7 days', if_not_exists => true)"
+    )
 
 
 def disable_compression(conn):

@@ -10,89 +10,21 @@ migrated once per run; `redis_prefix` and `mqtt_prefix` are unique per test.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import asyncpg
 import psycopg
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.config import REPO_ROOT, Settings
-from gateway.migrate import migrate
-from gateway.stack import docker_engine_answers, stack_env
+from devtools.stack import docker_engine_answers
+from gateway.migrate import migrate, migrations_dir
+from tests.support.services import Services, from_native_stack, from_testcontainers, with_database
 
-# The `fixgate` command of the interpreter running the tests (the venv need not be on PATH).
-FIXGATE_BIN = str(Path(sys.executable).parent / "fixgate")
-SHARED_DIR = Path(os.environ.get("FIXGATE_SHARED_DIR", REPO_ROOT.parent / "shared"))
 # One template per run (pid): runs sharing one stack must not drop each other's template.
 TEMPLATE_DB = f"fixgate_test_template_{os.getpid()}"
-
-
-@dataclass(frozen=True)
-class Services:
-    admin_database_url: str  # a URL whose database is `postgres`, for CREATE DATABASE
-    redis_url: str
-    mqtt_url: str
-
-    def database_url(self, name: str) -> str:
-        return self.admin_database_url.rsplit("/", 1)[0] + f"/{name}"
-
-
-def _with_database(url: str, name: str) -> str:
-    return url.rsplit("/", 1)[0] + f"/{name}"
-
-
-@contextlib.contextmanager
-def _from_testcontainers() -> Iterator[Services]:
-    from testcontainers.core.container import DockerContainer
-    from testcontainers.core.waiting_utils import wait_for_logs
-    from testcontainers.postgres import PostgresContainer
-    from testcontainers.redis import RedisContainer
-
-    from gateway.stack.native import mosquitto_conf
-
-    conf = Path(os.environ.get("TMPDIR", "/tmp")) / f"fixgate-mosquitto-{os.getpid()}.conf"
-    conf.write_text(mosquitto_conf(1883, None))
-    pg = PostgresContainer("timescale/timescaledb-ha:pg17", username="postgres", password="postgres", dbname="postgres")
-    rd = RedisContainer("redis:7")
-    mq = (
-        DockerContainer("eclipse-mosquitto:2")
-        .with_volume_mapping(str(conf), "/mosquitto/config/mosquitto.conf")
-        .with_exposed_ports(1883)
-    )
-    with pg, rd, mq:
-        wait_for_logs(mq, "running")
-        yield Services(
-            admin_database_url=pg.get_connection_url(driver=None),
-            redis_url=f"redis://{rd.get_container_host_ip()}:{rd.get_exposed_port(6379)}/0",
-            mqtt_url=f"mqtt://{mq.get_container_host_ip()}:{mq.get_exposed_port(1883)}",
-        )
-
-
-@contextlib.contextmanager
-def _from_native_stack() -> Iterator[Services]:
-    from gateway.stack.native import NativeStack
-
-    settings = Settings()
-    stack = NativeStack(settings)
-    was_running = all(s.running for s in stack.status())
-    stack.up()
-    env = stack_env(settings)
-    try:
-        yield Services(
-            admin_database_url=_with_database(env["FIXGATE_DATABASE_URL"], "postgres"),
-            redis_url=env["FIXGATE_REDIS_URL"],
-            mqtt_url=env["FIXGATE_MQTT_URL"],
-        )
-    finally:
-        if not was_running:
-            stack.down()
 
 
 @pytest.fixture(scope="session")
@@ -100,12 +32,12 @@ def services() -> Iterator[Services]:
     given = [os.environ.get(f"FIXGATE_TEST_{k}_URL") for k in ("DATABASE", "REDIS", "MQTT")]
     if all(given):
         db, rd, mq = given
-        yield Services(_with_database(db, "postgres"), rd, mq)  # type: ignore[arg-type]
+        yield Services(with_database(db, "postgres"), rd, mq)  # type: ignore[arg-type]
     elif docker_engine_answers():
-        with _from_testcontainers() as found:
+        with from_testcontainers() as found:
             yield found
     else:
-        with _from_native_stack() as found:
+        with from_native_stack() as found:
             yield found
 
 
@@ -114,14 +46,17 @@ def template_db(services: Services) -> Iterator[str]:
     """A database migrated once per run; each test's database is cloned from it."""
     with psycopg.connect(services.admin_database_url, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {TEMPLATE_DB}")  # fresh each run: migrations may have changed
-    migrate(services.database_url(TEMPLATE_DB), Settings().migrations_dir)
+        conn.execute(
+            f"CREATE DATABASE {TEMPLATE_DB}"
+        )  # fresh each run: migrations may have changed
+    migrate(services.database_url(TEMPLATE_DB), migrations_dir())
     with psycopg.connect(services.admin_database_url, autocommit=True) as conn:
         # TimescaleDB's job scheduler keeps a session in every database with the extension;
         # a template must have none, so close it to connections and end that session.
         conn.execute(f"ALTER DATABASE {TEMPLATE_DB} WITH ALLOW_CONNECTIONS false")
         conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (TEMPLATE_DB,)
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+            (TEMPLATE_DB,),
         )
     yield TEMPLATE_DB
     with psycopg.connect(services.admin_database_url, autocommit=True) as conn:
@@ -166,7 +101,9 @@ def mqtt_prefix() -> str:
 
 
 @pytest.fixture
-def fixgate_env(services: Services, db_url: str, redis_prefix: str, mqtt_prefix: str) -> dict[str, str]:
+def fixgate_env(
+    services: Services, db_url: str, redis_prefix: str, mqtt_prefix: str
+) -> dict[str, str]:
     """Environment for a `fixgate` subprocess pointed at this test's isolated resources."""
     return {
         **os.environ,

@@ -1,0 +1,190 @@
+"""The developer commands of `fixgate`: the service stack, the simulated fleet, the demo.
+
+Registered into the `fixgate` command through the `fixgate.commands` entry point group
+(pyproject.toml), so gateway/ never imports devtools/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import asyncpg
+import typer
+
+from devtools.stack import stack_env, use_docker
+from devtools.stack.native import StackError
+from devtools.stack.settings import StackSettings
+from gateway.cli import DB_HINT, fail
+from gateway.config import Settings
+
+if TYPE_CHECKING:
+    from devtools.simulate import FleetOptions
+    from devtools.stack import Stack
+
+stack_app = typer.Typer(
+    no_args_is_help=True, help="The service stack: TimescaleDB, Redis, Mosquitto."
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(stack_app, name="stack")
+    app.command()(simulate)
+    app.command()(demo)
+
+
+def _stack(settings: StackSettings) -> Stack:
+    if use_docker(settings):
+        from devtools.stack.compose import ComposeStack
+
+        return ComposeStack(settings)
+    from devtools.stack.native import NativeStack
+
+    return NativeStack(settings)
+
+
+# ---- stack ---------------------------------------------------------------------------
+
+
+@stack_app.command("up")
+def stack_up() -> None:
+    """Start TimescaleDB, Redis and Mosquitto (idempotent: a second run changes nothing)."""
+    settings = StackSettings()
+    try:
+        _stack(settings).up()
+    except StackError as e:
+        raise fail(str(e)) from None
+    for status in _stack(settings).status():
+        typer.echo(f"{status.name:12} {'up' if status.running else 'DOWN':5} {status.where}")
+
+
+@stack_app.command("down")
+def stack_down() -> None:
+    """Stop what `stack up` started, by PID."""
+    try:
+        stopped = _stack(StackSettings()).down()
+    except StackError as e:
+        raise fail(str(e)) from None
+    typer.echo(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+@stack_app.command("status")
+def stack_status() -> None:
+    """Say what runs where; exit 1 when anything is down."""
+    statuses = _stack(StackSettings()).status()
+    for status in statuses:
+        pid = f" pid {status.pid}" if status.pid else ""
+        typer.echo(f"{status.name:12} {'up' if status.running else 'down':5} {status.where}{pid}")
+    if not all(s.running for s in statuses):
+        raise typer.Exit(code=1)
+
+
+@stack_app.command("env")
+def stack_env_cmd() -> None:
+    """Print `export FIXGATE_...` lines: eval "$(fixgate stack env)"."""
+    for name, value in stack_env(StackSettings()).items():
+        typer.echo(f"export {name}={shlex.quote(value)}")
+
+
+def _fleet_options(
+    trucks: int,
+    phones: int,
+    rate: float,
+    tenant: str,
+    center: str,
+    radius_km: float,
+    seed: int | None,
+    state: Path | None,
+) -> FleetOptions:
+    """The simulator's options, checked; a usage error names the bad one."""
+    from devtools.simulate import TENANT_PATTERN, FleetOptions, parse_center
+
+    if not TENANT_PATTERN.fullmatch(tenant):
+        raise typer.BadParameter(
+            "letters, digits, '_', '.', '-' only (at most 40)", param_hint="--tenant"
+        )
+    try:
+        where = parse_center(center)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--center") from None
+    return FleetOptions(
+        trucks=trucks, phones=phones, rate=rate, tenant=tenant, center=where, radius_km=radius_km,
+        seed=seed, state_path=state,
+    )  # fmt: skip
+
+
+_TRUCKS = Annotated[int, typer.Option(min=0, max=999, help="Trucks sending NMEA over TCP.")]
+_PHONES = Annotated[
+    int,
+    typer.Option(
+        min=0, max=999, help="Phones over MQTT, split between OwnTracks and fixgate JSON."
+    ),
+]
+_RATE = Annotated[float, typer.Option(min=0.001, max=50.0, help="Fixes per second per device.")]
+_DURATION = Annotated[
+    float | None,
+    typer.Option(min=0.0, help="Stop after this many seconds (default: run until Ctrl-C/SIGTERM)."),
+]
+
+
+def simulate(
+    trucks: _TRUCKS = 5,
+    phones: _PHONES = 5,
+    rate: _RATE = 1.0,
+    duration: _DURATION = None,
+    tenant: Annotated[str, typer.Option(help="Tenant the simulated devices belong to.")] = "demo",
+    center: Annotated[
+        str, typer.Option(help="LAT,LON the fleet drives around (Berlin by default).")
+    ] = "52.5200,13.4050",
+    radius_km: Annotated[
+        float, typer.Option(min=0.1, max=500.0, help="Radius of the area the fleet drives in.")
+    ] = 8.0,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed for repeatable paths (default: random).")
+    ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            help="File keeping the devices' tokens and last positions (default: simulator.json in FIXGATE_STACK_DIR)."
+        ),
+    ] = None,
+) -> None:
+    """Simulated devices driving around: trucks over TCP NMEA, phones over MQTT; they register themselves."""
+    from devtools.simulate import FleetError
+    from devtools.simulate import simulate as run
+    from gateway.logs import setup_logging
+
+    options = _fleet_options(trucks, phones, rate, tenant, center, radius_km, seed, state)
+    settings = Settings()
+    setup_logging(settings.log_level)
+    try:
+        asyncio.run(run(settings, options, duration))
+    except FleetError as e:
+        raise fail(str(e)) from None
+    except (OSError, asyncpg.PostgresError) as e:
+        raise fail(f"cannot register the simulated devices: {e}; {DB_HINT}") from None
+
+
+def demo(
+    trucks: _TRUCKS = 5,
+    phones: _PHONES = 5,
+    rate: _RATE = 1.0,
+    duration: _DURATION = None,
+) -> None:
+    """Run fixgate's main job: the gateway fed by a simulated fleet, and where to look."""
+    from devtools.demo import DemoError, run_demo
+    from devtools.simulate import FleetError
+    from gateway.logs import setup_logging
+
+    options = _fleet_options(trucks, phones, rate, "demo", "52.5200,13.4050", 8.0, None, None)
+    settings = Settings()
+    setup_logging(settings.log_level)
+    try:
+        code = asyncio.run(run_demo(settings, options, duration))
+    except (DemoError, FleetError) as e:
+        raise fail(str(e)) from None
+    except (OSError, asyncpg.PostgresError) as e:
+        raise fail(f"cannot register the simulated devices: {e}; {DB_HINT}") from None
+    raise typer.Exit(code)

@@ -1,0 +1,64 @@
+"""The service stack (TimescaleDB with PostGIS, Redis, Mosquitto) for development, demos and tests.
+
+Two ways to run it, one interface: docker compose when a Docker engine answers, else the
+native stack (Debian packages, and TimescaleDB from a Debian trixie root file system run
+under chroot, as ../shared/STACK.md describes). Both listen on loopback only.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from typing import Protocol
+
+from devtools.stack.settings import StackSettings
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    running: bool
+    where: str
+    pid: int | None = None
+
+
+class Stack(Protocol):
+    """The native stack and the compose stack, one interface."""
+
+    def up(self) -> None: ...
+    def down(self) -> list[str]: ...
+    def status(self) -> list[ServiceStatus]: ...
+
+
+def docker_engine_answers() -> bool:
+    """True when `docker info` reaches an engine (the client alone is not enough)."""
+    if shutil.which("docker") is None:
+        return False
+    try:
+        done = subprocess.run(
+            ["docker", "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0 and bool(done.stdout.strip())
+
+
+def use_docker(settings: StackSettings) -> bool:
+    if settings.stack_mode == "docker":
+        return True
+    if settings.stack_mode == "native":
+        return False
+    return docker_engine_answers()
+
+
+def stack_env(settings: StackSettings) -> dict[str, str]:
+    """The URLs a shell needs to talk to the stack (same ports in both modes)."""
+    return {
+        "FIXGATE_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{settings.stack_pg_port}/fixgate",
+        "FIXGATE_REDIS_URL": f"redis://127.0.0.1:{settings.stack_redis_port}/0",
+        "FIXGATE_MQTT_URL": f"mqtt://127.0.0.1:{settings.stack_mqtt_port}",
+    }

@@ -1,0 +1,363 @@
+"""The native stack: TimescaleDB + PostGIS from a Debian trixie root (chroot), Redis and
+Mosquitto from Debian packages, each started as our own process on a loopback port.
+
+Everything lives under `settings.stack_dir` (outside the clone, so repeated runs reuse
+the ~1 GB root): `trixie-root/` (built once with debootstrap; PostgreSQL's data is inside
+it under /data/pg), `redis/`, `mosquitto/`. Processes are tracked by their pid files and
+stopped by PID only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import getpass
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+from devtools.stack import ServiceStatus
+from devtools.stack.settings import StackSettings
+
+TRIXIE_PACKAGES = ("postgresql-17", "postgresql-17-timescaledb", "postgresql-17-postgis-3")
+DEBIAN_MIRROR = "http://deb.debian.org/debian"
+PG_BIN = "/usr/lib/postgresql/17/bin"
+# Host packages the native stack needs, by the command that proves each is there.
+HOST_PACKAGES = {
+    "debootstrap": "debootstrap",
+    "redis-server": "redis-server",
+    "mosquitto": "mosquitto",
+    "mosquitto_pub": "mosquitto-clients",
+    "psql": "postgresql-client",
+}
+# A cold PostgreSQL start with timescaledb preloaded takes ~2 s here; crash recovery
+# after a kill can take longer, so wait generously before calling it failed.
+TIMEOUT_START_S = 90.0
+TIMEOUT_STOP_S = 30.0
+
+
+class StackError(RuntimeError):
+    """The stack could not be brought up or down; the message says what to do."""
+
+
+def _run(cmd: list[str], env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    if done.returncode != 0:
+        raise StackError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    return done
+
+
+@contextlib.contextmanager
+def _locked(stack_dir: Path) -> Iterator[None]:
+    """One `stack up`/`down` at a time per machine (tests in parallel sessions, CI...)."""
+    stack_dir.mkdir(parents=True, exist_ok=True)
+    with open(stack_dir / "stack.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); treat it as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def _read_pid(pid_file: Path) -> int | None:
+    try:
+        first = pid_file.read_text().split()[0]
+        return int(first)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _wait(predicate: Callable[[], object], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise StackError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def _spawn(cmd: list[str], log: Path, port: int, what: str) -> None:
+    """Start a server detached from us (own session, so it outlives this command), then
+    wait for its port; fail at once with its log when it exits instead."""
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+        )
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:]
+            raise StackError(f"{what} exited with {proc.returncode}:\n{tail}")
+        return _port_open(port)
+
+    _wait(ready, TIMEOUT_START_S, f"{what} on 127.0.0.1:{port}")
+
+
+def _stop_pid(pid: int | None, sig: signal.Signals, what: str) -> bool:
+    """Signal one process by PID and wait for it to go; True when something was stopped."""
+    if pid is None or not _pid_alive(pid):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+    try:
+        _wait(lambda: not _pid_alive(pid), TIMEOUT_STOP_S, f"{what} (pid {pid}) to stop")
+    except StackError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        _wait(lambda: not _pid_alive(pid), 5, f"{what} (pid {pid}) to die")
+    return True
+
+
+class NativeStack:
+    def __init__(self, settings: StackSettings) -> None:
+        self.settings = settings
+        self.dir = settings.stack_dir
+        self.root = self.dir / "trixie-root"
+        # State is per port, so a second stack (a test's, say) can share the root.
+        self.pg_data_in_root = f"/data/pg-{settings.stack_pg_port}"
+        self.pg_data = self.root / self.pg_data_in_root.lstrip("/")
+        self.redis_dir = self.dir / f"redis-{settings.stack_redis_port}"
+        self.mqtt_dir = self.dir / f"mosquitto-{settings.stack_mqtt_port}"
+
+    # ---- host packages -------------------------------------------------------------
+
+    def ensure_host_packages(self) -> None:
+        missing = sorted({pkg for cmd, pkg in HOST_PACKAGES.items() if shutil.which(cmd) is None})
+        if not missing:
+            return
+        if os.geteuid() != 0:
+            raise StackError(
+                f"missing Debian packages: {' '.join(missing)}; run: sudo apt-get install -y {' '.join(missing)}"
+            )
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        _run(["apt-get", "update", "-q"], env=env)
+        _run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], env=env)
+
+    # ---- TimescaleDB ---------------------------------------------------------------
+
+    def _root_ready(self) -> bool:
+        return (self.root / ".fixgate-ready").exists()
+
+    def build_root(self) -> None:
+        """debootstrap a trixie root with PostgreSQL 17, TimescaleDB and PostGIS (~1 min, ~1 GB).
+
+        Built beside its final place and renamed when complete, so an interrupted build is
+        never mistaken for a finished one.
+        """
+        if self._root_ready():
+            return
+        building = self.dir / "trixie-root.building"
+        if building.exists():
+            shutil.rmtree(building)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        _run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(TRIXIE_PACKAGES)}",
+                "trixie",
+                str(building),
+                DEBIAN_MIRROR,
+            ]
+        )
+        (building / ".fixgate-ready").write_text("trixie root for fixgate's TimescaleDB\n")
+        if self.root.exists():
+            shutil.rmtree(self.root)
+        building.rename(self.root)
+
+    def _chroot_postgres(self, command: str) -> subprocess.CompletedProcess[str]:
+        return _run(["chroot", str(self.root), "su", "postgres", "-s", "/bin/sh", "-c", command])
+
+    def _init_pg(self) -> None:
+        if (self.pg_data / "PG_VERSION").exists():
+            return
+        for d in ("data", "run/postgresql"):
+            (self.root / d).mkdir(parents=True, exist_ok=True)
+        _run(["chroot", str(self.root), "chown", "postgres:postgres", "/data", "/run/postgresql"])
+        self._chroot_postgres(
+            f"{PG_BIN}/initdb -D {self.pg_data_in_root} -A trust -U postgres -E UTF8 --locale=C.UTF-8"
+        )
+        with open(self.pg_data / "postgresql.conf", "a") as conf:
+            conf.write(
+                "\n# fixgate native stack\n"
+                "listen_addresses = '127.0.0.1'\n"
+                "unix_socket_directories = '/run/postgresql'\n"
+                "shared_preload_libraries = 'timescaledb'\n"
+                # No internet here, and none of our business anyway.
+                "timescaledb.telemetry_level = off\n"
+                # /dev/shm may be missing inside the chroot; mmap works everywhere.
+                "dynamic_shared_memory_type = mmap\n"
+                "max_connections = 200\n"
+                "shared_buffers = 256MB\n"
+                "max_wal_size = 2GB\n"
+                "timescaledb.max_background_workers = 4\n"
+                "max_worker_processes = 16\n"
+            )
+
+    def pg_pid(self) -> int | None:
+        pid = _read_pid(self.pg_data / "postmaster.pid")
+        return pid if pid is not None and _pid_alive(pid) else None
+
+    def start_pg(self) -> None:
+        port = self.settings.stack_pg_port
+        if self.pg_pid() is not None and _port_open(port):
+            return
+        self._init_pg()
+        (self.root / "run/postgresql").mkdir(parents=True, exist_ok=True)
+        _run(["chroot", str(self.root), "chown", "postgres:postgres", "/run/postgresql"])
+        self._chroot_postgres(
+            f"{PG_BIN}/pg_ctl -D {self.pg_data_in_root} -l {self.pg_data_in_root}.log -w -t {int(TIMEOUT_START_S)} "
+            f"start -o '-p {port}'"
+        )
+        _wait(lambda: _port_open(port), TIMEOUT_START_S, f"TimescaleDB on 127.0.0.1:{port}")
+        self._ensure_database()
+
+    def _ensure_database(self) -> None:
+        port = self.settings.stack_pg_port
+        url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        exists = _run(
+            ["psql", url, "-tAc", "SELECT 1 FROM pg_database WHERE datname = 'fixgate'"]
+        ).stdout.strip()
+        if exists != "1":
+            _run(["psql", url, "-c", "CREATE DATABASE fixgate"])
+
+    def stop_pg(self) -> bool:
+        # SIGINT is PostgreSQL's "fast" shutdown: roll back sessions, checkpoint, exit.
+        return _stop_pid(self.pg_pid(), signal.SIGINT, "TimescaleDB")
+
+    # ---- Redis ---------------------------------------------------------------------
+
+    def redis_pid(self) -> int | None:
+        pid = _read_pid(self.redis_dir / "redis.pid")
+        return pid if pid is not None and _pid_alive(pid) else None
+
+    def start_redis(self) -> None:
+        port = self.settings.stack_redis_port
+        if self.redis_pid() is not None and _port_open(port):
+            return
+        self.redis_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            "redis-server",
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            # Live positions are a cache of TimescaleDB's newest fixes: no persistence.
+            "--save", "",
+            "--appendonly", "no",
+            "--pidfile", str(self.redis_dir / "redis.pid"),
+            "--dir", str(self.redis_dir),
+        ]  # fmt: skip
+        _spawn(cmd, self.redis_dir / "redis.log", port, "Redis")
+
+    def stop_redis(self) -> bool:
+        return _stop_pid(self.redis_pid(), signal.SIGTERM, "Redis")
+
+    # ---- Mosquitto -----------------------------------------------------------------
+
+    def mosquitto_pid(self) -> int | None:
+        pid = _read_pid(self.mqtt_dir / "mosquitto.pid")
+        return pid if pid is not None and _pid_alive(pid) else None
+
+    def write_mosquitto_conf(self) -> Path:
+        self.mqtt_dir.mkdir(parents=True, exist_ok=True)
+        conf = self.mqtt_dir / "mosquitto.conf"
+        conf.write_text(mosquitto_conf(self.settings.stack_mqtt_port, self.mqtt_dir))
+        return conf
+
+    def start_mosquitto(self) -> None:
+        port = self.settings.stack_mqtt_port
+        if self.mosquitto_pid() is not None and _port_open(port):
+            return
+        conf = self.write_mosquitto_conf()
+        _spawn(["mosquitto", "-c", str(conf)], self.mqtt_dir / "mosquitto.log", port, "Mosquitto")
+
+    def stop_mosquitto(self) -> bool:
+        return _stop_pid(self.mosquitto_pid(), signal.SIGTERM, "Mosquitto")
+
+    # ---- the whole stack -----------------------------------------------------------
+
+    def up(self) -> None:
+        with _locked(self.dir):
+            self.ensure_host_packages()
+            self.build_root()
+            self.start_pg()
+            self.start_redis()
+            self.start_mosquitto()
+
+    def down(self) -> list[str]:
+        with _locked(self.dir):
+            stopped = []
+            for name, stop in (
+                ("mosquitto", self.stop_mosquitto),
+                ("redis", self.stop_redis),
+                ("timescaledb", self.stop_pg),
+            ):
+                if stop():
+                    stopped.append(name)
+            return stopped
+
+    def status(self) -> list[ServiceStatus]:
+        s = self.settings
+        return [
+            ServiceStatus("timescaledb", self.pg_pid() is not None, f"127.0.0.1:{s.stack_pg_port}", self.pg_pid()),
+            ServiceStatus("redis", self.redis_pid() is not None, f"127.0.0.1:{s.stack_redis_port}", self.redis_pid()),
+            ServiceStatus("mosquitto", self.mosquitto_pid() is not None, f"127.0.0.1:{s.stack_mqtt_port}", self.mosquitto_pid()),
+        ]  # fmt: skip
+
+
+def mosquitto_conf(port: int, state_dir: Path | None) -> str:
+    """Mosquitto's configuration, shared by the native stack and docker-compose's file.
+
+    fixgate's gateway holds a persistent session with QoS 1: the broker must keep every
+    message queued for it while it is away or slow. Mosquitto drops past
+    `max_queued_messages` (default 1000), so the queue is unbounded by count and bounded
+    by bytes instead, generously, and `persistence` keeps it across broker restarts.
+    """
+    lines = [
+        f"listener {port} 127.0.0.1" if state_dir is not None else f"listener {port}",
+        "allow_anonymous true",
+        "persistence true",
+        "max_queued_messages 0",
+        "max_queued_bytes 0",
+        # The gateway acknowledges only after a fix is durable, so acks lag by a batch;
+        # this window must cover ~1 s of the target rate, and bounds what one client
+        # holds in memory (MQTT 5 clients may lower it with Receive Maximum).
+        "max_inflight_messages 20000",
+        "persistent_client_expiration 7d",
+        "autosave_interval 30",
+        "set_tcp_nodelay true",
+    ]
+    if state_dir is not None:
+        lines += [
+            # Run as whoever started it: as root, Mosquitto would otherwise switch to the
+            # `mosquitto` user, who cannot write into our state folder.
+            f"user {getpass.getuser()}",
+            f"persistence_location {state_dir}/",
+            f"pid_file {state_dir}/mosquitto.pid",
+            "log_dest stdout",
+        ]
+    else:
+        lines += ["persistence_location /mosquitto/data/", "log_dest stdout"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,26 @@
+"""Settings of the development stack (`fixgate stack`), apart from the product's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gateway.config import STACK_MQTT_PORT, STACK_PG_PORT, STACK_REDIS_PORT
+
+
+class StackSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FIXGATE_", extra="ignore")
+
+    stack_dir: Path = Field(
+        Path.home() / ".cache" / "fixgate",
+        description="Where `fixgate stack` keeps the TimescaleDB root file system, data and logs (outside the clone).",
+    )
+    stack_pg_port: int = Field(STACK_PG_PORT, description="Native stack: TimescaleDB port.")
+    stack_redis_port: int = Field(STACK_REDIS_PORT, description="Native stack: Redis port.")
+    stack_mqtt_port: int = Field(STACK_MQTT_PORT, description="Native stack: Mosquitto port.")
+    stack_mode: str = Field(
+        "auto",
+        description="`auto` (Docker when an engine answers, else native), `docker` or `native`.",
+    )

@@ -1,0 +1,11 @@
+"""The database side's shared types."""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+DbConnection: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
+"""A connection of its own or one borrowed from a pool: queries take either."""

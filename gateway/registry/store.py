@@ -1,0 +1,144 @@
+"""The device registry: which devices exist, for which tenant, and how they log in.
+
+Rows live in the `devices` table; tokens are stored hashed (`gateway.registry.tokens`). Listeners
+never query it per fix: they keep a `RegistryCache` (gateway side) refreshed from
+`load_devices`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import asyncpg
+import msgspec
+
+from gateway.db import DbConnection
+from gateway.registry.tokens import check_token, generate_token, hash_token, verify_token
+
+DEVICE_KINDS = ("tow_truck", "service_van", "phone", "tracker", "other")
+
+
+class DeviceExists(Exception):
+    def __init__(self, device_id: str) -> None:
+        super().__init__(f"device {device_id!r} already exists")
+
+
+class OwnTracksIdentityTaken(Exception):
+    def __init__(self, identity: str) -> None:
+        super().__init__(f"OwnTracks identity {identity!r} is already mapped to another device")
+
+
+class Device(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    tenant_id: str
+    kind: str
+    token_hash: str
+    enabled: bool
+    created_at: datetime
+    protocols: tuple[str, ...] = ()
+    owntracks_user: str | None = None
+    owntracks_device: str | None = None
+
+
+_COLUMNS = (
+    "id, tenant_id, kind, token_hash, enabled, created_at, protocols, "
+    "owntracks_user, owntracks_device"
+)
+
+
+def _device(row: asyncpg.Record) -> Device:
+    return Device(**{**dict(row), "protocols": tuple(row["protocols"])})
+
+
+def parse_owntracks_identity(identity: str) -> tuple[str, str]:
+    """`user/device` as the OwnTracks app names itself in `owntracks/<user>/<device>`."""
+    user, sep, device = identity.partition("/")
+    if not sep or not user or not device or "/" in device or "+" in identity or "#" in identity:
+        raise ValueError(f"OwnTracks identity must be <user>/<device>, got {identity!r}")
+    return user, device
+
+
+async def add_device(
+    conn: DbConnection,
+    device_id: str,
+    *,
+    tenant_id: str,
+    kind: str,
+    token: str | None = None,
+    owntracks: str | None = None,
+    protocols: tuple[str, ...] = (),
+) -> str:
+    """Register a device; return its token (generated unless given). Only a hash is stored."""
+    if kind not in DEVICE_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(DEVICE_KINDS)}; got {kind!r}")
+    if not device_id or any(c in device_id for c in "/+#,*$ ") or not device_id.isprintable():
+        raise ValueError(
+            f"device id {device_id!r} may not be empty or contain / + # , * $ or spaces"
+        )
+    if token is None:
+        token = generate_token()
+    else:
+        check_token(token)
+    ot_user, ot_device = parse_owntracks_identity(owntracks) if owntracks else (None, None)
+    try:
+        await conn.execute(
+            "INSERT INTO devices (id, tenant_id, kind, token_hash, protocols, owntracks_user, owntracks_device)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            device_id,
+            tenant_id,
+            kind,
+            hash_token(token),
+            list(protocols),
+            ot_user,
+            ot_device,
+        )
+    except asyncpg.UniqueViolationError as e:
+        if e.constraint_name == "devices_pkey":
+            raise DeviceExists(device_id) from None
+        raise OwnTracksIdentityTaken(owntracks or "") from None
+    return token
+
+
+async def list_devices(conn: DbConnection, tenant_id: str | None = None) -> list[Device]:
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM devices WHERE $1::text IS NULL OR tenant_id = $1 ORDER BY tenant_id, id",
+        tenant_id,
+    )
+    return [_device(r) for r in rows]
+
+
+async def get_device(conn: DbConnection, device_id: str) -> Device | None:
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM devices WHERE id = $1", device_id)
+    return _device(row) if row else None
+
+
+async def get_devices(
+    conn: DbConnection, *, ids: list[str], owntracks: tuple[str, str] | None = None
+) -> list[Device]:
+    """The devices with these ids (and the one with this OwnTracks identity), as stored."""
+    user, device = owntracks if owntracks else (None, None)
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM devices WHERE id = ANY($1::text[])"
+        " OR (owntracks_user = $2 AND owntracks_device = $3)",
+        ids,
+        user,
+        device,
+    )
+    return [_device(r) for r in rows]
+
+
+async def set_enabled(conn: DbConnection, device_id: str, enabled: bool) -> bool:
+    """Enable or disable a device; False when there is no such device."""
+    status = await conn.execute("UPDATE devices SET enabled = $2 WHERE id = $1", device_id, enabled)
+    return status != "UPDATE 0"
+
+
+def check_login(device: Device | None, token: str) -> str | None:
+    """Why a login must be refused (a metric label), or None when it may proceed."""
+    if device is None:
+        return "unknown_device"
+    if not device.enabled:
+        return "disabled_device"
+    if not verify_token(token, device.token_hash):
+        return "wrong_token"
+    return None

@@ -1,0 +1,79 @@
+"""docker-compose.yml cannot run here (no Docker engine); keep it correct by structure."""
+
+from __future__ import annotations
+
+import yaml
+
+from devtools.stack.native import mosquitto_conf
+from gateway.config import STACK_MQTT_PORT, STACK_PG_PORT, STACK_REDIS_PORT
+from tests.support.paths import REPO_ROOT
+
+
+def load() -> dict:
+    return yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+
+
+def test_services_images_and_loopback_ports() -> None:
+    services = load()["services"]
+    assert {"timescaledb", "redis", "mosquitto", "gateway", "api", "migrate"} <= set(services)
+    assert services["timescaledb"]["image"].startswith("timescale/timescaledb-ha:")
+    assert services["redis"]["image"].startswith("redis:")
+    assert services["mosquitto"]["image"].startswith("eclipse-mosquitto:")
+    published = [p for s in services.values() for p in s.get("ports", [])]
+    assert published and all(p.startswith("127.0.0.1:") for p in published)
+    # The stack's host ports are the native stack's, so `fixgate stack env` fits both.
+    assert (
+        f"127.0.0.1:${{FIXGATE_STACK_PG_PORT:-{STACK_PG_PORT}}}:5432"
+        in services["timescaledb"]["ports"]
+    )
+    assert (
+        f"127.0.0.1:${{FIXGATE_STACK_REDIS_PORT:-{STACK_REDIS_PORT}}}:6379"
+        in services["redis"]["ports"]
+    )
+    assert (
+        f"127.0.0.1:${{FIXGATE_STACK_MQTT_PORT:-{STACK_MQTT_PORT}}}:1883"
+        in services["mosquitto"]["ports"]
+    )
+
+
+def test_fixgate_services_build_here_and_wait_for_their_dependencies() -> None:
+    services = load()["services"]
+    for name in ("gateway", "api", "migrate"):
+        svc = services[name]
+        assert svc["build"] == "."
+        assert svc["command"][0] == "fixgate"
+        assert svc["environment"]["FIXGATE_DATABASE_URL"].startswith("postgresql://")
+    assert (
+        services["gateway"]["depends_on"]["migrate"]["condition"]
+        == "service_completed_successfully"
+    )
+    assert services["migrate"]["depends_on"]["timescaledb"]["condition"] == "service_healthy"
+    for name in ("timescaledb", "redis", "mosquitto"):
+        assert services[name]["healthcheck"]["test"]
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    for package in ("gateway", "devices", "ingest", "geofence", "api", "migrations"):
+        assert f"COPY {package} {package}" in dockerfile
+
+
+def test_volumes_are_declared() -> None:
+    doc = load()
+    used = {
+        v.split(":")[0]
+        for s in doc["services"].values()
+        for v in s.get("volumes", [])
+        if not v.startswith(".")
+    }
+    assert used <= set(doc["volumes"])
+
+
+def test_mosquitto_conf_matches_the_native_stack() -> None:
+    text = (REPO_ROOT / "deploy" / "mosquitto.conf").read_text()
+    body = "".join(line + "\n" for line in text.splitlines() if not line.startswith("#"))
+    assert body == mosquitto_conf(1883, None)
+
+
+def test_the_gateway_spools_to_its_volume() -> None:
+    gateway = load()["services"]["gateway"]
+    mounted = {v.split(":")[1] for v in gateway["volumes"]}
+    spool_dir = gateway["environment"]["FIXGATE_SPOOL_DIR"]
+    assert any(spool_dir.startswith(m + "/") for m in mounted), (spool_dir, mounted)

@@ -1,0 +1,80 @@
+"""`fixgate stack`: idempotent up, status, env, and a down that leaves nothing behind.
+
+Runs a second native stack on its own ports (sharing the cached root file system), so
+the stack the other tests use is never disturbed.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+
+from devtools.stack import docker_engine_answers
+from tests.support.paths import FIXGATE_BIN
+
+pytestmark = pytest.mark.skipif(
+    docker_engine_answers(), reason="with a Docker engine the stack is docker compose's"
+)
+
+PORTS = {
+    "FIXGATE_STACK_PG_PORT": 55442,
+    "FIXGATE_STACK_REDIS_PORT": 56389,
+    "FIXGATE_STACK_MQTT_PORT": 51893,
+}
+
+
+def stack(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "FIXGATE_STACK_MODE": "native", **{k: str(v) for k, v in PORTS.items()}}
+    return subprocess.run(
+        [FIXGATE_BIN, "stack", *args], env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def test_up_twice_then_down_leaves_no_process_of_ours() -> None:
+    first = stack("up")
+    assert first.returncode == 0, first.stderr
+    try:
+        started = time.monotonic()
+        second = stack("up")
+        took = time.monotonic() - started
+        assert second.returncode == 0, second.stderr
+        assert took < 15, f"second `stack up` took {took:.1f} s"
+
+        status = stack("status")
+        assert status.returncode == 0, status.stdout
+        pids = [int(line.split("pid")[1]) for line in status.stdout.splitlines()]
+        assert len(pids) == 3 and all(pid_alive(p) for p in pids)
+        assert all(port_open(p) for p in PORTS.values())
+
+        env = stack("env").stdout
+        assert (
+            f"export FIXGATE_DATABASE_URL=postgresql://postgres@127.0.0.1:{PORTS['FIXGATE_STACK_PG_PORT']}/fixgate"
+            in env
+        )
+        assert f"FIXGATE_REDIS_URL=redis://127.0.0.1:{PORTS['FIXGATE_STACK_REDIS_PORT']}/0" in env
+        assert f"FIXGATE_MQTT_URL=mqtt://127.0.0.1:{PORTS['FIXGATE_STACK_MQTT_PORT']}" in env
+    finally:
+        down = stack("down")
+    assert down.returncode == 0, down.stderr
+    assert "timescaledb" in down.stdout and "redis" in down.stdout and "mosquitto" in down.stdout
+    # Every PostgreSQL child goes with the postmaster.
+    assert not any(pid_alive(p) for p in pids)
+    assert not any(port_open(p) for p in PORTS.values())
+    assert stack("status").returncode == 1

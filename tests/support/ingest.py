@@ -1,0 +1,119 @@
+"""Helpers for end-to-end tests: register devices, build NMEA, read what was stored."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta
+
+import asyncpg
+import paho.mqtt.client as paho
+import psycopg
+import redis
+
+from devices.nmea_write import ddmm, rmc_gga, sentence
+from gateway.registry.store import add_device
+
+__all__ = ["NumberedPublisher", "count", "ddmm", "live", "register", "rmc_gga", "rows", "sentence"]
+
+
+def register(
+    db_url: str, device_id: str, tenant: str, kind: str = "tracker", owntracks: str | None = None
+) -> str:
+    async def go() -> str:
+        conn = await asyncpg.connect(db_url)
+        try:
+            return await add_device(
+                conn, device_id, tenant_id=tenant, kind=kind, owntracks=owntracks
+            )
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def rows(db_url: str, device_id: str) -> list[dict[str, object]]:
+    with psycopg.connect(db_url) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
+        cur.execute("SELECT * FROM positions WHERE device_id = %s ORDER BY time", (device_id,))
+        return cur.fetchall()
+
+
+def count(db_url: str, device_id: str | None = None) -> int:
+    with psycopg.connect(db_url) as conn:
+        if device_id is None:
+            return conn.execute("SELECT count(*) FROM positions").fetchone()[0]  # type: ignore[index]
+        return conn.execute(
+            "SELECT count(*) FROM positions WHERE device_id = %s", (device_id,)
+        ).fetchone()[0]  # type: ignore[index]
+
+
+def live(redis_url: str, prefix: str, device_id: str) -> dict[str, str]:
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        return client.hgetall(f"{prefix}device:{device_id}")  # type: ignore[return-value]
+    finally:
+        client.close()
+
+
+class NumberedPublisher:
+    """Publishes fix number n (fix time `base` + n seconds) with QoS 1, at a steady rate,
+    from a thread; afterwards `acknowledged()` says which numbers the broker acknowledged."""
+
+    def __init__(self, mqtt_url: str, topic: str, base: datetime, devices: int = 1) -> None:
+        from gateway.config import mqtt_address
+
+        host, port, _, _ = mqtt_address(mqtt_url)
+        self.topic, self.base, self.devices = topic, base, devices
+        self.client = paho.Client(
+            paho.CallbackAPIVersion.VERSION2, client_id=f"numbered-{uuid.uuid4().hex[:8]}"
+        )
+        self.client.max_inflight_messages_set(1000)
+        self.client.connect(host, port)
+        self.client.loop_start()
+        self.sent: list[tuple[int, str, paho.MQTTMessageInfo]] = []
+        self._thread: threading.Thread | None = None
+
+    def payload(self, n: int) -> bytes:
+        t = (self.base + timedelta(seconds=n)).isoformat().replace("+00:00", "Z")
+        return json.dumps(
+            {"time": t, "lat": 47.0 + n * 1e-5, "lon": 8.0 + n * 1e-5, "speed": 1.0}
+        ).encode()
+
+    def start(self, count: int, rate: float) -> None:
+        def go() -> None:
+            started = time.monotonic()
+            for n in range(count):
+                for d in range(self.devices):
+                    device = f"dev-{d}"
+                    info = self.client.publish(
+                        self.topic.format(device=device), self.payload(n), qos=1
+                    )
+                    self.sent.append((n, device, info))
+                pause = started + (n + 1) / rate - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+
+        self._thread = threading.Thread(target=go, daemon=True)
+        self._thread.start()
+
+    def join(self) -> None:
+        assert self._thread is not None
+        self._thread.join()
+        for _, _, info in self.sent:
+            info.wait_for_publish(30)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def acknowledged(self, device: str = "dev-0") -> set[int]:
+        return {n for n, d, info in self.sent if d == device and info.is_published()}
+
+    def stored(self, db_url: str, device: str = "dev-0") -> list[int]:
+        """The numbers of the device's fixes in `positions` (a list: duplicates would show)."""
+        with psycopg.connect(db_url) as conn:
+            times = conn.execute(
+                "SELECT time FROM positions WHERE device_id = %s", (device,)
+            ).fetchall()
+        return sorted(round((t - self.base).total_seconds()) for (t,) in times)

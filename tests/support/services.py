@@ -1,0 +1,76 @@
+"""Real services for the tests: where they come from (given URLs, testcontainers, or the
+native stack) and how a test reaches them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from devtools.stack import stack_env
+from devtools.stack.settings import StackSettings
+
+
+@dataclass(frozen=True)
+class Services:
+    admin_database_url: str  # a URL whose database is `postgres`, for CREATE DATABASE
+    redis_url: str
+    mqtt_url: str
+
+    def database_url(self, name: str) -> str:
+        return self.admin_database_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def with_database(url: str, name: str) -> str:
+    return url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@contextlib.contextmanager
+def from_testcontainers() -> Iterator[Services]:
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.waiting_utils import wait_for_logs
+    from testcontainers.postgres import PostgresContainer
+    from testcontainers.redis import RedisContainer
+
+    from devtools.stack.native import mosquitto_conf
+
+    conf = Path(os.environ.get("TMPDIR", "/tmp")) / f"fixgate-mosquitto-{os.getpid()}.conf"
+    conf.write_text(mosquitto_conf(1883, None))
+    pg = PostgresContainer(
+        "timescale/timescaledb-ha:pg17", username="postgres", password="postgres", dbname="postgres"
+    )
+    rd = RedisContainer("redis:7")
+    mq = (
+        DockerContainer("eclipse-mosquitto:2")
+        .with_volume_mapping(str(conf), "/mosquitto/config/mosquitto.conf")
+        .with_exposed_ports(1883)
+    )
+    with pg, rd, mq:
+        wait_for_logs(mq, "running")
+        yield Services(
+            admin_database_url=pg.get_connection_url(driver=None),
+            redis_url=f"redis://{rd.get_container_host_ip()}:{rd.get_exposed_port(6379)}/0",
+            mqtt_url=f"mqtt://{mq.get_container_host_ip()}:{mq.get_exposed_port(1883)}",
+        )
+
+
+@contextlib.contextmanager
+def from_native_stack() -> Iterator[Services]:
+    from devtools.stack.native import NativeStack
+
+    settings = StackSettings()
+    stack = NativeStack(settings)
+    was_running = all(s.running for s in stack.status())
+    stack.up()
+    env = stack_env(settings)
+    try:
+        yield Services(
+            admin_database_url=with_database(env["FIXGATE_DATABASE_URL"], "postgres"),
+            redis_url=env["FIXGATE_REDIS_URL"],
+            mqtt_url=env["FIXGATE_MQTT_URL"],
+        )
+    finally:
+        if not was_running:
+            stack.down()
