@@ -1,15 +1,18 @@
 FROM python:3.11-slim-bookworm
 WORKDIR /app
-COPY pyproject.toml README.md ./
+# The product only: developer tooling (devtools/) stays out of the image.
+COPY pyproject.toml README.md requirements.lock ./
 COPY gateway gateway
 COPY devices devices
 COPY ingest ingest
 COPY geofence geofence
 COPY api api
 COPY migrations migrations
-RUN pip install --no-cache-dir -e . && useradd --system --home /var/lib/fixgate fixgate \
+# Exactly the locked versions of the runtime dependencies (the lock's pins as constraints).
+RUN sed -n 's/^\([A-Za-z0-9_.-]*==[^ ]*\).*/\1/p' requirements.lock > /tmp/constraints.txt \
+    && pip install --no-cache-dir -c /tmp/constraints.txt . \
+    && useradd --system --home /var/lib/fixgate fixgate \
     && mkdir -p /var/lib/fixgate && chown fixgate /var/lib/fixgate
-ENV FIXGATE_MIGRATIONS_DIR=/app/migrations
 USER fixgate
 EXPOSE 5010 9108 8000
 CMD ["fixgate", "gateway"]

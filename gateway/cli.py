@@ -141,7 +141,10 @@ def _add_plugin_commands() -> None:
     (the developer tooling in devtools/: stack, simulate, demo), so the product packages
     never import them."""
     for entry in entry_points(group="fixgate.commands"):
-        register: Callable[[typer.Typer], None] = entry.load()
+        try:
+            register: Callable[[typer.Typer], None] = entry.load()
+        except ModuleNotFoundError:
+            continue  # declared but not installed (the product's Docker image has no devtools)
         register(app)
 
 

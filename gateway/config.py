@@ -11,6 +11,15 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from devices.framing import DEFAULT_MAX_LINE_BYTES
+from devices.tcp_nmea import DEFAULT_MAX_ERRORS
+from ingest.filters import FilterLimits
+from ingest.pipeline import BatchLimits
+
+# Defaults of the bounds the cores argue for, written once (there).
+_BATCH = BatchLimits()
+_FILTER = FilterLimits()
+
 # Loopback ports of the native development stack (`fixgate stack`, devtools/stack), so the
 # defaults below reach it: off the services' defaults, so a system PostgreSQL, Redis or
 # Mosquitto on the same machine never collides with ours.
@@ -55,51 +64,67 @@ class Settings(BaseSettings):
     api_host: str = Field("127.0.0.1", description="Address the dispatch API binds.")
     api_port: int = Field(8000, description="Dispatch API port.")
     tcp_max_line_bytes: int = Field(
-        1024,
+        DEFAULT_MAX_LINE_BYTES,  # argued in devices.framing
         description="Longest TCP line accepted, bytes (NMEA caps a sentence at 82 characters).",
     )
+    # A device logs in with its first line, right after connecting; 30 s covers a slow
+    # cellular link with room to spare while bounding sockets held by silent peers.
     tcp_login_timeout_s: float = Field(
         30, description="A TCP connection must log in within this many seconds or is closed."
     )
+    # Trackers report every 1-120 s even when parked (heartbeats); ten minutes of silence
+    # is a dead link whose socket the kernel may never report.
     tcp_idle_timeout_s: float = Field(
         600, description="A logged-in TCP connection silent this long is closed, seconds."
     )
     tcp_max_errors: int = Field(
-        50,
+        DEFAULT_MAX_ERRORS,  # argued in devices.tcp_nmea
         description="Decode errors in a row (since the last good fix) before a TCP connection is closed.",
     )
-    batch_max_fixes: int = Field(5000, description="Most fixes in one TimescaleDB write.")
-    batch_max_age_s: float = Field(
-        0.05, description="Longest a fix waits for its batch to fill before it is written, seconds."
+    batch_max_fixes: int = Field(
+        _BATCH.max_batch_fixes, description="Most fixes in one TimescaleDB write."
     )
+    batch_max_age_s: float = Field(
+        _BATCH.max_batch_age_s,
+        description="Longest a fix waits for its batch to fill before it is written, seconds.",
+    )
+    # 20 batches of the default size: ~5 s of intake at 20k fixes/s, ~30 MB of Fix structs.
     max_queued_fixes: int = Field(
         100_000,
         description="Fixes accepted but not yet stored before listeners stop reading (backpressure); they resume at half.",
     )
+    # One COPY writing while the next is being built: more only contend for the 2 cores.
     max_concurrent_writes: int = Field(
         2, description="Batch writes to TimescaleDB in flight at once."
     )
     max_clock_skew_s: float = Field(
-        300, description="How far a fix time may be ahead of the server's clock, seconds."
+        _FILTER.max_clock_skew_s,
+        description="How far a fix time may be ahead of the server's clock, seconds.",
     )
     max_speed_mps: float = Field(
-        100, description="An implied speed above this between two fixes is a jump, m/s."
+        _FILTER.max_speed_mps,
+        description="An implied speed above this between two fixes is a jump, m/s.",
     )
     spool_dir: Path = Field(
         Path.home() / ".local" / "state" / "fixgate" / "spool",
         description="The gateway's state: the disk spool for acknowledged batches while TimescaleDB is away, and the registry snapshot; one gateway per folder.",
     )
+    # 1 GiB holds ~5M fixes: hours of a 1,000-device fleet while the database is away.
     spool_max_bytes: int = Field(
         1024**3,
         description="Spool size bound, bytes; when full, intake pauses (acks withheld, TCP reads paused). 0 turns the spool off.",
     )
+    # A healthy commit takes tens of ms; 5 s means the database is in trouble, and devices
+    # waiting longer for their acknowledgement start resending.
     spool_after_s: float = Field(
         5,
         description="A batch write not committed after this many seconds goes to the spool instead.",
     )
+    # Only the safety net: changes arrive by LISTEN/NOTIFY at once.
     registry_refresh_s: float = Field(
         10, description="How often the gateway reloads the device registry, seconds."
     )
+    # Under the 30 s that systemd and Docker wait after SIGTERM before SIGKILL.
     shutdown_timeout_s: float = Field(
         15,
         description="SIGTERM: how long the gateway may take to drain before it gives up, seconds.",

@@ -41,14 +41,15 @@ from gateway.sinks.history import HistoryWriter
 from ingest.pipeline import Ingest
 
 log = logging.getLogger(__name__)
-MAX_PENDING_LINES_AT_LOGIN = 32_768
-"""Devices stream right after their login line, without waiting for an answer, so the
-first read can carry a whole backlog. Reading pauses while the login is verified, so what
-the session holds is at most one read (`READ_CHUNK_BYTES`); this count only has to cover
-that read's lines."""
 READ_CHUNK_BYTES = 16 * 1024
 """Most bytes one read takes from a connection: ~115 RMC+GGA epochs, a few milliseconds of
 decoding. Also the most a connection holds undecoded (16 MiB for 1,000 devices)."""
+MAX_PENDING_LINES_AT_LOGIN = READ_CHUNK_BYTES
+"""Devices stream right after their login line, without waiting for an answer, so the
+first read can carry a whole backlog. Reading pauses while the login is verified, so what
+the session holds is at most one read, and a read of `READ_CHUNK_BYTES` holds at most one
+line per byte. (The core's default, `devices.tcp_nmea.DEFAULT_MAX_PENDING_LINES`, is for
+a caller that feeds it without pausing.)"""
 DECODE_SLICE_S = 0.01
 """A decode pass yields to the event loop after this long, so batch writes, timers and
 /metrics get a turn at least every ~10 ms however many devices are streaming."""

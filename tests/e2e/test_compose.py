@@ -53,6 +53,8 @@ def test_fixgate_services_build_here_and_wait_for_their_dependencies() -> None:
     dockerfile = (REPO_ROOT / "Dockerfile").read_text()
     for package in ("gateway", "devices", "ingest", "geofence", "api", "migrations"):
         assert f"COPY {package} {package}" in dockerfile
+    assert "COPY devtools" not in dockerfile  # the product image holds no developer tooling
+    assert "requirements.lock" in dockerfile
 
 
 def test_volumes_are_declared() -> None:
