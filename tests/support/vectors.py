@@ -9,6 +9,7 @@ raises, so the tests that need it fail rather than skip.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -47,6 +48,12 @@ def load_corpus(relative: str) -> list[dict[str, Any]]:
 def fixes_of(events: Iterable[object]) -> list[Fix]:
     """Every fix the events carry, in order."""
     return [fix for event in events if isinstance(event, FixBatch) for fix in event.fixes]
+
+
+def chunked(data: bytes, cuts: Iterable[int]) -> list[bytes]:
+    """`data` split at `cuts` (taken modulo its length): arbitrary reads for property tests."""
+    points = sorted({cut % (len(data) + 1) for cut in cuts})
+    return [data[a:b] for a, b in itertools.pairwise([0, *points, len(data)])]
 
 
 def drive(session: StreamSession, chunks: Iterable[bytes], now: float = NOW) -> list[object]:

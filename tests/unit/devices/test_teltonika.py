@@ -18,7 +18,7 @@ from devices.teltonika.avl import SUPPORTED_CODECS, AvlRecord
 from devices.teltonika.framer import MAX_AVL_DATA_BYTES
 from devices.units import kmh_to_mps
 from tests.devices.sanity import assert_sane_fix
-from tests.support.vectors import NOW, drive, fixes_of, load_corpus, run_vector
+from tests.support.vectors import NOW, chunked, drive, fixes_of, load_corpus, run_vector
 
 CORPUS = load_corpus("teltonika/teltonika-packets.json")
 TCP = [p for p in CORPUS if p["transport"] == "tcp"]
@@ -398,12 +398,6 @@ def test_udp_fixes_carry_the_registered_identity() -> None:
 # -- fuzzing: arbitrary bytes give events, never exceptions ----------------------------------------
 
 EVENT_TYPES = (DeviceLogin, AvlPacket, Ignored, DecodeError, CloseConnection)
-
-
-def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
-    points = sorted({c % (len(data) + 1) for c in cuts})
-    edges = [0, *points, len(data)]
-    return [data[a:b] for a, b in zip(edges, edges[1:], strict=False)]
 
 
 @settings(max_examples=300)
