@@ -440,3 +440,12 @@ def test_corrupted_datagrams_give_a_packet_or_an_error(noise: bytes) -> None:
     for i, byte in enumerate(noise):
         datagram[(i * 31 + byte) % len(datagram)] ^= byte
     assert isinstance(decode_udp(bytes(datagram)), UdpAvlPacket | DecodeError)
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=400), st.lists(st.integers(0, 400), max_size=8))
+def test_the_same_bytes_give_the_same_events_however_they_are_read(
+    noise: bytes, cuts: list[int]
+) -> None:
+    stream = packet_bytes("teltonika-wiki-codec8-ex3") + KEEPALIVE + noise
+    assert drive(logged_in(), chunked(stream, cuts)) == drive(logged_in(), [stream])
