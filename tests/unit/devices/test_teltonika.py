@@ -266,8 +266,9 @@ def test_accept_before_login_is_a_caller_error() -> None:
 
 def test_avl_data_before_login_closes() -> None:
     events = TeltonikaSession().feed(packet_bytes("teltonika-wiki-codec8-ex1"), NOW)
-    assert [type(e) for e in events] == [DecodeError, CloseConnection]
-    assert (events[0].reason, events[1].reason) == (R.NOT_LOGGED_IN, CloseReason.PROTOCOL_ERROR)  # type: ignore[union-attr]
+    assert [getattr(e, "reason", None) for e in events] == [
+        R.NOT_LOGGED_IN, CloseReason.PROTOCOL_ERROR
+    ]  # fmt: skip
 
 
 def test_non_digit_imei_closes() -> None:
