@@ -1,4 +1,6 @@
-"""NMEA 0183 checksums, written once: the XOR of every byte between `$`/`!` and `*`.
+"""Checksums, written once: NMEA 0183's XOR and the two CRC-16s of the binary trackers.
+
+NMEA: the XOR of every byte between `$`/`!` and `*`.
 
 `split_sentence` is what decoders call: it checks the framing of one line and returns the
 sentence body, or the reason the line is not a checksummed NMEA sentence. Sentences
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 from devices.events import DecodeErrorReason
 
-__all__ = ["nmea_checksum", "split_sentence", "with_checksum"]
+__all__ = ["crc16_ibm", "crc16_x25", "nmea_checksum", "split_sentence", "with_checksum"]
 
 _START_DELIMITERS = frozenset(b"$!")
 """`$` starts a sentence; `!` starts an encapsulated one (AIS), checksummed the same way."""
@@ -75,3 +77,43 @@ def with_checksum(body: bytes, start: bytes = b"$") -> bytes:
     if b"*" in body or b"\n" in body or b"\r" in body:
         raise ValueError("a sentence body cannot contain '*', CR or LF")
     return b"%s%s*%02X" % (start, body, nmea_checksum(body))
+
+
+# --- CRC-16 for the binary tracker protocols ---------------------------------------------
+# Both are reflected CRCs over polynomials of the CRC catalogue (reveng.sourceforge.io/crc-
+# catalogue): CRC-16/ARC (poly 0x8005, init 0, no final XOR), which Teltonika calls
+# CRC-16/IBM, and CRC-16/X-25 (poly 0x1021, init 0xFFFF, final XOR 0xFFFF), which the GT06
+# document calls CRC-ITU. The standard library has neither (`binascii.crc_hqx` is the
+# unreflected XMODEM variant), and a dependency is not worth two 256-entry tables.
+
+
+def _reflected_table(poly_reflected: int) -> tuple[int, ...]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ poly_reflected if crc & 1 else crc >> 1
+        table.append(crc)
+    return tuple(table)
+
+
+_ARC_TABLE = _reflected_table(0xA001)  # 0x8005 reflected
+_X25_TABLE = _reflected_table(0x8408)  # 0x1021 reflected
+
+
+def crc16_ibm(data: bytes | bytearray | memoryview) -> int:
+    """CRC-16/ARC (Teltonika's "CRC-16/IBM"): `crc16_ibm(b"123456789") == 0xBB3D`."""
+    crc = 0
+    table = _ARC_TABLE
+    for byte in data:
+        crc = (crc >> 8) ^ table[(crc ^ byte) & 0xFF]
+    return crc
+
+
+def crc16_x25(data: bytes | bytearray | memoryview) -> int:
+    """CRC-16/X-25 (GT06's "CRC-ITU"): `crc16_x25(b"123456789") == 0x906E`."""
+    crc = 0xFFFF
+    table = _X25_TABLE
+    for byte in data:
+        crc = (crc >> 8) ^ table[(crc ^ byte) & 0xFF]
+    return crc ^ 0xFFFF

@@ -11,6 +11,8 @@ import enum
 
 import msgspec
 
+from devices.fix import Fix
+
 
 class DecodeErrorReason(enum.StrEnum):
     BAD_CHECKSUM = "bad_checksum"
@@ -37,6 +39,27 @@ class DecodeErrorReason(enum.StrEnum):
     """A position without a time of day: it cannot be placed in any epoch."""
     PENDING_OVERFLOW = "pending_overflow"
     """A line arrived while the login was being verified and the holding buffer was full."""
+    # Appended for the binary trackers and the Traccar Client app (issue 12).
+    IMPOSSIBLE_LENGTH = "impossible_length"
+    """A length field below the protocol's minimum, or one its datagram contradicts."""
+    FRAME_TOO_LARGE = "frame_too_large"
+    """A length field above the protocol's named maximum (`max_*_bytes`)."""
+    BAD_FRAME = "bad_frame"
+    """Bytes that are not a frame: a wrong preamble, start or stop marker, or garbage."""
+    TRUNCATED = "truncated"
+    """The stream ended (EOF) in the middle of a frame."""
+    UNSUPPORTED_CODEC = "unsupported_codec"
+    """A well-formed Teltonika frame of a codec fixgate does not decode (12, 13, 7...)."""
+    UNSUPPORTED_MESSAGE = "unsupported_message"
+    """A well-formed GT06 frame of a protocol number fixgate does not know."""
+    BAD_RECORD = "bad_record"
+    """A checksummed frame whose body does not follow its codec's or message's layout."""
+    RECORD_COUNT_MISMATCH = "record_count_mismatch"
+    """Teltonika: the two record counts disagree, or differ from the records present."""
+    MISSING_FIELD = "missing_field"
+    """A required field is absent (`detail` names it)."""
+    BAD_FIELD = "bad_field"
+    """A field that does not parse as its type (`detail` names it)."""
 
 
 class DecodeError(msgspec.Struct, frozen=True):
@@ -55,6 +78,9 @@ class LoginRequest(msgspec.Struct, frozen=True):
 
 class CloseReason(enum.StrEnum):
     TOO_MANY_ERRORS = "too_many_errors"
+    PROTOCOL_ERROR = "protocol_error"
+    """The stream cannot be followed any more (a bad length or preamble in a protocol with
+    no resynchronisation marker); the device reconnects and logs in again."""
 
 
 class CloseConnection(msgspec.Struct, frozen=True):
@@ -71,3 +97,27 @@ class Ignored(msgspec.Struct, frozen=True):
     """Well-formed input that carries no fix by design (OwnTracks lwt, NMEA GSV...)."""
 
     kind: str
+
+
+class DeviceLogin(msgspec.Struct, frozen=True):
+    """A binary tracker identified itself by IMEI (Teltonika, GT06).
+
+    The shell looks the IMEI up in the registry, then calls the session's `accept()` or
+    `reject()` and writes the bytes they return to the device at once.
+    """
+
+    imei: str
+
+
+class FixBatch(msgspec.Struct, frozen=True, kw_only=True):
+    """Fixes to make durable, and the bytes that acknowledge them to the device.
+
+    The shell commits or spools `fixes` and only then writes `reply` (when non-empty), in
+    the order the events came: the device deletes what `reply` acknowledges, so sending it
+    early loses data on a crash. A batch with no fixes (a heartbeat) still carries its
+    reply, which waits behind the replies of earlier batches. Protocol sessions return
+    subclasses with what the protocol said besides the fixes.
+    """
+
+    fixes: tuple[Fix, ...]
+    reply: bytes

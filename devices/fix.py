@@ -55,6 +55,10 @@ class Protocol(enum.StrEnum):
     NMEA = "nmea"
     JSON = "json"
     OWNTRACKS = "owntracks"
+    TELTONIKA = "teltonika"
+    GT06 = "gt06"
+    OSMAND = "osmand"
+    """The Traccar Client app (the OsmAnd protocol over HTTP)."""
 
 
 class Fix(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -86,3 +90,12 @@ class Fix(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """When the gateway received the bytes, UTC (server clock, set by the listener)."""
     battery: int | None = None
     """Battery level in percent, when the device reports it."""
+    # Appended for the fleet trackers (issue 12). None is "not reported", never "off"/0.
+    ignition: bool | None = None
+    """Vehicle ignition (ACC line) on, when the tracker is wired to it."""
+    power_v: float | None = None
+    """External (vehicle) power supply voltage, volts."""
+    odometer_m: float | None = None
+    """The tracker's total odometer, metres."""
+    alarm: str | None = None
+    """What raised this fix, when it is an alarm or an event (`devices.alarms.Alarm`)."""

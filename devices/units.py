@@ -15,3 +15,11 @@ def kmh_to_mps(kmh: float) -> float:
 
 def mph_to_mps(mph: float) -> float:
     return mph * MPH_IN_MPS
+
+
+def mps_to_kmh(mps: float) -> float:
+    return mps / KMH_IN_MPS
+
+
+def millivolts_to_volts(millivolts: float) -> float:
+    return millivolts / 1000.0
