@@ -11,21 +11,17 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any, Protocol
 
 from devices.events import FixBatch
 from devices.fix import Fix
-from tests.devices.sanity import assert_sane_fix
+from tests.support.paths import corpus_file
+from tests.support.sanity import assert_sane_fix
 
 NOW = 1_717_000_000.0
 """The receive time every vector is fed at (2024-05-29T16:26:40Z)."""
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_DIR = Path(os.environ.get("FIXGATE_SHARED_DIR") or REPO_ROOT.parent / "shared")
-CORPUS_DIR = SHARED_DIR / "corpus"
 
 
 class StreamSession(Protocol):
@@ -38,9 +34,7 @@ class StreamSession(Protocol):
 
 def load_corpus(relative: str) -> list[dict[str, Any]]:
     """A corpus JSON file (e.g. `teltonika/teltonika-packets.json`); raises if missing."""
-    path = CORPUS_DIR / relative
-    if not path.is_file():
-        raise FileNotFoundError(f"decoder corpus file {path} is missing (set FIXGATE_SHARED_DIR)")
+    path = corpus_file(*relative.split("/"))
     packets: list[dict[str, Any]] = json.loads(path.read_text())
     return packets
 

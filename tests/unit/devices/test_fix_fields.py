@@ -10,7 +10,7 @@ import msgspec
 from devices.alarms import Alarm
 from devices.fix import Fix, Protocol
 from ingest.spool_records import HEADER, MAGIC, decode_payload, encode_record, parse_header
-from tests.devices.sanity import assert_sane_fix
+from tests.support.sanity import assert_sane_fix
 
 TIME = datetime(2024, 5, 29, 16, 26, 30, tzinfo=UTC)
 # One fix as the spool wrote it before the tracker fields existed (every field it had).

@@ -15,7 +15,7 @@ from devices.events import DecodeErrorReason as R
 from devices.fix import Protocol
 from devices.osmand import MAX_BODY_BYTES, OsmandReport, decode_osmand
 from devices.units import knots_to_mps
-from tests.devices.sanity import assert_sane_fix
+from tests.support.sanity import assert_sane_fix
 from tests.support.vectors import NOW
 
 QUERY = {

@@ -17,7 +17,7 @@ from devices.teltonika import AvlPacket, SessionState, TeltonikaSession, UdpAvlP
 from devices.teltonika.avl import SUPPORTED_CODECS, AvlRecord
 from devices.teltonika.framer import MAX_AVL_DATA_BYTES
 from devices.units import kmh_to_mps
-from tests.devices.sanity import assert_sane_fix
+from tests.support.sanity import assert_sane_fix
 from tests.support.vectors import NOW, chunked, drive, fixes_of, load_corpus, run_vector
 
 CORPUS = load_corpus("teltonika/teltonika-packets.json")
