@@ -1,0 +1,22 @@
+"""Fixtures of the dispatch API tests: the app in its lifespan against this test's database
+and Redis prefix."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from tests.conftest import Services
+from tests.support.api import running_app, settings_for
+
+
+@pytest.fixture
+async def client(
+    services: Services, db_url: str, redis_prefix: str, redis_client: object
+) -> AsyncIterator[httpx.AsyncClient]:
+    # redis_client: its teardown removes this test's Redis keys.
+    settings = settings_for(db_url, services.redis_url, redis_prefix, ring_phase_s=1.0)
+    async with running_app(settings) as c:
+        yield c
