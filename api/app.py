@@ -10,10 +10,10 @@ import asyncpg
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
-from api import errors
+from api import consumer, errors, ring
 from api.events import Publisher
 from api.metrics import observe
-from api.routes import customers, health, services, technicians, vans
+from api.routes import customers, devices, health, service_requests, services, technicians, vans
 from api.settings import MIN_SECRET_CHARS, ApiSettings
 from api.state import ApiState
 
@@ -43,6 +43,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
             publisher=Publisher(client, settings.redis_prefix),
         )
         app.state.api = state
+        state.tasks.append(asyncio.create_task(ring.worker(state), name="ring"))
+        state.tasks.append(asyncio.create_task(consumer.worker(state), name="engine-events"))
         try:
             yield
         finally:
@@ -60,6 +62,6 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     errors.install(app)
     app.middleware("http")(observe)
-    for module in (health, customers, vans, technicians, services):
+    for module in (health, customers, vans, technicians, services, service_requests, devices):
         app.include_router(module.router)
     return app

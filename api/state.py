@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import cast
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -22,3 +25,14 @@ class ApiState:
     # instead of at its next poll.
     ring_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    @contextlib.asynccontextmanager
+    async def conn(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self.pool.acquire() as conn:
+            # The pool's proxy forwards every Connection method; the stubs type it apart.
+            yield cast(asyncpg.Connection, conn)
+
+    @contextlib.asynccontextmanager
+    async def tx(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self.conn() as conn, conn.transaction():
+            yield conn

@@ -99,3 +99,63 @@ class Tenant:
             body["deviceId"] = device_id
         technician_id = await self.post("/technicians", body)
         return technician_id, token(Role.TECHNICIAN, technician_id, self.name)
+
+
+METERS_PER_MILE = 1609.344
+METERS_PER_DEGREE_LAT = 111_195.0  # mean Earth radius 6371 km
+
+
+def miles_north(lat: float, lon: float, miles: float) -> tuple[float, float]:
+    return lat + miles * METERS_PER_MILE / METERS_PER_DEGREE_LAT, lon
+
+
+async def place(
+    client: Any, prefix: str, device: str, tenant: str, lat: float, lon: float, age_s: float = 0
+) -> None:
+    """A live position through the gateway's own Redis writer."""
+    from datetime import UTC, datetime, timedelta
+
+    from devices.fix import Fix
+    from ingest.redis_writer import LiveWriter
+
+    at = datetime.now(UTC) - timedelta(seconds=age_s)
+    fix = Fix(device_id=device, tenant_id=tenant, time=at, lat=lat, lon=lon, received_at=at)
+    await LiveWriter(client, prefix).write([fix])
+
+
+async def add_device(pg: Any, device: str, tenant: str) -> None:
+    await pg.execute(
+        "INSERT INTO devices (id, tenant_id, kind, token_hash) VALUES ($1, $2, 'service_van', 'x')",
+        device,
+        tenant,
+    )
+
+
+async def eventually(check: Any, timeout_s: float = 10.0, every_s: float = 0.05) -> Any:
+    """Poll an async check until it returns something truthy; fail after timeout_s."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s (last: {result!r})")
+        await asyncio.sleep(every_s)
+
+
+async def dispatch_events(client: Any, prefix: str) -> list[tuple[str, dict[str, Any], list[str]]]:
+    """(event name, payload, groups) of every entry on the dispatch stream, in order."""
+    import json
+
+    entries = await client.xrange(f"{prefix}dispatch")
+    return [
+        (
+            fields[b"event"].decode(),
+            json.loads(fields[b"payload"]),
+            json.loads(fields[b"groups"]),
+        )
+        for _, fields in entries
+    ]
