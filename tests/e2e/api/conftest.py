@@ -4,11 +4,13 @@ and Redis prefix."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.conftest import Services
+from api.settings import ApiSettings
 from tests.support.api import running_app, settings_for
 
 
@@ -20,3 +22,13 @@ async def client(
     settings = settings_for(db_url, services.redis_url, redis_prefix, ring_phase_s=1.0)
     async with running_app(settings) as c:
         yield c
+
+
+@pytest.fixture
+def make_settings(services: Services, db_url: str, redis_prefix: str) -> Any:
+    """Settings of this test's database and prefix, with overrides (ring timing...)."""
+
+    def make(**overrides: Any) -> ApiSettings:
+        return settings_for(db_url, services.redis_url, redis_prefix, **overrides)
+
+    return make
