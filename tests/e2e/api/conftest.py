@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Services
 from api.settings import ApiSettings
+from tests.conftest import Services
 from tests.support.api import running_app, settings_for
 
 
