@@ -249,7 +249,7 @@ async def create(
         else:
             await conn.execute(
                 "INSERT INTO ringschedule (requestid, tenant_id, dueat)"
-                " VALUES ($1, $2, $3 - make_interval(secs => $4))",
+                " VALUES ($1, $2, $3::timestamptz - make_interval(secs => $4::float8))",
                 request_id,
                 tenant,
                 body.scheduled_at,
