@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from api import consumer, errors, ring
 from api.events import Publisher
 from api.metrics import observe
+from api.models.common import ErrorEnvelope
 from api.routes import customers, devices, health, service_requests, services, technicians, vans
 from api.settings import MIN_SECRET_CHARS, ApiSettings
 from api.state import ApiState
@@ -59,6 +60,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         description="Service requests, the ring, queues with ETA; tenant- and role-scoped.",
+        # Errors are the envelope too; declaring 422 here replaces FastAPI's own shape.
+        responses={code: {"model": ErrorEnvelope} for code in (400, 401, 403, 404, 409, 422, 500)},
     )
     errors.install(app)
     app.middleware("http")(observe)

@@ -24,9 +24,7 @@ if TYPE_CHECKING:
     from gateway.simulate import FleetOptions
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-stack_app = typer.Typer(
-    no_args_is_help=True, help="The service stack: TimescaleDB, Redis, Mosquitto."
-)
+stack_app = typer.Typer(no_args_is_help=True, help="The service stack: TimescaleDB, Redis, Mosquitto.")
 device_app = typer.Typer(no_args_is_help=True, help="The device registry.")
 app.add_typer(stack_app, name="stack")
 app.add_typer(device_app, name="device")
@@ -122,9 +120,7 @@ def device_add(
     device_id: str,
     tenant: Annotated[str, typer.Option(help="Tenant (fleet operator) the device belongs to.")],
     kind: Annotated[str, typer.Option(help=f"One of: {', '.join(registry.DEVICE_KINDS)}.")],
-    token: Annotated[
-        str | None, typer.Option(help="Use this token instead of generating one.")
-    ] = None,
+    token: Annotated[str | None, typer.Option(help="Use this token instead of generating one.")] = None,
     owntracks: Annotated[
         str | None, typer.Option(help="OwnTracks identity <user>/<device> mapped to this device.")
     ] = None,
@@ -133,12 +129,7 @@ def device_add(
     try:
         issued = asyncio.run(
             _with_conn(
-                registry.add_device,
-                device_id,
-                tenant_id=tenant,
-                kind=kind,
-                token=token,
-                owntracks=owntracks,
+                registry.add_device, device_id, tenant_id=tenant, kind=kind, token=token, owntracks=owntracks
             )
         )
     except (registry.DeviceExists, registry.OwnTracksIdentityTaken, BadToken, ValueError) as e:
@@ -148,9 +139,7 @@ def device_add(
 
 
 @device_app.command("list")
-def device_list(
-    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
-) -> None:
+def device_list(tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None) -> None:
     """List registered devices."""
     devices = asyncio.run(_with_conn(registry.list_devices, tenant))
     typer.echo(f"{'id':24} {'tenant':16} {'kind':12} {'enabled':8} owntracks")
@@ -187,22 +176,14 @@ def gateway() -> None:
 
 
 def _fleet_options(
-    trucks: int,
-    phones: int,
-    rate: float,
-    tenant: str,
-    center: str,
-    radius_km: float,
-    seed: int | None,
+    trucks: int, phones: int, rate: float, tenant: str, center: str, radius_km: float, seed: int | None,
     state: Path | None,
 ) -> FleetOptions:
     """The simulator's options, checked; a usage error names the bad one."""
     from gateway.simulate import TENANT_PATTERN, FleetOptions, parse_center
 
     if not TENANT_PATTERN.fullmatch(tenant):
-        raise typer.BadParameter(
-            "letters, digits, '_', '.', '-' only (at most 40)", param_hint="--tenant"
-        )
+        raise typer.BadParameter("letters, digits, '_', '.', '-' only (at most 40)", param_hint="--tenant")
     try:
         where = parse_center(center)
     except ValueError as e:
@@ -216,15 +197,11 @@ def _fleet_options(
 _DB_HINT = "is the stack up and migrated? (fixgate stack up && fixgate migrate)"
 _TRUCKS = Annotated[int, typer.Option(min=0, max=999, help="Trucks sending NMEA over TCP.")]
 _PHONES = Annotated[
-    int,
-    typer.Option(
-        min=0, max=999, help="Phones over MQTT, split between OwnTracks and fixgate JSON."
-    ),
+    int, typer.Option(min=0, max=999, help="Phones over MQTT, split between OwnTracks and fixgate JSON.")
 ]
 _RATE = Annotated[float, typer.Option(min=0.001, max=50.0, help="Fixes per second per device.")]
 _DURATION = Annotated[
-    float | None,
-    typer.Option(min=0.0, help="Stop after this many seconds (default: run until Ctrl-C/SIGTERM)."),
+    float | None, typer.Option(min=0.0, help="Stop after this many seconds (default: run until Ctrl-C/SIGTERM).")
 ]
 
 
@@ -235,20 +212,12 @@ def simulate(
     rate: _RATE = 1.0,
     duration: _DURATION = None,
     tenant: Annotated[str, typer.Option(help="Tenant the simulated devices belong to.")] = "demo",
-    center: Annotated[
-        str, typer.Option(help="LAT,LON the fleet drives around (Berlin by default).")
-    ] = "52.5200,13.4050",
-    radius_km: Annotated[
-        float, typer.Option(min=0.1, max=500.0, help="Radius of the area the fleet drives in.")
-    ] = 8.0,
-    seed: Annotated[
-        int | None, typer.Option(help="Seed for repeatable paths (default: random).")
-    ] = None,
+    center: Annotated[str, typer.Option(help="LAT,LON the fleet drives around (Berlin by default).")] = "52.5200,13.4050",
+    radius_km: Annotated[float, typer.Option(min=0.1, max=500.0, help="Radius of the area the fleet drives in.")] = 8.0,
+    seed: Annotated[int | None, typer.Option(help="Seed for repeatable paths (default: random).")] = None,
     state: Annotated[
         Path | None,
-        typer.Option(
-            help="File keeping the devices' tokens and last positions (default: simulator.json in FIXGATE_STACK_DIR)."
-        ),
+        typer.Option(help="File keeping the devices' tokens and last positions (default: simulator.json in FIXGATE_STACK_DIR)."),
     ] = None,
 ) -> None:
     """Simulated devices driving around: trucks over TCP NMEA, phones over MQTT; they register themselves."""

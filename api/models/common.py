@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -26,6 +26,14 @@ class Envelope(CamelModel, Generic[T]):
     status: int
     message: str
     data: T | None = None
+
+
+class ErrorEnvelope(CamelModel):
+    """An error: `data` is the current state for 409, the fields at fault for 422."""
+
+    status: int
+    message: str
+    data: Any = None
 
 
 class ServerPaginatedData(CamelModel, Generic[T]):
