@@ -11,6 +11,8 @@ from typing import Annotated, Concatenate, ParamSpec, TypeVar
 import asyncpg
 import typer
 
+from api.cli import api as dispatch_api
+from api.cli import token_app
 from gateway.config import Settings
 from gateway.migrate import migrate as apply_migrations
 from gateway.migrate import migrations_dir
@@ -20,6 +22,8 @@ from gateway.registry.tokens import BadToken
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 device_app = typer.Typer(no_args_is_help=True, help="The device registry.")
 app.add_typer(device_app, name="device")
+app.command("api")(dispatch_api)
+app.add_typer(token_app, name="token")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -128,12 +132,6 @@ def gateway() -> None:
     from gateway.service import main as run
 
     run(Settings())
-
-
-@app.command()
-def api() -> None:
-    """Run the dispatch API."""
-    raise fail("the dispatch API is not built yet (a later issue)")
 
 
 def _add_plugin_commands() -> None:

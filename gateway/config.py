@@ -61,8 +61,6 @@ class Settings(BaseSettings):
     tcp_port: int = Field(5010, description="TCP NMEA listener port.")
     metrics_host: str = Field("127.0.0.1", description="Address of the metrics/health endpoint.")
     metrics_port: int = Field(9108, description="Prometheus metrics endpoint port.")
-    api_host: str = Field("127.0.0.1", description="Address the dispatch API binds.")
-    api_port: int = Field(8000, description="Dispatch API port.")
     tcp_max_line_bytes: int = Field(
         DEFAULT_MAX_LINE_BYTES,  # argued in devices.framing
         description="Longest TCP line accepted, bytes (NMEA caps a sentence at 82 characters).",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from api.settings import ApiSettings
 from devtools.stack.settings import StackSettings
 from gateway.config import Settings
 from tests.support.paths import REPO_ROOT
 
-SETTINGS_CLASSES = (Settings, StackSettings)
+SETTINGS_CLASSES = (Settings, StackSettings, ApiSettings)
 
 
 def test_every_setting_is_documented() -> None:

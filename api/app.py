@@ -1,0 +1,70 @@
+"""The FastAPI application: `create_app(settings)`; pools and workers live in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import asyncpg
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+
+from api import consumer, errors, ring
+from api.events import Publisher
+from api.metrics import observe
+from api.models.common import ErrorEnvelope
+from api.routes import customers, devices, health, service_requests, services, technicians, vans
+from api.settings import MIN_SECRET_CHARS, ApiSettings
+from api.state import ApiState
+
+DB_POOL_MIN = 2
+
+
+class ConfigError(Exception):
+    pass
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    if len(settings.api_secret) < MIN_SECRET_CHARS:
+        raise ConfigError(f"FIXGATE_API_SECRET must be at least {MIN_SECRET_CHARS} characters")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await asyncpg.create_pool(
+            settings.database_url,
+            min_size=min(DB_POOL_MIN, settings.api_db_pool_max),
+            max_size=settings.api_db_pool_max,
+        )
+        client = aioredis.from_url(settings.redis_url)
+        state = ApiState(
+            settings=settings,
+            pool=pool,
+            redis=client,
+            publisher=Publisher(client, settings.redis_prefix),
+        )
+        app.state.api = state
+        state.tasks.append(asyncio.create_task(ring.worker(state), name="ring"))
+        state.tasks.append(asyncio.create_task(consumer.worker(state), name="engine-events"))
+        try:
+            yield
+        finally:
+            for task in state.tasks:
+                task.cancel()
+            await asyncio.gather(*state.tasks, return_exceptions=True)
+            await client.aclose()
+            await pool.close()
+
+    app = FastAPI(
+        title="fixgate dispatch API",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Service requests, the ring, queues with ETA; tenant- and role-scoped.",
+        # Errors are the envelope too; declaring 422 here replaces FastAPI's own shape.
+        responses={code: {"model": ErrorEnvelope} for code in (400, 401, 403, 404, 409, 422, 500)},
+    )
+    errors.install(app)
+    app.middleware("http")(observe)
+    for module in (health, customers, vans, technicians, services, service_requests, devices):
+        app.include_router(module.router)
+    return app

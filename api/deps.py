@@ -1,0 +1,81 @@
+"""`Annotated` dependencies: the state, a database connection, Redis, the principal and
+role guards."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, cast
+
+import asyncpg
+import redis.asyncio as aioredis
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.auth import BadToken, Principal, Role, read_token
+from api.errors import forbidden, unauthorized
+from api.settings import ApiSettings
+from api.state import ApiState
+
+_bearer = HTTPBearer(auto_error=False, description="A token from `fixgate token issue`.")
+
+
+def get_state(request: Request) -> ApiState:
+    state: ApiState = request.app.state.api
+    return state
+
+
+StateDep = Annotated[ApiState, Depends(get_state)]
+
+
+def get_settings(state: StateDep) -> ApiSettings:
+    return state.settings
+
+
+SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
+
+
+async def get_db(state: StateDep) -> AsyncIterator[asyncpg.Connection]:
+    async with state.pool.acquire() as conn:
+        # The pool's proxy forwards every Connection method; the stubs type it apart.
+        yield cast(asyncpg.Connection, conn)
+
+
+DbDep = Annotated[asyncpg.Connection, Depends(get_db)]
+
+
+def get_redis(state: StateDep) -> aioredis.Redis:
+    return state.redis
+
+
+RedisDep = Annotated[aioredis.Redis, Depends(get_redis)]
+
+
+def get_principal(
+    state: StateDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise unauthorized()
+    try:
+        return read_token(state.settings.api_secret, credentials.credentials)
+    except BadToken as e:
+        raise unauthorized(f"Invalid token: {e}") from None
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require(*roles: Role) -> Callable[[Principal], Principal]:
+    def guard(principal: PrincipalDep) -> Principal:
+        if principal.role not in roles:
+            allowed = ", ".join(r.value for r in roles)
+            raise forbidden(f"Only {allowed} may do this (you are {principal.role.value})")
+        return principal
+
+    return guard
+
+
+StaffDep = Annotated[Principal, Depends(require(Role.ADMIN, Role.DISPATCHER))]
+AdminDep = Annotated[Principal, Depends(require(Role.ADMIN))]
+TechnicianDep = Annotated[Principal, Depends(require(Role.TECHNICIAN))]
+CustomerDep = Annotated[Principal, Depends(require(Role.CUSTOMER))]

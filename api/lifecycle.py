@@ -1,0 +1,931 @@
+"""The request lifecycle (the specification's state tables): every action is one
+transaction whose state change is a conditional UPDATE (state and version in the WHERE),
+audited with who, old and new state; events go out after the commit.
+
+States: Ringing/Pending -> Assigned (accept, assign) -> EnRoute (start journey; arrival
+records `arrivedat`) -> InProgress (start work) -> Completed; Canceled from any open
+state; unassign sends Assigned/EnRoute back to Pending.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from api import audit, engine, queue
+from api.auth import Principal, Role
+from api.errors import ApiError, conflict, not_found
+from api.models.requests import (
+    CompleteServiceRequest,
+    CreateServiceRequest,
+    ServiceRequestDetailedResponse,
+)
+from api.notify import Notifier
+from api.state import ApiState
+from api.store.requests import (
+    ACTIVE_STATES,
+    QUEUED_STATES,
+    TERMINAL_STATES,
+    load_detail,
+    scope,
+    subject_id,
+)
+
+log = logging.getLogger("fixgate.api.lifecycle")
+
+OPEN_STATES = ("Pending", "Ringing", "Assigned", "EnRoute", "InProgress")
+TAKEN = "Request was taken by another technician"
+
+
+class Current:
+    """The request as read at the start of an action (state and version for the WHERE)."""
+
+    def __init__(self, row: asyncpg.Record) -> None:
+        self.id: UUID = row["requestid"]
+        self.state: str = row["requeststatus"]
+        self.version: int = row["version"]
+        self.technician: UUID | None = row["currenttechnicianid"]
+        self.customer: UUID = row["customerid"]
+        self.trip: str | None = row["tripid"]
+        self.lat: float = row["lat"]
+        self.lon: float = row["lon"]
+        self.arrived = row["arrivedat"] is not None
+
+
+async def _current(conn: asyncpg.Connection, principal: Principal, request_id: UUID) -> Current:
+    args: list[Any] = [request_id]
+    where = scope(principal, args)
+    row = await conn.fetchrow(
+        "SELECT r.requestid, r.requeststatus, r.version, r.currenttechnicianid, r.customerid,"
+        " r.tripid, r.latitude::float8 AS lat, r.longitude::float8 AS lon, r.arrivedat"
+        f" FROM servicerequests r WHERE r.requestid = $1 AND {where}",
+        *args,
+    )
+    if row is None:
+        raise not_found("Service request")
+    return Current(row)
+
+
+async def _transition(
+    conn: asyncpg.Connection,
+    tenant: str,
+    cur: Current,
+    new_state: str,
+    sets: str = "",
+    args: Sequence[Any] = (),
+) -> bool:
+    """The conditional UPDATE: applies only if nobody changed the request since `cur`."""
+    extra = f", {sets}" if sets else ""
+    status: str = await conn.execute(
+        f"UPDATE servicerequests SET requeststatus = $4, version = version + 1,"
+        f" updatedat = now(){extra}"
+        " WHERE requestid = $1 AND tenant_id = $2 AND version = $3",
+        cur.id,
+        tenant,
+        cur.version,
+        new_state,
+        *args,
+    )
+    return status == "UPDATE 1"
+
+
+async def _refused(
+    state: ApiState,
+    principal: Principal,
+    request_id: UUID,
+    action: str,
+    error: ApiError,
+    old_state: str | None,
+) -> None:
+    """Audit a refused attempt (after the rollback of the attempt's transaction)."""
+    if error.status not in (409, 422):
+        return
+    outcome = "conflict" if error.status == 409 else "refused"
+    try:
+        async with state.conn() as conn:
+            await audit.record(
+                conn,
+                tenant=principal.tenant,
+                request_id=request_id,
+                action=action,
+                actor=principal,
+                old_state=old_state,
+                new_state=old_state,
+                outcome=outcome,
+                detail=error.message,
+            )
+    except asyncpg.ForeignKeyViolationError:
+        pass  # no such request: nothing to audit against
+
+
+async def _state_of(conn: asyncpg.Connection, request_id: UUID) -> str | None:
+    found: str | None = await conn.fetchval(
+        "SELECT requeststatus FROM servicerequests WHERE requestid = $1", request_id
+    )
+    return found
+
+
+async def _set_availability(
+    conn: asyncpg.Connection, technician_id: UUID, status: str, only_from: Sequence[str] = ()
+) -> None:
+    if only_from:
+        await conn.execute(
+            "UPDATE technicianmaster SET availabilitystatus = $2, updatedat = now(),"
+            " version = version + 1 WHERE technicianid = $1 AND availabilitystatus = ANY($3)",
+            technician_id,
+            status,
+            list(only_from),
+        )
+    else:
+        await conn.execute(
+            "UPDATE technicianmaster SET availabilitystatus = $2, updatedat = now(),"
+            " version = version + 1 WHERE technicianid = $1",
+            technician_id,
+            status,
+        )
+
+
+async def _detail(state: ApiState, tenant: str, request_id: UUID) -> ServiceRequestDetailedResponse:
+    async with state.conn() as conn:
+        detail = await load_detail(conn, tenant, request_id)
+    if detail is None:  # deleted between commit and read: nothing to report
+        raise not_found("Service request")
+    return detail
+
+
+async def publish_queue(state: ApiState, tenant: str, technician_id: UUID | None) -> None:
+    """QueueUpdated to the technician, QueuePositionChanged to each queued customer."""
+    if technician_id is None:
+        return
+    notifier = Notifier(state.publisher)
+    try:
+        async with state.conn() as conn:
+            items = await queue.entries(conn, state.redis, state.settings, tenant, technician_id)
+    except Exception:
+        log.exception("queue of technician %s", technician_id)
+        return
+    await notifier.queue_updated(tenant, str(technician_id), items)
+    for item in items:
+        await notifier.queue_position_changed(tenant, item["customerId"], item)
+
+
+# ---- create ------------------------------------------------------------------------------
+
+
+async def create(
+    state: ApiState, principal: Principal, body: CreateServiceRequest
+) -> tuple[UUID, str]:
+    tenant = principal.tenant
+    customer_id = subject_id(principal)
+    async with state.tx() as conn:
+        vehicle_ok = await conn.fetchval(
+            "SELECT true FROM customervehicles v JOIN customermaster c USING (customerid)"
+            " WHERE v.customervehicleid = $1 AND v.customerid = $2 AND v.tenant_id = $3"
+            " AND v.enabled AND c.enabled",
+            body.vehicle_id,
+            customer_id,
+            tenant,
+        )
+        if not vehicle_ok:
+            raise ApiError(422, "vehicleId: no such vehicle of yours")
+        services = await conn.fetch(
+            "SELECT serviceid, serviceprice, durationminutes FROM servicemaster"
+            " WHERE serviceid = ANY($1::uuid[]) AND tenant_id = $2 AND enabled",
+            body.services,
+            tenant,
+        )
+        if len(services) != len(body.services):
+            raise ApiError(422, "services: unknown or disabled service")
+        on_demand = body.service_schedule_type.value == "OnDemand"
+        status = "Ringing" if on_demand else "Pending"
+        row = await conn.fetchrow(
+            """
+            INSERT INTO servicerequests (tenant_id, requestnumber, customerid, vehicleid,
+                servicescheduletype, locationpreference, scheduledat, latitude, longitude,
+                location, description, estimatedprice, requeststatus, ringstarttime,
+                maxringradius)
+            VALUES ($1, 'REQ-' || to_char(now() AT TIME ZONE 'UTC', 'YYYYMMDD') || '-'
+                        || lpad(nextval('servicerequests_number_seq')::text, 6, '0'),
+                    $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::varchar,
+                    CASE WHEN $12::varchar = 'Ringing' THEN now() END, $13)
+            RETURNING requestid, requestnumber
+            """,
+            tenant,
+            customer_id,
+            body.vehicle_id,
+            body.service_schedule_type.value,
+            body.location_preference.value,
+            body.scheduled_at,
+            body.latitude,
+            body.longitude,
+            body.location,
+            body.description,
+            sum(s["serviceprice"] for s in services),
+            status,
+            round(state.settings.ring_radii_miles[-1]),
+        )
+        assert row is not None  # INSERT ... RETURNING returns the row
+        request_id: UUID = row["requestid"]
+        number: str = row["requestnumber"]
+        await conn.executemany(
+            "INSERT INTO requestedservices (tenant_id, requestid, serviceid, serviceprice,"
+            " durationminutes) VALUES ($1, $2, $3, $4, $5)",
+            [
+                (tenant, request_id, s["serviceid"], s["serviceprice"], s["durationminutes"])
+                for s in services
+            ],
+        )
+        # The ring's schedule: OnDemand now, Scheduled ahead of its time.
+        if on_demand:
+            await conn.execute(
+                "INSERT INTO ringschedule (requestid, tenant_id) VALUES ($1, $2)",
+                request_id,
+                tenant,
+            )
+        else:
+            await conn.execute(
+                "INSERT INTO ringschedule (requestid, tenant_id, dueat)"
+                " VALUES ($1, $2, $3::timestamptz - make_interval(secs => $4::float8))",
+                request_id,
+                tenant,
+                body.scheduled_at,
+                state.settings.scheduled_ring_lead_s,
+            )
+        await audit.record(
+            conn,
+            tenant=tenant,
+            request_id=request_id,
+            action="create",
+            actor=principal,
+            old_state=None,
+            new_state=status,
+        )
+    state.ring_wakeup.set()
+    await Notifier(state.publisher).new_service_request(
+        await _detail(state, tenant, request_id), tenant
+    )
+    return request_id, number
+
+
+# ---- accept / reject ---------------------------------------------------------------------
+
+
+async def accept(
+    state: ApiState, principal: Principal, request_id: UUID, location: dict[str, Any] | None
+) -> None:
+    tenant, technician_id = principal.tenant, subject_id(principal)
+    old: str | None = None
+    rung: list[str] = []
+    try:
+        async with state.tx() as conn:
+            cur = await _current(conn, principal, request_id)
+            old = cur.state
+            # Serializes this technician's own accepts, so two requests cannot both
+            # take the last queue slot.
+            tech = await conn.fetchrow(
+                "SELECT availabilitystatus FROM technicianmaster WHERE technicianid = $1"
+                " AND tenant_id = $2 AND enabled FOR UPDATE",
+                technician_id,
+                tenant,
+            )
+            if tech is None:
+                raise not_found("Technician")
+            if cur.state not in ("Ringing", "Pending"):
+                raise conflict(TAKEN if cur.state in OPEN_STATES else
+                               f"Request is {cur.state}", cur.state)  # fmt: skip
+            if tech["availabilitystatus"] == "Offline":
+                raise conflict("You are Offline: set your availability first", cur.state)
+            queued = await conn.fetchval(
+                "SELECT count(*) FROM servicerequests WHERE tenant_id = $1"
+                " AND currenttechnicianid = $2 AND requeststatus = ANY($3::text[])",
+                tenant,
+                technician_id,
+                list(QUEUED_STATES),
+            )
+            if queued >= state.settings.queue_limit:
+                raise conflict(
+                    f"Your queue is full ({queued} of {state.settings.queue_limit})", cur.state
+                )
+            won = await _transition(
+                conn,
+                tenant,
+                cur,
+                "Assigned",
+                "currenttechnicianid = $5, assignedat = now(), queueposition = $6,"
+                " ringendtime = coalesce(ringendtime, now())",
+                (technician_id, queued + 1),
+            )
+            if not won:
+                raise conflict(TAKEN, await _state_of(conn, request_id))
+            await conn.execute(
+                "INSERT INTO technicianengagementdetails (tenant_id, requestid, technicianid,"
+                " action) VALUES ($1, $2, $3, 'ACCEPTED')",
+                tenant,
+                request_id,
+                technician_id,
+            )
+            ended = await conn.fetch(
+                "UPDATE technicianringlog SET ringendedat = now(), updatedat = now()"
+                " WHERE requestid = $1 AND ringendedat IS NULL AND technicianid <> $2"
+                " RETURNING technicianid",
+                request_id,
+                technician_id,
+            )
+            await conn.execute(
+                "UPDATE technicianringlog SET ringendedat = now(), updatedat = now()"
+                " WHERE requestid = $1 AND technicianid = $2 AND ringendedat IS NULL",
+                request_id,
+                technician_id,
+            )
+            await conn.execute("DELETE FROM ringschedule WHERE requestid = $1", request_id)
+            rung = [str(r["technicianid"]) for r in ended]
+            await audit.record(
+                conn,
+                tenant=tenant,
+                request_id=request_id,
+                action="accept",
+                actor=principal,
+                old_state=cur.state,
+                new_state="Assigned",
+            )
+    except ApiError as e:
+        await _refused(state, principal, request_id, "accept", e, old)
+        raise
+    detail = await _detail(state, tenant, request_id)
+    notifier = Notifier(state.publisher)
+    await notifier.accepted(detail, tenant, location)
+    await notifier.status_changed(detail, tenant, rung)
+    await publish_queue(state, tenant, technician_id)
+
+
+async def reject(
+    state: ApiState, principal: Principal, request_id: UUID, reason: str | None
+) -> None:
+    tenant, technician_id = principal.tenant, subject_id(principal)
+    old: str | None = None
+    try:
+        async with state.tx() as conn:
+            cur = await _current(conn, principal, request_id)
+            old = cur.state
+            if cur.state not in ("Ringing", "Pending"):
+                raise conflict("Only a ringing or pending request can be rejected", cur.state)
+            await conn.execute(
+                "INSERT INTO technicianengagementdetails (tenant_id, requestid, technicianid,"
+                " action, reason) VALUES ($1, $2, $3, 'REJECTED', $4)",
+                tenant,
+                request_id,
+                technician_id,
+                reason,
+            )
+            await conn.execute(
+                "UPDATE technicianringlog SET ringendedat = now(), updatedat = now()"
+                " WHERE requestid = $1 AND technicianid = $2 AND ringendedat IS NULL",
+                request_id,
+                technician_id,
+            )
+            # Everyone rung so far said no: move the ring on now instead of waiting.
+            open_rings = await conn.fetchval(
+                "SELECT count(*) FROM technicianringlog WHERE requestid = $1"
+                " AND ringendedat IS NULL",
+                request_id,
+            )
+            if cur.state == "Ringing" and open_rings == 0:
+                await conn.execute(
+                    "UPDATE ringschedule SET dueat = now() WHERE requestid = $1", request_id
+                )
+            await audit.record(
+                conn,
+                tenant=tenant,
+                request_id=request_id,
+                action="reject",
+                actor=principal,
+                old_state=cur.state,
+                new_state=cur.state,
+                detail=reason,
+            )
+    except ApiError as e:
+        await _refused(state, principal, request_id, "reject", e, old)
+        raise
+    state.ring_wakeup.set()
+
+
+# ---- cancel / assign / unassign ----------------------------------------------------------
+
+
+async def cancel(
+    state: ApiState, principal: Principal, request_id: UUID, reason: str | None
+) -> None:
+    tenant = principal.tenant
+    old: str | None = None
+    try:
+        async with state.tx() as conn:
+            cur = await _current(conn, principal, request_id)
+            old = cur.state
+            if principal.role is Role.TECHNICIAN and cur.technician != subject_id(principal):
+                raise conflict("Only the assigned technician may cancel", cur.state)
+            if cur.state in TERMINAL_STATES:
+                raise conflict(f"Request is already {cur.state}", cur.state)
+            ok = await _transition(
+                conn,
+                tenant,
+                cur,
+                "Canceled",
+                "cancelledat = now(), cancelledby = $5, cancellationreason = $6,"
+                " queueposition = NULL, ringendtime = coalesce(ringendtime, now())",
+                (principal.actor, reason),
+            )
+            if not ok:
+                raise conflict(
+                    "Request changed meanwhile, try again", await _state_of(conn, request_id)
+                )
+            await _leave_queue(conn, tenant, cur)
+            await conn.execute("DELETE FROM ringschedule WHERE requestid = $1", request_id)
+            await conn.execute(
+                "UPDATE technicianringlog SET ringendedat = now(), updatedat = now()"
+                " WHERE requestid = $1 AND ringendedat IS NULL",
+                request_id,
+            )
+            if principal.role is Role.TECHNICIAN:
+                await conn.execute(
+                    "INSERT INTO technicianengagementdetails (tenant_id, requestid,"
+                    " technicianid, action, reason) VALUES ($1, $2, $3, 'CANCELED', $4)",
+                    tenant,
+                    request_id,
+                    cur.technician,
+                    reason,
+                )
+            await audit.record(
+                conn,
+                tenant=tenant,
+                request_id=request_id,
+                action="cancel",
+                actor=principal,
+                old_state=cur.state,
+                new_state="Canceled",
+                detail=reason,
+            )
+    except ApiError as e:
+        await _refused(state, principal, request_id, "cancel", e, old)
+        raise
+    detail = await _detail(state, tenant, request_id)
+    await Notifier(state.publisher).canceled(
+        detail, tenant, str(cur.technician) if cur.technician else None
+    )
+    await publish_queue(state, tenant, cur.technician)
+
+
+async def _leave_queue(conn: asyncpg.Connection, tenant: str, cur: Current) -> None:
+    """The request left its technician's queue: free them if they were on it, cancel the
+    engine's trip, renumber the rest."""
+    if cur.technician is None:
+        return
+    if cur.state in ACTIVE_STATES:
+        await _set_availability(conn, cur.technician, "Available", ("EnRoute", "Servicing"))
+    if cur.trip is not None:
+        await engine.cancel_trip(conn, cur.trip, tenant=tenant)
+    await queue.renumber(conn, tenant, cur.technician)
+
+
+async def assign(
+    state: ApiState,
+    principal: Principal,
+    request_id: UUID,
+    technician_id: UUID,
+    scheduled_at: Any,
+) -> None:
+    tenant = principal.tenant
+    old: str | None = None
+    try:
+        async with state.tx() as conn:
+            cur = await _current(conn, principal, request_id)
+            old = cur.state
+            tech = await conn.fetchrow(
+                "SELECT availabilitystatus FROM technicianmaster WHERE technicianid = $1"
+                " AND tenant_id = $2 AND enabled FOR UPDATE",
+                technician_id,
+                tenant,
+            )
+            if tech is None:
+                raise not_found("Technician")
+            if cur.state not in ("Pending", "Ringing"):
+                raise conflict("Only a pending or ringing request can be assigned", cur.state)
+            queued = await conn.fetchval(
+                "SELECT count(*) FROM servicerequests WHERE tenant_id = $1"
+                " AND currenttechnicianid = $2 AND requeststatus = ANY($3::text[])",
+                tenant,
+                technician_id,
+                list(QUEUED_STATES),
+            )
+            if queued >= state.settings.queue_limit:
+                raise conflict(f"The technician's queue is full ({queued})", cur.state)
+            ok = await _transition(
+                conn,
+                tenant,
+                cur,
+                "Assigned",
+                "currenttechnicianid = $5, assignedat = now(), queueposition = $6,"
+                " ringendtime = coalesce(ringendtime, now()),"
+                " scheduledat = coalesce($7, scheduledat)",
+                (technician_id, queued + 1, scheduled_at),
+            )
+            if not ok:
+                raise conflict(
+                    "Request changed meanwhile, try again", await _state_of(conn, request_id)
+                )
+            await conn.execute("DELETE FROM ringschedule WHERE requestid = $1", request_id)
+            await conn.execute(
+                "UPDATE technicianringlog SET ringendedat = now(), updatedat = now()"
+                " WHERE requestid = $1 AND ringendedat IS NULL",
+                request_id,
+            )
+            await audit.record(
+                conn,
+                tenant=tenant,
+                request_id=request_id,
+                action="assign",
+                actor=principal,
+                old_state=cur.state,
+                new_state="Assigned",
+                detail=f"technician {technician_id}",
+            )
+    except ApiError as e:
+        await _refused(state, principal, request_id, "assign", e, old)
+        raise
+    detail = await _detail(state, tenant, request_id)
+    notifier = Notifier(state.publisher)
+    await notifier.assigned(detail, tenant)
+    await notifier.status_changed(detail, tenant, [])
+    await publish_queue(state, tenant, technician_id)
+
+
+async def unassign(state: ApiState, principal: Principal, request_id: UUID) -> None:
+    tenant = principal.tenant
+    old: str | None = None
+    try:
+        async with state.tx() as conn:
+            cur = await _current(conn, principal, request_id)
+            old = cur.state
+            if cur.state not in ("Assigned", "EnRoute"):
+                raise conflict("Only an assigned or en-route request can be unassigned", cur.state)
+            ok = await _transition(
+                conn,
+                tenant,
+                cur,
+                "Pending",
+                "currenttechnicianid = NULL, queueposition = NULL, tripid = NULL,"
+                " journeystartedat = NULL, arrivedat = NULL,"
+                " ringendtime = coalesce(ringendtime, now())",
+            )
+            if not ok:
+                raise conflict(
+                    "Request changed meanwhile, try again", await _state_of(conn, request_id)
+                )
+            await _leave_queue(conn, tenant, cur)
+            await audit.record(
+                conn,
+                tenant=tenant,
+                request_id=request_id,
+                action="unassign",
+                actor=principal,
+                old_state=cur.state,
+                new_state="Pending",
+                detail=f"technician {cur.technician}",
+            )
+    except ApiError as e:
+        await _refused(state, principal, request_id, "unassign", e, old)
+        raise
+    detail = await _detail(state, tenant, request_id)
+    extra = [str(cur.technician)] if cur.technician else []
+    await Notifier(state.publisher).status_changed(detail, tenant, extra)
+    await publish_queue(state, tenant, cur.technician)
+
+
+async def reorder(
+    state: ApiState, principal: Principal, technician_id: UUID, order: list[UUID]
+) -> None:
+    tenant = principal.tenant
+    async with state.tx() as conn:
+        tech = await conn.fetchval(
+            "SELECT true FROM technicianmaster WHERE technicianid = $1 AND tenant_id = $2"
+            " FOR UPDATE",
+            technician_id,
+            tenant,
+        )
+        if not tech:
+            raise not_found("Technician")
+        rows = await conn.fetch(
+            "SELECT requestid, requeststatus FROM servicerequests WHERE tenant_id = $1"
+            " AND currenttechnicianid = $2 AND requeststatus = ANY($3::text[])",
+            tenant,
+            technician_id,
+            list(QUEUED_STATES),
+        )
+        states = {r["requestid"]: r["requeststatus"] for r in rows}
+        if set(order) != set(states) or len(order) != len(states):
+            raise ApiError(422, "requestIds: must list exactly the technician's queued requests")
+        active = [i for i in order if states[i] in ACTIVE_STATES]
+        if (active and order[0] != active[0]) or len(active) > 1:
+            raise ApiError(422, "requestIds: the request under way must stay first")
+        await conn.executemany(
+            "UPDATE servicerequests SET queueposition = $2, updatedat = now() WHERE requestid = $1",
+            [(rid, pos) for pos, rid in enumerate(order, start=1)],
+        )
+        for rid in order:
+            await audit.record(
+                conn,
+                tenant=tenant,
+                request_id=rid,
+                action="reorder",
+                actor=principal,
+                old_state=states[rid],
+                new_state=states[rid],
+                detail=f"position {order.index(rid) + 1}",
+            )
+    await publish_queue(state, tenant, technician_id)
+
+
+# ---- the journey and the work ------------------------------------------------------------
+
+
+async def start_journey(state: ApiState, principal: Principal, request_id: UUID) -> None:
+    tenant, technician_id = principal.tenant, subject_id(principal)
+    old: str | None = None
+    try:
+        async with state.tx() as conn:
+            cur = await _current(conn, principal, request_id)
+            old = cur.state
+            if cur.technician != technician_id:
+                raise conflict("Only the assigned technician may start the journey", cur.state)
+            if cur.state != "Assigned":
+                raise conflict("Only an assigned request can start its journey", cur.state)
+            busy = await conn.fetchval(
+                "SELECT requestnumber FROM servicerequests WHERE tenant_id = $1"
+                " AND currenttechnicianid = $2 AND requeststatus = ANY($3::text[])"
+                " AND requestid <> $4 LIMIT 1",
+                tenant,
+                technician_id,
+                list(ACTIVE_STATES),
+                request_id,
+            )
+            if busy:
+                raise conflict(f"Finish {busy} first", cur.state)
+            device_id: str | None = await conn.fetchval(
+                "SELECT device_id FROM technicianmaster WHERE technicianid = $1", technician_id
+            )
+            service_minutes = await conn.fetchval(
+                "SELECT coalesce(sum(durationminutes), 0) FROM requestedservices"
+                " WHERE requestid = $1",
+                request_id,
+            )
+            trip_id = None
+            if device_id is not None:
+                trip_id = await engine.start_trip(
+                    conn,
+                    tenant=tenant,
+                    device=device_id,
+                    lat=cur.lat,
+                    lon=cur.lon,
+                    service_s=float(service_minutes) * 60.0,
+                    ref=str(request_id),
+                )
+            ok = await _transition(
+                conn,
+                tenant,
+                cur,
+                "EnRoute",
+                "journeystartedat = now(), tripid = $5",
+                (trip_id,),
+            )
+            if not ok:
+                raise conflict(
+                    "Request changed meanwhile, try again", await _state_of(conn, request_id)
+                )
+            await _set_availability(conn, technician_id, "EnRoute")
+            await audit.record(
+                conn,
+                tenant=tenant,
+                request_id=request_id,
+                action="start_journey",
+                actor=principal,
+                old_state=cur.state,
+                new_state="EnRoute",
+                detail=f"trip {trip_id}",
+            )
+    except ApiError as e:
+        await _refused(state, principal, request_id, "start_journey", e, old)
+        raise
+    detail = await _detail(state, tenant, request_id)
+    await Notifier(state.publisher).journey_started(detail, tenant)
+    await publish_queue(state, tenant, technician_id)
+
+
+async def start_work(state: ApiState, principal: Principal, request_id: UUID) -> None:
+    tenant, technician_id = principal.tenant, subject_id(principal)
+    old: str | None = None
+    try:
+        async with state.tx() as conn:
+            cur = await _current(conn, principal, request_id)
+            old = cur.state
+            if cur.technician != technician_id:
+                raise conflict("Only the assigned technician may start the work", cur.state)
+            if cur.state != "EnRoute":
+                raise conflict("Work starts after the journey (EnRoute)", cur.state)
+            ok = await _transition(
+                conn, tenant, cur, "InProgress", "startedat = now(),"
+                " arrivedat = coalesce(arrivedat, now())",
+            )  # fmt: skip
+            if not ok:
+                raise conflict(
+                    "Request changed meanwhile, try again", await _state_of(conn, request_id)
+                )
+            await _set_availability(conn, technician_id, "Servicing")
+            await audit.record(
+                conn,
+                tenant=tenant,
+                request_id=request_id,
+                action="start_work",
+                actor=principal,
+                old_state=cur.state,
+                new_state="InProgress",
+            )
+    except ApiError as e:
+        await _refused(state, principal, request_id, "start_work", e, old)
+        raise
+    await Notifier(state.publisher).service_started(
+        await _detail(state, tenant, request_id), tenant
+    )
+
+
+async def complete(
+    state: ApiState, principal: Principal, request_id: UUID, body: CompleteServiceRequest
+) -> float:
+    """Complete the work; the price is the sum of the completed services."""
+    if body.mileage is None:
+        raise ApiError(400, "mileage: required to complete")
+    if not body.evidences or not all(e.strip() for e in body.evidences):
+        raise ApiError(400, "evidences: at least one evidence is required to complete")
+    if not body.completed_services:
+        raise ApiError(400, "completedServices: at least one completed service is required")
+    tenant, technician_id = principal.tenant, subject_id(principal)
+    old: str | None = None
+    try:
+        async with state.tx() as conn:
+            cur = await _current(conn, principal, request_id)
+            old = cur.state
+            if cur.technician != technician_id:
+                raise conflict("Only the assigned technician may complete", cur.state)
+            if cur.state != "InProgress":
+                raise conflict("Only work in progress can be completed", cur.state)
+            requested = {
+                r["serviceid"]
+                for r in await conn.fetch(
+                    "SELECT serviceid FROM requestedservices WHERE requestid = $1", request_id
+                )
+            }
+            done = set(body.completed_services)
+            if not done <= requested:
+                raise ApiError(422, "completedServices: a service this request does not have")
+            additional = [
+                s for s in dict.fromkeys(body.additional_services or []) if s not in requested
+            ]
+            if additional:
+                found = await conn.fetch(
+                    "SELECT serviceid, serviceprice, durationminutes FROM servicemaster"
+                    " WHERE serviceid = ANY($1::uuid[]) AND tenant_id = $2 AND enabled",
+                    additional,
+                    tenant,
+                )
+                if len(found) != len(additional):
+                    raise ApiError(422, "additionalServices: unknown or disabled service")
+                await conn.executemany(
+                    "INSERT INTO requestedservices (tenant_id, requestid, serviceid,"
+                    " serviceprice, durationminutes, servicestatus, isadditional)"
+                    " VALUES ($1, $2, $3, $4, $5, 'Completed', true)",
+                    [
+                        (
+                            tenant,
+                            request_id,
+                            f["serviceid"],
+                            f["serviceprice"],
+                            f["durationminutes"],
+                        )
+                        for f in found
+                    ],
+                )
+            await conn.execute(
+                "UPDATE requestedservices SET servicestatus = CASE WHEN serviceid = ANY($2::uuid[])"
+                " THEN 'Completed' ELSE 'Rejected' END, reasonofrejection = CASE WHEN"
+                " serviceid = ANY($2::uuid[]) THEN NULL ELSE 'Not performed' END"
+                " WHERE requestid = $1 AND NOT isadditional",
+                request_id,
+                list(done),
+            )
+            price = await conn.fetchval(
+                "SELECT coalesce(sum(serviceprice), 0)::float8 FROM requestedservices"
+                " WHERE requestid = $1 AND servicestatus = 'Completed'",
+                request_id,
+            )
+            ok = await _transition(
+                conn,
+                tenant,
+                cur,
+                "Completed",
+                "completedat = now(), mileage = $5, evidences = $6, subtotal = $7,"
+                " queueposition = NULL",
+                (body.mileage, body.evidences, price),
+            )
+            if not ok:
+                raise conflict(
+                    "Request changed meanwhile, try again", await _state_of(conn, request_id)
+                )
+            await _set_availability(conn, technician_id, "Available")
+            if cur.trip is not None:
+                await engine.cancel_trip(conn, cur.trip, tenant=tenant)
+            await queue.renumber(conn, tenant, technician_id)
+            await audit.record(
+                conn,
+                tenant=tenant,
+                request_id=request_id,
+                action="complete",
+                actor=principal,
+                old_state=cur.state,
+                new_state="Completed",
+                detail=f"price {price:.2f}",
+            )
+    except ApiError as e:
+        await _refused(state, principal, request_id, "complete", e, old)
+        raise
+    await Notifier(state.publisher).service_completed(
+        await _detail(state, tenant, request_id), tenant
+    )
+    await publish_queue(state, tenant, technician_id)
+    return float(price)
+
+
+async def feedback(
+    state: ApiState, principal: Principal, request_id: UUID, rating: int, text: str | None
+) -> None:
+    tenant = principal.tenant
+    old: str | None = None
+    try:
+        async with state.tx() as conn:
+            cur = await _current(conn, principal, request_id)
+            old = cur.state
+            if cur.state != "Completed":
+                raise conflict("Feedback comes after completion", cur.state)
+            status = await conn.execute(
+                "UPDATE servicerequests SET rating = $3, feedback = $4, feedbackat = now(),"
+                " version = version + 1, updatedat = now()"
+                " WHERE requestid = $1 AND tenant_id = $2 AND rating IS NULL",
+                request_id,
+                tenant,
+                rating,
+                text,
+            )
+            if status != "UPDATE 1":
+                raise conflict("Feedback was already given", cur.state)
+            await audit.record(
+                conn,
+                tenant=tenant,
+                request_id=request_id,
+                action="feedback",
+                actor=principal,
+                old_state=cur.state,
+                new_state=cur.state,
+                detail=f"rating {rating}",
+            )
+    except ApiError as e:
+        await _refused(state, principal, request_id, "feedback", e, old)
+        raise
+
+
+# ---- arrival (engine event) ---------------------------------------------------------------
+
+
+async def arrived(state: ApiState, tenant: str, request_id: UUID) -> bool:
+    """The engine says the technician reached the request: record when (once)."""
+    async with state.tx() as conn:
+        row = await conn.fetchrow(
+            "UPDATE servicerequests SET arrivedat = now(), version = version + 1,"
+            " updatedat = now() WHERE requestid = $1 AND tenant_id = $2"
+            " AND requeststatus = 'EnRoute' AND arrivedat IS NULL RETURNING requeststatus",
+            request_id,
+            tenant,
+        )
+        if row is None:
+            return False
+        await audit.record(
+            conn,
+            tenant=tenant,
+            request_id=request_id,
+            action="arrived",
+            actor=None,
+            old_state="EnRoute",
+            new_state="EnRoute",
+        )
+    await Notifier(state.publisher).arrived(await _detail(state, tenant, request_id), tenant)
+    return True

@@ -1,0 +1,35 @@
+"""Prometheus metrics of the API (served at /metrics)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request, Response
+from prometheus_client import Counter, Histogram
+
+REQUEST_SECONDS = Histogram(
+    "fixgate_api_request_seconds",
+    "API request latency by route template and status.",
+    ["method", "route", "status"],
+    # Accept/reject aim at < 20 ms: resolve the low end finely.
+    buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+RINGS = Counter("fixgate_api_rings_total", "Technicians rung, by ring phase.", ["phase"])
+RING_TIMEOUTS = Counter("fixgate_api_ring_timeouts_total", "Rings that ended in Pending.")
+ACCEPTS = Counter("fixgate_api_accepts_total", "Accept attempts by outcome.", ["outcome"])
+ENGINE_EVENTS = Counter(
+    "fixgate_api_engine_events_total", "Engine events consumed, by type.", ["type"]
+)
+
+
+async def observe(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    started = time.perf_counter()
+    response = await call_next(request)
+    route = getattr(request.scope.get("route"), "path", "unmatched")
+    REQUEST_SECONDS.labels(request.method, route, str(response.status_code)).observe(
+        time.perf_counter() - started
+    )
+    return response

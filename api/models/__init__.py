@@ -1,0 +1,1 @@
+"""Request and response shapes of the dispatch API, split by use (create, update, info)."""

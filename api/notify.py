@@ -1,0 +1,158 @@
+"""The specification's real-time events (Part 3), built from a request's detailed shape
+and published to `{prefix}dispatch` with their target groups."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from api.events import ALL_ADMINS, Publisher, customer_group, request_group, technician_group
+from api.models.requests import ServiceRequestDetailedResponse
+from api.store.requests import basic_info
+
+log = logging.getLogger("fixgate.api.notify")
+
+
+def _json(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json", by_alias=True)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class Notifier:
+    """Publishing never fails the action it reports (the state change is committed)."""
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+
+    async def _send(self, tenant: str, event: str, payload: Any, groups: list[str]) -> None:
+        try:
+            await self.publisher.publish(tenant, event, payload, groups)
+        except Exception:  # Redis away: the audit row and the state are the record
+            log.exception("could not publish %s", event)
+
+    def _groups(self, d: ServiceRequestDetailedResponse, *, admins: bool = True) -> list[str]:
+        groups = [request_group(str(d.request_id)), customer_group(str(d.customer_id))]
+        if d.technician is not None:
+            groups.append(technician_group(str(d.technician.technician_id)))
+        if admins:
+            groups.append(ALL_ADMINS)
+        return groups
+
+    def _core(self, d: ServiceRequestDetailedResponse) -> dict[str, Any]:
+        payload = _json(d)
+        return {
+            "serviceRequestInfo": _json(basic_info(d)),
+            "technicianInfo": payload["technician"],
+            "customerInfo": payload["customer"],
+        }
+
+    async def new_service_request(self, d: ServiceRequestDetailedResponse, tenant: str) -> None:
+        await self._send(tenant, "new_service_request", _json(d), self._groups(d))
+
+    async def ring(
+        self,
+        d: ServiceRequestDetailedResponse,
+        tenant: str,
+        technician_id: str,
+        max_miles: float,
+        timeout_s: float,
+        started_at: datetime,
+    ) -> None:
+        payload = {
+            "serviceRequestInfo": _json(basic_info(d)),
+            "customerInfo": _json(d.customer),
+            "customerLocation": {"latitude": d.latitude, "longitude": d.longitude},
+            "maxDistanceInMiles": max_miles,
+            "ringTimeoutSeconds": timeout_s,
+            "ringStartedAt": started_at.isoformat(),
+        }
+        groups = [technician_group(technician_id)]
+        await self._send(tenant, "ring_notification_received", payload, groups)
+
+    async def status_changed(
+        self, d: ServiceRequestDetailedResponse, tenant: str, extra_technicians: list[str]
+    ) -> None:
+        groups = self._groups(d) + [technician_group(t) for t in extra_technicians]
+        await self._send(tenant, "request_status_changed", _json(basic_info(d)), groups)
+
+    async def accepted(
+        self, d: ServiceRequestDetailedResponse, tenant: str, location: dict[str, Any] | None
+    ) -> None:
+        payload = {
+            **self._core(d),
+            "vanInfo": _json(d.van) if d.van else None,
+            "technicianLocation": location,
+            "distanceInMeter": None,
+            "etaInSec": None,
+            "encodedPolyline": None,
+            "polylineVersion": None,
+        }
+        await self._send(tenant, "request_accepted", payload, self._groups(d))
+
+    async def assigned(self, d: ServiceRequestDetailedResponse, tenant: str) -> None:
+        await self._send(tenant, "request_assigned", _json(d), self._groups(d))
+
+    async def canceled(
+        self, d: ServiceRequestDetailedResponse, tenant: str, old_technician: str | None
+    ) -> None:
+        groups = self._groups(d)
+        if old_technician and technician_group(old_technician) not in groups:
+            groups.append(technician_group(old_technician))
+        await self._send(tenant, "request_canceled", _json(d), groups)
+
+    async def journey_started(self, d: ServiceRequestDetailedResponse, tenant: str) -> None:
+        name = f"{d.technician.first_name} {d.technician.last_name}" if d.technician else None
+        payload = {
+            "requestId": str(d.request_id),
+            "technicianName": name,
+            "message": "Technician has started journey to your location",
+            "timestamp": _now(),
+            "requestDetails": _json(d),
+        }
+        await self._send(tenant, "journey_started", payload, self._groups(d))
+
+    async def arrived(self, d: ServiceRequestDetailedResponse, tenant: str) -> None:
+        t = d.technician
+        payload = {
+            "requestId": str(d.request_id),
+            "technicianName": f"{t.first_name} {t.last_name}" if t else None,
+            "firstName": t.first_name if t else None,
+            "lastName": t.last_name if t else None,
+            "technicianCode": t.technician_code if t else None,
+            "message": "Technician has arrived at your location",
+            "timestamp": (d.arrived_at.isoformat() if d.arrived_at else _now()),
+        }
+        await self._send(tenant, "technician_arrived", payload, self._groups(d, admins=False))
+
+    async def service_started(self, d: ServiceRequestDetailedResponse, tenant: str) -> None:
+        at = d.started_at.isoformat() if d.started_at else _now()
+        payload = {**self._core(d), "serviceStartAt": at}
+        await self._send(tenant, "service_started", payload, self._groups(d))
+
+    async def service_completed(self, d: ServiceRequestDetailedResponse, tenant: str) -> None:
+        at = d.completed_at.isoformat() if d.completed_at else _now()
+        payload = {**self._core(d), "serviceCompletedAt": at}
+        await self._send(tenant, "service_completed", payload, self._groups(d))
+
+    async def queue_updated(
+        self, tenant: str, technician_id: str, queue: list[dict[str, Any]]
+    ) -> None:
+        payload = {"technicianId": technician_id, "queue": queue}
+        await self._send(
+            tenant, "QueueUpdated", payload, [technician_group(technician_id), ALL_ADMINS]
+        )
+
+    async def queue_position_changed(
+        self, tenant: str, customer_id: str, entry: dict[str, Any]
+    ) -> None:
+        groups = [customer_group(customer_id), request_group(str(entry["requestId"]))]
+        await self._send(tenant, "QueuePositionChanged", entry, groups)
+
+    async def location_updated(self, tenant: str, request_id: str, payload: dict[str, Any]) -> None:
+        await self._send(tenant, "LocationUpdated", payload, [request_group(request_id)])

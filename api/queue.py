@@ -1,0 +1,165 @@
+"""A technician's queue: FIFO order (admins may reorder), positions and queue ETAs.
+
+ETA of the request at position p (the specification's formula): the travel and service
+time of everything ahead of it, plus the travel to it, plus a buffer. The leg being
+driven uses the engine's latest `trip_update` ETA for it; other legs are straight-line
+distance at a fallback speed (the specification's 25 mph).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import redis.asyncio as aioredis
+
+from api.settings import ApiSettings
+from api.store.requests import QUEUED_STATES
+
+EARTH_RADIUS_M = 6_371_008.8
+
+
+def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def route_key(prefix: str, request_id: str) -> str:
+    """The latest `trip_update` of a request's trip, kept by the engine-event consumer."""
+    return f"{prefix}dispatch:route:{request_id}"
+
+
+async def renumber(conn: asyncpg.Connection, tenant: str, technician_id: UUID) -> None:
+    """Positions 1..n over the technician's queued requests, keeping their order; requests
+    that left the queue lose their position. Not a state change: versions stay."""
+    await conn.execute(
+        """
+        UPDATE servicerequests r SET queueposition = q.rn
+        FROM (SELECT requestid, row_number() OVER (
+                  ORDER BY queueposition NULLS LAST, assignedat, requestid) AS rn
+              FROM servicerequests
+              WHERE tenant_id = $1 AND currenttechnicianid = $2
+                AND requeststatus = ANY($3::text[])) q
+        WHERE r.requestid = q.requestid AND r.queueposition IS DISTINCT FROM q.rn
+        """,
+        tenant,
+        technician_id,
+        list(QUEUED_STATES),
+    )
+
+
+async def live_position(
+    client: aioredis.Redis, prefix: str, device_id: str | None
+) -> dict[str, Any] | None:
+    if device_id is None:
+        return None
+    raw = await client.hgetall(f"{prefix}device:{device_id}")
+    if not raw:
+        return None
+    fields = {_text(k): _text(v) for k, v in raw.items()}
+    position: dict[str, Any] = {
+        "latitude": float(fields["lat"]),
+        "longitude": float(fields["lon"]),
+        "updatedAt": fields.get("time"),
+        "tenant": fields.get("tenant"),
+    }
+    for name in ("heading", "speed", "accuracy"):
+        position[name] = float(fields[name]) if name in fields else None
+    return position
+
+
+async def latest_route(
+    client: aioredis.Redis, prefix: str, request_id: str
+) -> dict[str, Any] | None:
+    raw = await client.get(route_key(prefix, request_id))
+    if raw is None:
+        return None
+    route: dict[str, Any] = json.loads(raw)
+    return route
+
+
+async def entries(
+    conn: asyncpg.Connection,
+    client: aioredis.Redis,
+    settings: ApiSettings,
+    tenant: str,
+    technician_id: UUID,
+) -> list[dict[str, Any]]:
+    """The technician's queue in order, each with its position and ETA (None if unknown)."""
+    rows = await conn.fetch(
+        """
+        SELECT r.requestid, r.customerid, r.requeststatus, r.queueposition, r.startedat,
+               r.latitude::float8 AS lat, r.longitude::float8 AS lon,
+               coalesce((SELECT sum(durationminutes) FROM requestedservices rs
+                         WHERE rs.requestid = r.requestid AND rs.servicestatus <> 'Rejected'),
+                        0) AS minutes
+        FROM servicerequests r
+        WHERE r.tenant_id = $1 AND r.currenttechnicianid = $2
+          AND r.requeststatus = ANY($3::text[])
+        ORDER BY r.queueposition NULLS LAST, r.assignedat, r.requestid
+        """,
+        tenant,
+        technician_id,
+        list(QUEUED_STATES),
+    )
+    device_id = await conn.fetchval(
+        "SELECT device_id FROM technicianmaster WHERE technicianid = $1", technician_id
+    )
+    here = await live_position(client, settings.redis_prefix, device_id)
+    now = datetime.now(UTC)
+    at: tuple[float, float] | None = (here["latitude"], here["longitude"]) if here else None
+    elapsed_s: float | None = 0.0
+    result: list[dict[str, Any]] = []
+    for position, row in enumerate(rows, start=1):
+        service_s = float(row["minutes"]) * 60.0
+        eta_s: float | None = None
+        if elapsed_s is not None:
+            if row["requeststatus"] == "InProgress":
+                done_s = (now - row["startedat"]).total_seconds() if row["startedat"] else 0.0
+                eta_s = 0.0
+                elapsed_s += max(0.0, service_s - done_s)
+            else:
+                route = None
+                if row["requeststatus"] == "EnRoute":
+                    route = await latest_route(client, settings.redis_prefix, str(row["requestid"]))
+                if route is not None and route.get("eta_s") is not None:
+                    travel_s: float | None = float(route["eta_s"])
+                elif at is not None:
+                    meters = haversine_m(at[0], at[1], row["lat"], row["lon"])
+                    travel_s = meters / settings.fallback_speed_mps
+                else:
+                    travel_s = None  # nowhere to start from: no live position
+                if travel_s is None:
+                    elapsed_s = None
+                else:
+                    elapsed_s += travel_s
+                    eta_s = elapsed_s + settings.eta_buffer_s
+                    elapsed_s += service_s
+        at = (row["lat"], row["lon"])
+        entry: dict[str, Any] = {
+            "requestId": str(row["requestid"]),
+            "customerId": str(row["customerid"]),
+            "technicianId": str(technician_id),
+            "requestStatus": row["requeststatus"],
+            "queuePosition": position,
+            "queueLength": len(rows),
+            "etaSeconds": None if eta_s is None else round(eta_s),
+            "etaWindowStart": None,
+            "etaWindowEnd": None,
+        }
+        if eta_s is not None:
+            start = now + timedelta(seconds=eta_s)
+            entry["etaWindowStart"] = start.isoformat()
+            entry["etaWindowEnd"] = (start + timedelta(seconds=settings.eta_window_s)).isoformat()
+        result.append(entry)
+    return result

@@ -1,0 +1,235 @@
+"""The ring: phases of widening annuli around an OnDemand request, run from the database.
+
+`ringschedule` holds one row per ringing request: the next phase and when it is due. Each
+API process takes due rows with `FOR UPDATE SKIP LOCKED`, runs the phase and moves the row
+on in the same transaction, so a phase runs exactly once across processes and restarts
+(a process that dies mid-phase rolls back; the row is due again at once). The technicians
+of a phase: live position (Redis GEO set `{prefix}live:{tenant}`) in the annulus, fresh,
+availability not Offline, queue below the limit, not rung before for this request (the
+ring log's UNIQUE(requestid, technicianid) makes that hold across processes too).
+After the last phase: Pending with `ringendtime`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import cast
+from uuid import UUID
+
+import asyncpg
+
+from api import audit
+from api.metrics import RING_TIMEOUTS, RINGS
+from api.notify import Notifier
+from api.state import ApiState
+from api.store.requests import QUEUED_STATES, load_detail
+
+log = logging.getLogger("fixgate.api.ring")
+
+MAX_CANDIDATES = 500
+"""Most technicians one phase looks at (nearest first): a ring notifies a handful, and a
+bound keeps one phase's transaction short in a dense city."""
+
+
+@dataclass(frozen=True)
+class Rang:
+    request_id: UUID
+    tenant: str
+    phase: int
+    technicians: list[str]
+    min_miles: float
+    max_miles: float
+    started_at: datetime | None
+    timed_out: bool
+
+
+async def _candidates(
+    state: ApiState, tenant: str, lat: float, lon: float, min_mi: float, max_mi: float
+) -> list[str]:
+    """Device ids with a fresh live position in [min_mi, max_mi) miles, nearest first."""
+    prefix = state.settings.redis_prefix
+    found = await state.redis.geosearch(
+        f"{prefix}live:{tenant}",
+        longitude=lon,
+        latitude=lat,
+        radius=max_mi,
+        unit="mi",
+        sort="ASC",
+        count=MAX_CANDIDATES,
+        withdist=True,
+    )
+    # WITHDIST answers [member, distance] pairs; redis-py types the reply loosely.
+    pairs = cast(list[tuple[bytes | str, float]], found)
+    in_ring = [
+        (m.decode() if isinstance(m, bytes) else m)
+        for m, dist in pairs
+        if min_mi <= float(dist) < max_mi
+    ]
+    if not in_ring:
+        return []
+    pipe = state.redis.pipeline(transaction=False)
+    for device in in_ring:
+        pipe.hget(f"{prefix}device:{device}", "ts")
+    stamps = await pipe.execute()
+    oldest = time.time() - state.settings.online_max_age_s
+    return [
+        d for d, ts in zip(in_ring, stamps, strict=True) if ts is not None and float(ts) >= oldest
+    ]
+
+
+async def run_one_due(state: ApiState) -> Rang | None:
+    """Run one due phase (or the timeout) if any; None when nothing is due."""
+    radii = state.settings.ring_radii_miles
+    async with state.tx() as conn:
+        due = await conn.fetchrow(
+            "SELECT requestid, tenant_id, nextphase FROM ringschedule WHERE dueat <= now()"
+            " ORDER BY dueat LIMIT 1 FOR UPDATE SKIP LOCKED"
+        )
+        if due is None:
+            return None
+        request_id: UUID = due["requestid"]
+        tenant: str = due["tenant_id"]
+        phase: int = due["nextphase"]
+        # FOR SHARE: an accept waits for this phase to commit, so nobody is rung after.
+        req = await conn.fetchrow(
+            "SELECT requeststatus, latitude::float8 AS lat, longitude::float8 AS lon"
+            " FROM servicerequests WHERE requestid = $1 FOR SHARE",
+            request_id,
+        )
+        ringable = ("Pending", "Ringing") if phase == 0 else ("Ringing",)
+        if req is None or req["requeststatus"] not in ringable:
+            await conn.execute("DELETE FROM ringschedule WHERE requestid = $1", request_id)
+            return Rang(request_id, tenant, phase, [], 0, 0, None, False)
+        # The previous phase's rings have run their time.
+        await conn.execute(
+            "UPDATE technicianringlog SET ringendedat = now(), updatedat = now()"
+            " WHERE requestid = $1 AND ringendedat IS NULL",
+            request_id,
+        )
+        if phase >= len(radii):
+            return await _time_out(conn, request_id, tenant, phase)
+        min_mi = radii[phase - 1] if phase > 0 else 0.0
+        max_mi = radii[phase]
+        devices = await _candidates(state, tenant, req["lat"], req["lon"], min_mi, max_mi)
+        rung = await conn.fetch(
+            """
+            INSERT INTO technicianringlog (tenant_id, requestid, technicianid, phase,
+                                           ringminradius, ringmaxradius)
+            SELECT $1, $2, t.technicianid, $3, $4, $5
+            FROM technicianmaster t
+            WHERE t.tenant_id = $1 AND t.device_id = ANY($6::text[]) AND t.enabled
+              AND t.availabilitystatus <> 'Offline'
+              AND (SELECT count(*) FROM servicerequests q
+                   WHERE q.tenant_id = $1 AND q.currenttechnicianid = t.technicianid
+                     AND q.requeststatus = ANY($7::text[])) < $8
+            ON CONFLICT (requestid, technicianid) DO NOTHING
+            RETURNING technicianid, ringstartedat
+            """,
+            tenant,
+            request_id,
+            phase,
+            round(min_mi),
+            round(max_mi),
+            devices,
+            list(QUEUED_STATES),
+            state.settings.queue_limit,
+        )
+        await conn.executemany(
+            "INSERT INTO technicianengagementdetails (tenant_id, requestid, technicianid,"
+            " action) VALUES ($1, $2, $3, 'NOTIFIED')",
+            [(tenant, request_id, r["technicianid"]) for r in rung],
+        )
+        if phase == 0 and req["requeststatus"] == "Pending":  # a Scheduled request's time
+            await conn.execute(
+                "UPDATE servicerequests SET requeststatus = 'Ringing', ringstarttime = now(),"
+                " version = version + 1, updatedat = now() WHERE requestid = $1",
+                request_id,
+            )
+        await conn.execute(
+            "UPDATE ringschedule SET nextphase = $2, dueat = now() + make_interval(secs => $3)"
+            " WHERE requestid = $1",
+            request_id,
+            phase + 1,
+            state.settings.ring_phase_s,
+        )
+        technicians = [str(r["technicianid"]) for r in rung]
+        await audit.record(
+            conn,
+            tenant=tenant,
+            request_id=request_id,
+            action="ring",
+            actor=None,
+            old_state=req["requeststatus"],
+            new_state="Ringing",
+            detail=f"phase {phase + 1}: {min_mi:g}-{max_mi:g} mi, {len(technicians)} rung",
+        )
+    RINGS.labels(str(phase + 1)).inc(len(technicians))
+    started = rung[0]["ringstartedat"] if rung else None
+    return Rang(request_id, tenant, phase, technicians, min_mi, max_mi, started, False)
+
+
+async def _time_out(conn: asyncpg.Connection, request_id: UUID, tenant: str, phase: int) -> Rang:
+    await conn.execute("DELETE FROM ringschedule WHERE requestid = $1", request_id)
+    status = await conn.execute(
+        "UPDATE servicerequests SET requeststatus = 'Pending', ringendtime = now(),"
+        " version = version + 1, updatedat = now()"
+        " WHERE requestid = $1 AND requeststatus = 'Ringing'",
+        request_id,
+    )
+    timed_out = status == "UPDATE 1"
+    if timed_out:
+        await audit.record(
+            conn,
+            tenant=tenant,
+            request_id=request_id,
+            action="ring_timeout",
+            actor=None,
+            old_state="Ringing",
+            new_state="Pending",
+        )
+        RING_TIMEOUTS.inc()
+    return Rang(request_id, tenant, phase, [], 0, 0, None, timed_out)
+
+
+async def _announce(state: ApiState, rang: Rang) -> None:
+    if not rang.technicians and not rang.timed_out:
+        return
+    async with state.conn() as conn:
+        detail = await load_detail(conn, rang.tenant, rang.request_id)
+    if detail is None:
+        return
+    notifier = Notifier(state.publisher)
+    if rang.timed_out:
+        await notifier.status_changed(detail, rang.tenant, [])
+        return
+    assert rang.started_at is not None
+    for technician in rang.technicians:
+        await notifier.ring(
+            detail,
+            rang.tenant,
+            technician,
+            rang.max_miles,
+            state.settings.ring_phase_s,
+            rang.started_at,
+        )
+
+
+async def worker(state: ApiState) -> None:
+    """Run due phases until none is due, then wait for a wake-up or the next poll."""
+    while True:
+        try:
+            while (rang := await run_one_due(state)) is not None:
+                await _announce(state, rang)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the database or Redis away: try again at the next poll
+            log.exception("ring worker")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(state.settings.ring_poll_s):
+                await state.ring_wakeup.wait()
+        state.ring_wakeup.clear()

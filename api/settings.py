@@ -1,0 +1,88 @@
+"""Settings of the dispatch API: `FIXGATE_*` environment variables, built in the entry point.
+
+The database, Redis and prefix settings are the gateway's (same variables, same defaults)
+so one environment serves both processes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from gateway.config import STACK_PG_PORT, STACK_REDIS_PORT
+
+MIN_SECRET_CHARS = 32
+"""HS256 wants a key at least as long as its 256-bit hash (RFC 7518 3.2)."""
+
+
+class ApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FIXGATE_", extra="ignore")
+
+    database_url: str = Field(
+        f"postgresql://postgres@127.0.0.1:{STACK_PG_PORT}/fixgate",
+        description="TimescaleDB (PostgreSQL) connection URL.",
+    )
+    redis_url: str = Field(
+        f"redis://127.0.0.1:{STACK_REDIS_PORT}/0", description="Redis connection URL."
+    )
+    redis_prefix: str = Field("fixgate:", description="Prefix of every Redis key fixgate uses.")
+    api_host: str = Field("127.0.0.1", description="Address the dispatch API binds.")
+    api_port: int = Field(8000, description="Dispatch API port.")
+    api_secret: str = Field(
+        "",
+        description="HS256 key of the API's bearer tokens (at least 32 characters; no default).",
+    )
+    api_db_pool_max: int = Field(
+        20, description="Most database connections the API holds (asyncpg pool size)."
+    )
+    ring_radii_miles: Annotated[list[float], NoDecode] = Field(
+        [20.0, 40.0, 60.0, 80.0],
+        description="Outer radius of each ring phase, miles, widening (comma separated).",
+    )
+    ring_phase_s: float = Field(15.0, gt=0, description="Length of one ring phase, seconds.")
+    ring_poll_s: float = Field(
+        0.25, gt=0, description="How often an API process looks for due ring phases, seconds."
+    )
+    scheduled_ring_lead_s: float = Field(
+        3600.0,
+        ge=0,
+        description="A Scheduled request starts ringing this long before its time, seconds.",
+    )
+    online_max_age_s: float = Field(
+        120.0,
+        gt=0,
+        description="A technician is online only with a live position younger than this, seconds.",
+    )
+    queue_limit: int = Field(
+        5, ge=1, description="Most open requests in one technician's queue (ring and accept)."
+    )
+    eta_buffer_s: float = Field(
+        900.0, ge=0, description="Buffer added to a queue ETA, seconds (spec: 15 minutes)."
+    )
+    eta_window_s: float = Field(
+        2700.0, ge=0, description="Width of the ETA window shown to a customer, seconds."
+    )
+    fallback_speed_mps: float = Field(
+        11.176,
+        gt=0,
+        description="Travel speed for an ETA without a route from the engine, m/s (25 mph).",
+    )
+    track_max_points: int = Field(
+        2000, ge=10, description="Most points a device track response holds (time_bucket)."
+    )
+
+    @field_validator("ring_radii_miles", mode="before")
+    @classmethod
+    def _radii(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [float(part) for part in value.replace("[", "").replace("]", "").split(",")]
+        return value
+
+    @field_validator("ring_radii_miles")
+    @classmethod
+    def _widening(cls, value: list[float]) -> list[float]:
+        if not value or any(r <= 0 for r in value) or value != sorted(set(value)):
+            raise ValueError("ring radii must be positive and strictly widening")
+        return value

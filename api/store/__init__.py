@@ -1,0 +1,1 @@
+"""Database access of the dispatch API (asyncpg, plain SQL, tenant-scoped)."""
