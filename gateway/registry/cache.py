@@ -57,6 +57,8 @@ class RegistryCache:
         self.snapshot = snapshot
         self.by_id: dict[str, Device] = {}
         self.by_owntracks: dict[tuple[str, str], Device] = {}
+        self.by_imei: dict[str, Device] = {}
+        self.by_traccar_id: dict[str, Device] = {}
         self.from_snapshot = False
         """True while the copy came from the snapshot (the database has not answered yet)."""
         self._loaded_at = 0.0
@@ -107,11 +109,9 @@ class RegistryCache:
     def _install(self, devices: list[Device]) -> None:
         before = self.by_id
         self.by_id = {d.id: d for d in devices}
-        self.by_owntracks = {
-            (d.owntracks_user, d.owntracks_device): d
-            for d in devices
-            if d.owntracks_user and d.owntracks_device
-        }
+        self.by_owntracks, self.by_imei, self.by_traccar_id = {}, {}, {}
+        for device in devices:
+            self._index(device)
         self._loaded_at = time.monotonic()
         for device_id in before.keys() - self.by_id.keys():
             self._changed(device_id, None)
@@ -124,15 +124,35 @@ class RegistryCache:
         old = self.by_id.get(device_id)
         if old == device:
             return
-        if old is not None and old.owntracks_user and old.owntracks_device:
-            self.by_owntracks.pop((old.owntracks_user, old.owntracks_device), None)
+        if old is not None:
+            self._unindex(old)
         if device is None:
             self.by_id.pop(device_id, None)
         else:
             self.by_id[device_id] = device
-            if device.owntracks_user and device.owntracks_device:
-                self.by_owntracks[(device.owntracks_user, device.owntracks_device)] = device
+            self._index(device)
         self._changed(device_id, device)
+
+    def _index(self, device: Device) -> None:
+        """Enter the device under the other names it may arrive by."""
+        if device.owntracks_user and device.owntracks_device:
+            self.by_owntracks[(device.owntracks_user, device.owntracks_device)] = device
+        if device.imei:
+            self.by_imei[device.imei] = device
+        if device.traccar_id:
+            self.by_traccar_id[device.traccar_id] = device
+
+    def _unindex(self, device: Device) -> None:
+        # Only the entries that still point at this device: a name moved to another
+        # device (updated first) keeps its new owner.
+        if device.owntracks_user and device.owntracks_device:
+            key = (device.owntracks_user, device.owntracks_device)
+            if self.by_owntracks.get(key, device).id == device.id:
+                self.by_owntracks.pop(key, None)
+        if device.imei and self.by_imei.get(device.imei, device).id == device.id:
+            self.by_imei.pop(device.imei, None)
+        if device.traccar_id and self.by_traccar_id.get(device.traccar_id, device).id == device.id:
+            self.by_traccar_id.pop(device.traccar_id, None)
 
     def _changed(self, device_id: str, device: Device | None) -> None:
         for changed in self.on_change:
@@ -178,14 +198,22 @@ class RegistryCache:
         return True
 
     async def _look_up(
-        self, device_id: str | None = None, owntracks: tuple[str, str] | None = None
+        self,
+        device_id: str | None = None,
+        owntracks: tuple[str, str] | None = None,
+        imei: str | None = None,
+        traccar_id: str | None = None,
     ) -> None:
         if not self._may_look_up():
             return
         try:
             async with self.pool.acquire() as conn:
                 found = await get_devices(
-                    conn, ids=[device_id] if device_id else [], owntracks=owntracks
+                    conn,
+                    ids=[device_id] if device_id else [],
+                    owntracks=owntracks,
+                    imei=imei,
+                    traccar_id=traccar_id,
                 )
         except DATABASE_ERRORS:
             return  # database away: keep serving the copy we have
@@ -204,6 +232,22 @@ class RegistryCache:
         if found is None:
             await self._look_up(owntracks=(user, device))
             found = self.by_owntracks.get((user, device))
+        return found
+
+    async def imei(self, imei: str) -> Device | None:
+        """The device a binary tracker (Teltonika, GT06) names by its IMEI."""
+        found = self.by_imei.get(imei)
+        if found is None:
+            await self._look_up(imei=imei)
+            found = self.by_imei.get(imei)
+        return found
+
+    async def traccar_id(self, traccar_id: str) -> Device | None:
+        """The device the Traccar Client app names by its own id."""
+        found = self.by_traccar_id.get(traccar_id)
+        if found is None:
+            await self._look_up(traccar_id=traccar_id)
+            found = self.by_traccar_id.get(traccar_id)
         return found
 
     async def login(self, device_id: str, token: str) -> tuple[Device | None, str | None]:

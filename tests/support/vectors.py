@@ -23,7 +23,6 @@ NOW = 1_717_000_000.0
 """The receive time every vector is fed at (2024-05-29T16:26:40Z)."""
 
 
-
 class StreamSession(Protocol):
     """A sans-IO TCP session: `feed()` bytes, `close()` at EOF, both returning events."""
 
