@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from devices.events import DecodeError
 from devices.teltonika import TeltonikaSession, UdpAvlPacket, decode_udp
@@ -85,8 +85,8 @@ class TeltonikaDatagrams(asyncio.DatagramProtocol):
         self._looking_up: set[str] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # asyncio's selector datagram transport does not subclass DatagramTransport (3.11).
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         now = time.time()
