@@ -22,8 +22,9 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
@@ -43,6 +44,7 @@ and connecting at once, few enough that a flood of unknown ids costs the databas
 COALESCE_NOTIFICATIONS_S = 0.005
 """Notifications arriving this close together are read back in one query."""
 
+K = TypeVar("K", bound=Hashable)
 Changed = Callable[[str, Device | None], None]
 """Called with a device id and its new entry (None: removed) after the copy changed."""
 
@@ -220,35 +222,27 @@ class RegistryCache:
         for device in found:
             self._update(device.id, device)
 
-    async def device(self, device_id: str) -> Device | None:
-        found = self.by_id.get(device_id)
+    async def _find(self, index: dict[K, Device], key: K, **look_up: Any) -> Device | None:
+        """A dict read; on a miss, one rate-limited point query (`_look_up`), then again."""
+        found = index.get(key)
         if found is None:
-            await self._look_up(device_id=device_id)
-            found = self.by_id.get(device_id)
+            await self._look_up(**look_up)
+            found = index.get(key)
         return found
 
+    async def device(self, device_id: str) -> Device | None:
+        return await self._find(self.by_id, device_id, device_id=device_id)
+
     async def owntracks(self, user: str, device: str) -> Device | None:
-        found = self.by_owntracks.get((user, device))
-        if found is None:
-            await self._look_up(owntracks=(user, device))
-            found = self.by_owntracks.get((user, device))
-        return found
+        return await self._find(self.by_owntracks, (user, device), owntracks=(user, device))
 
     async def imei(self, imei: str) -> Device | None:
         """The device a binary tracker (Teltonika, GT06) names by its IMEI."""
-        found = self.by_imei.get(imei)
-        if found is None:
-            await self._look_up(imei=imei)
-            found = self.by_imei.get(imei)
-        return found
+        return await self._find(self.by_imei, imei, imei=imei)
 
     async def traccar_id(self, traccar_id: str) -> Device | None:
         """The device the Traccar Client app names by its own id."""
-        found = self.by_traccar_id.get(traccar_id)
-        if found is None:
-            await self._look_up(traccar_id=traccar_id)
-            found = self.by_traccar_id.get(traccar_id)
-        return found
+        return await self._find(self.by_traccar_id, traccar_id, traccar_id=traccar_id)
 
     async def login(self, device_id: str, token: str) -> tuple[Device | None, str | None]:
         """The device and None, or None and why the login is refused."""
