@@ -16,10 +16,7 @@ import httpx
 import pytest
 
 from devices.gt06.framer import build_frame
-from tests.support.gateway import GatewayProcess, running_gateway, wait_for
-from tests.support.ingest import count, register, rows
-from tests.support.services import Services
-from tests.support.trackers import (
+from devtools.trackers import (
     Record,
     gt06_heartbeat,
     gt06_location,
@@ -29,6 +26,9 @@ from tests.support.trackers import (
     teltonika_login,
     teltonika_packet,
 )
+from tests.support.gateway import GatewayProcess, running_gateway, wait_for
+from tests.support.ingest import count, register, rows
+from tests.support.services import Services
 
 IMEI = "356307042441013"
 OTHER_IMEI = "356307042441021"

@@ -28,11 +28,11 @@ from devices.tcp_nmea import login_sentence
 from devtools.stack import stack_env
 from devtools.stack.native import NativeStack
 from devtools.stack.settings import StackSettings
+from devtools.trackers import Record, recv_exactly, teltonika_login, teltonika_packet
 from gateway.migrate import migrate, migrations_dir
 from tests.support.gateway import GatewayProcess, free_port, running_gateway, wait_for
 from tests.support.ingest import NumberedPublisher, count, live, register, rmc_gga
 from tests.support.paths import FIXGATE_BIN
-from tests.support.trackers import Record, recv_exactly, teltonika_login, teltonika_packet
 
 pytestmark = pytest.mark.fault
 
