@@ -5,6 +5,7 @@
     python bench/ingest.py --mode mqtt|tcp --rate 5000 [--duration 60]      # fixed rate
     python bench/ingest.py --mode outage [--rate 10000] [--outage 20]       # database outage
     python bench/ingest.py --mode replay [--fixes N] [--record-fixes 500]   # spool replay
+    python bench/ingest.py --mode teltonika [--rate 10000] [--duration 60]  # Codec 8E units
 
 Runs against the stack's real Mosquitto, TimescaleDB and Redis on this machine, in a
 fresh database of its own (dropped afterwards unless --keep). It starts its own gateway
@@ -21,6 +22,8 @@ process (so it can read its peak RSS). Modes:
 - replay: a spool of --fixes fixes in records of --record-fixes (an outage's batches) is
   written before the gateway starts; the gateway replays it into TimescaleDB before its
   listeners open. Figure: fixes/s replayed, from the first replayed to the spool empty.
+- teltonika: 1,000 Teltonika units over TCP, packets of 10-50 records, each waiting for
+  its acknowledgement (bench/teltonika.py says how and what is measured).
 - --rate N (with --mode mqtt or tcp): N fixes/s offered for --duration seconds by paced
   publishers (one fix per message, QoS 1) or paced TCP connections (one RMC+GGA epoch
   per second each), with the gateway live; this is where receive-to-stored latency means
@@ -705,10 +708,49 @@ def register_all(db_url: str, devices: list[str]) -> dict[str, str]:
     return asyncio.run(go())
 
 
+def run_teltonika(args: argparse.Namespace, env: dict[str, str], db_url: str) -> None:
+    from bench.teltonika import imeis
+    from bench.teltonika import run as run_units
+
+    async def register() -> None:
+        conn = await asyncpg.connect(db_url)
+        try:
+            for i, imei in enumerate(imeis(args.connections)):
+                await add_device(conn, f"u{i:05d}", tenant_id="bench", kind="tracker", imei=imei)
+        finally:
+            await conn.close()
+
+    asyncio.run(register())
+    port = free_port()
+    gw = start_gateway(
+        {**env, "FIXGATE_TELTONIKA_PORT": str(port)},
+        Path(args.log_dir) / "bench-teltonika-gateway.log",
+        free_port(),
+        free_port(),
+    )
+    try:
+        wait_ready(gw, 60)
+        offered = f"{args.rate:,.0f} records/s offered" if args.rate else "as fast as acknowledged"
+        print(
+            f"== teltonika: {args.connections} units, {offered}, {args.duration:.0f} s", flush=True
+        )
+        r = run_units(port, db_url, args.connections, args.duration, args.rate)
+        print(
+            f"  acknowledged (stored) {r.rate:,.0f} records/s ({r.records:,} in {r.seconds:.1f} s); "
+            f"send-to-ack p50 {r.p50_ms:.0f} ms p99 {r.p99_ms:.0f} ms; peak RSS {gw.peak_rss_mib():.0f} MiB; "
+            f"lost {r.lost}, duplicated {r.duplicated}",
+            flush=True,
+        )
+    finally:
+        gw.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--mode", choices=["mqtt", "mqtt-batch", "tcp", "outage", "replay", "all"], default="all"
+        "--mode",
+        choices=["mqtt", "mqtt-batch", "tcp", "outage", "replay", "teltonika", "all"],
+        default="all",
     )
     parser.add_argument(
         "--fixes",
@@ -744,8 +786,8 @@ def main() -> None:
     parser.add_argument("--log-dir", default="/tmp")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
     args = parser.parse_args()
-    if args.rate and args.mode not in ("mqtt", "tcp", "outage"):
-        parser.error("--rate needs --mode mqtt, tcp or outage")
+    if args.rate and args.mode not in ("mqtt", "tcp", "outage", "teltonika"):
+        parser.error("--rate needs --mode mqtt, tcp, outage or teltonika")
     if args.connections is None:
         args.connections = int(args.rate) if args.rate and args.mode == "tcp" else 1000
 
@@ -760,7 +802,20 @@ def main() -> None:
         "FIXGATE_MQTT_TOPIC_PREFIX": TOPIC_PREFIX,
         "FIXGATE_RETENTION_DAYS": "3650",
         "FIXGATE_LOG_LEVEL": "WARNING",
+        # Only the listeners a mode uses: another gateway on this machine may hold the
+        # conventional tracker ports.
+        "FIXGATE_TELTONIKA_PORT": "0",
+        "FIXGATE_GT06_PORT": "0",
+        "FIXGATE_OSMAND_PORT": "0",
     }
+    if args.mode == "teltonika":
+        try:
+            run_teltonika(args, env, db_url)
+        finally:
+            if not args.keep:
+                with psycopg.connect(admin, autocommit=True) as conn:
+                    conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        return
     results: list[Result] = []
     try:
         modes = ["mqtt", "mqtt-batch", "tcp"] if args.mode == "all" else [args.mode]

@@ -76,6 +76,12 @@ def device_add(
     owntracks: Annotated[
         str | None, typer.Option(help="OwnTracks identity <user>/<device> mapped to this device.")
     ] = None,
+    imei: Annotated[
+        str | None, typer.Option(help="IMEI (15 digits) a Teltonika or GT06 tracker logs in with.")
+    ] = None,
+    traccar_id: Annotated[
+        str | None, typer.Option(help="Device identifier set in the Traccar Client app.")
+    ] = None,
 ) -> None:
     """Register a device and print its token once (alone on the last line)."""
     try:
@@ -87,9 +93,17 @@ def device_add(
                 kind=kind,
                 token=token,
                 owntracks=owntracks,
+                imei=imei,
+                traccar_id=traccar_id,
             )
         )
-    except (registry.DeviceExists, registry.OwnTracksIdentityTaken, BadToken, ValueError) as e:
+    except (
+        registry.DeviceExists,
+        registry.OwnTracksIdentityTaken,
+        registry.IdentifierTaken,
+        BadToken,
+        ValueError,
+    ) as e:
         raise fail(str(e)) from None
     typer.echo(f"device {device_id} added to tenant {tenant}; its token (shown only now):")
     typer.echo(issued)
@@ -101,10 +115,16 @@ def device_list(
 ) -> None:
     """List registered devices."""
     devices = asyncio.run(_with_conn(registry.list_devices, tenant))
-    typer.echo(f"{'id':24} {'tenant':16} {'kind':12} {'enabled':8} owntracks")
+    typer.echo(
+        f"{'id':24} {'tenant':16} {'kind':12} {'enabled':8} {'imei':16} {'traccar id':16} owntracks"
+    )
     for d in devices:
         ot = f"{d.owntracks_user}/{d.owntracks_device}" if d.owntracks_user else "-"
-        typer.echo(f"{d.id:24} {d.tenant_id:16} {d.kind:12} {'yes' if d.enabled else 'no':8} {ot}")
+        enabled = "yes" if d.enabled else "no"
+        typer.echo(
+            f"{d.id:24} {d.tenant_id:16} {d.kind:12} {enabled:8} {d.imei or '-':16}"
+            f" {d.traccar_id or '-':16} {ot}"
+        )
 
 
 @device_app.command("disable")

@@ -59,6 +59,28 @@ class Settings(BaseSettings):
     )
     tcp_host: str = Field("127.0.0.1", description="Address the TCP NMEA listener binds.")
     tcp_port: int = Field(5010, description="TCP NMEA listener port.")
+    # Traccar's port conventions, so a fleet already pointed at a Traccar server needs no
+    # reconfiguration; 0 turns a listener off.
+    teltonika_host: str = Field("127.0.0.1", description="Address the Teltonika listener binds.")
+    teltonika_port: int = Field(
+        5027, description="Teltonika listener port, TCP and UDP (Traccar's); 0 turns it off."
+    )
+    gt06_host: str = Field("127.0.0.1", description="Address the GT06 listener binds.")
+    gt06_port: int = Field(5023, description="GT06 listener port, TCP (Traccar's); 0 turns it off.")
+    osmand_host: str = Field(
+        "127.0.0.1",
+        description="Address of the HTTP listener for the Traccar Client and OwnTracks apps.",
+    )
+    osmand_port: int = Field(
+        5055,
+        description="HTTP port of the Traccar Client app (OsmAnd protocol, Traccar's) and of OwnTracks HTTP mode under /owntracks; 0 turns it off.",
+    )
+    # Past the spool's takeover (`spool_after_s`, 5 s): a fix is durable by then unless the
+    # spool is full or off, and a phone app waits longer than this for an answer anyway.
+    http_ack_timeout_s: float = Field(
+        10,
+        description="Longest an HTTP device request is held for its fix to become durable; then the Traccar Client gets 503 and OwnTracks a closed connection, so both send it again.",
+    )
     metrics_host: str = Field("127.0.0.1", description="Address of the metrics/health endpoint.")
     metrics_port: int = Field(9108, description="Prometheus metrics endpoint port.")
     tcp_max_line_bytes: int = Field(

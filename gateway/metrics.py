@@ -53,11 +53,23 @@ AUTH_REFUSED = Counter(
     ["listener", "reason"],
 )
 MESSAGES_RECEIVED = Counter("fixgate_mqtt_messages_received_total", "MQTT messages received.")
-TCP_CONNECTIONS = Gauge("fixgate_tcp_connections", "Open TCP device connections.")
+TCP_CONNECTIONS = Gauge(
+    "fixgate_tcp_connections", "Open TCP device connections, by protocol.", ["protocol"]
+)
 TCP_CLOSED = Counter(
     "fixgate_tcp_connections_closed_total",
-    "TCP connections closed by fixgate, by reason.",
-    ["reason"],
+    "TCP connections closed by fixgate, by protocol and reason.",
+    ["protocol", "reason"],
+)
+DATAGRAMS_REFUSED = Counter(
+    "fixgate_udp_datagrams_refused_total",
+    "UDP datagrams taken but not acknowledged (the device sends them again), by protocol and reason.",
+    ["protocol", "reason"],
+)
+HTTP_REQUESTS = Counter(
+    "fixgate_http_requests_total",
+    "Device HTTP requests answered, by protocol and status (0: closed without an answer).",
+    ["protocol", "status"],
 )
 QUEUE_DEPTH = Gauge(
     "fixgate_ingest_queue_fixes", "Fixes accepted but not yet written to TimescaleDB."

@@ -3,9 +3,11 @@
 Startup serves health first, opens the disk spool, opens the pools, loads the registry (from
 its snapshot if the database is away), replays what an earlier run left in the spool, then
 starts the writers and the listeners. SIGTERM or SIGINT sets `stop`; shutdown then runs in a fixed order under
-`shutdown_timeout_s`: stop accepting (TCP server closed, MQTT loop stops taking
-messages), close TCP connections (each flushes its pending epoch), write the last batches,
-let live positions catch up, cancel what is left (with a count), close the pools.
+`shutdown_timeout_s`: stop accepting (TCP, UDP and HTTP servers closed, MQTT loop stops
+taking messages), stop reading (NMEA connections close at once, flushing their pending
+epoch), write the last batches (their acknowledgements go out to the trackers and phones),
+close the remaining connections, let live positions catch up, cancel what is left (with a
+count), close the pools.
 """
 
 from __future__ import annotations
@@ -23,8 +25,12 @@ import asyncpg
 from gateway.config import Settings
 from gateway.flow import Flow
 from gateway.http import serve_http
+from gateway.listeners.gt06 import Gt06Listener
+from gateway.listeners.http_devices import HttpDevicesListener
 from gateway.listeners.mqtt import MqttListener
+from gateway.listeners.stream import StreamListener
 from gateway.listeners.tcp import TcpListener
+from gateway.listeners.teltonika import TeltonikaListener
 from gateway.logs import setup_logging
 from gateway.registry.cache import SNAPSHOT_NAME, RegistryCache, RegistryUnavailable
 from gateway.sinks.history import HistoryWriter
@@ -116,8 +122,18 @@ class Gateway:
             run_retention(self.pool, s.retention_days, s.retention_interval_s, self.stop),
             "retention",
         )
-        self.tcp = TcpListener(s, self.registry, self.ingest, self.history, self.flow)
-        await self.tcp.start()
+        shared = (s, self.registry, self.ingest, self.history, self.flow)
+        self.tcp = TcpListener(*shared, host=s.tcp_host, port=s.tcp_port)
+        self.streams: list[StreamListener[Any]] = [self.tcp]
+        for listener_class, host, port in (
+            (TeltonikaListener, s.teltonika_host, s.teltonika_port),
+            (Gt06Listener, s.gt06_host, s.gt06_port),
+            (HttpDevicesListener, s.osmand_host, s.osmand_port),
+        ):
+            if port:  # 0 turns a listener off
+                self.streams.append(listener_class(*shared, host=host, port=port))
+        for listener in self.streams:
+            await listener.start()
         self.mqtt = MqttListener(s, self.registry, self.ingest, self.history, self.flow)
         self.mqtt_task = self._spawn(self.mqtt.run(self.stop), "mqtt")
         self.starting = None
@@ -146,9 +162,13 @@ class Gateway:
             return max(0.1, deadline - asyncio.get_running_loop().time())
 
         log.info("gateway: draining (timeout %.0f s)", self.settings.shutdown_timeout_s)
-        self.tcp.stop_accepting()
-        closed = self.tcp.drain()
-        log.info("gateway: closed %d tcp connections", closed)
+        for listener in self.streams:
+            listener.stop_accepting()
+        # NMEA connections close at once (flushing their epoch); the trackers' and the
+        # phones' once their last acknowledgement is written, after the writers below.
+        for listener in self.streams:
+            draining = listener.drain()
+            log.info("gateway: draining %d %s connections", draining, listener.protocol)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.mqtt_task), left())
         self.writers_stop.set()
@@ -156,9 +176,13 @@ class Gateway:
             await asyncio.wait_for(asyncio.shield(self.history_task), left())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.replay_task), left())
+        for listener in self.streams:  # their acknowledgements went out with the last batches
+            if closed := listener.close_all():
+                log.info("gateway: closed %d %s connections", closed, listener.protocol)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(self.live_task), left())
-        stragglers = [t for t in self.tasks | self.tcp.tasks | self.mqtt.tasks if not t.done()]
+        listener_tasks = {t for listener in self.streams for t in listener.tasks}
+        stragglers = [t for t in self.tasks | listener_tasks | self.mqtt.tasks if not t.done()]
         for task in stragglers:
             task.cancel()
         if stragglers:

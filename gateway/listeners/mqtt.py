@@ -16,8 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import aiomqtt
@@ -32,6 +31,7 @@ from gateway import metrics
 from gateway.config import Settings, mqtt_address
 from gateway.flow import Flow
 from gateway.listeners.mqtt_client import AckingClient, Message
+from gateway.listeners.ordered import OrderedReplies
 from gateway.logs import RateLimitedLog
 from gateway.registry.cache import RegistryCache
 from gateway.registry.store import Device
@@ -58,22 +58,14 @@ class AckQueue:
 
     def __init__(self, client: AckingClient) -> None:
         self.client = client
-        self._groups: deque[tuple[list[int], list[bool]]] = deque()
+        self._groups: OrderedReplies[list[int]] = OrderedReplies(self._release)
 
-    def add(self, mids: list[int]) -> tuple[list[int], list[bool]]:
-        group = (mids, [False])
-        self._groups.append(group)
-        return group
+    def add(self, mids: list[int]) -> Callable[[], None]:
+        """Queue a group; call the returned function once its batch is durable."""
+        return self._groups.add(mids)
 
-    def done(self, group: tuple[list[int], list[bool]]) -> None:
-        group[1][0] = True
-        groups = self._groups
-        if groups[0] is not group:
-            return  # an earlier group is still waiting for its batch
-        ready: list[int] = []
-        while groups and groups[0][1][0]:
-            ready += groups.popleft()[0]
-        self.client.ack_many(ready)
+    def _release(self, groups: list[list[int]]) -> None:
+        self.client.ack_many([mid for group in groups for mid in group])
 
     def __len__(self) -> int:
         return len(self._groups)
@@ -231,8 +223,7 @@ class MqttListener:
         # acknowledged when that batch is durable, or at once when nothing is to be stored.
         for fixes in by_kind.values():
             self.ingest.submit(fixes, now)
-        group = acks.add(mids)
-        self.ingest.submit((), now, ack=lambda: acks.done(group))
+        self.ingest.submit((), now, ack=acks.add(mids))
         metrics.MESSAGES_RECEIVED.inc(taken)
         self.writer.submitted()
         if inbox and not self._resolving:

@@ -22,8 +22,9 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
@@ -43,6 +44,7 @@ and connecting at once, few enough that a flood of unknown ids costs the databas
 COALESCE_NOTIFICATIONS_S = 0.005
 """Notifications arriving this close together are read back in one query."""
 
+K = TypeVar("K", bound=Hashable)
 Changed = Callable[[str, Device | None], None]
 """Called with a device id and its new entry (None: removed) after the copy changed."""
 
@@ -57,6 +59,8 @@ class RegistryCache:
         self.snapshot = snapshot
         self.by_id: dict[str, Device] = {}
         self.by_owntracks: dict[tuple[str, str], Device] = {}
+        self.by_imei: dict[str, Device] = {}
+        self.by_traccar_id: dict[str, Device] = {}
         self.from_snapshot = False
         """True while the copy came from the snapshot (the database has not answered yet)."""
         self._loaded_at = 0.0
@@ -107,11 +111,9 @@ class RegistryCache:
     def _install(self, devices: list[Device]) -> None:
         before = self.by_id
         self.by_id = {d.id: d for d in devices}
-        self.by_owntracks = {
-            (d.owntracks_user, d.owntracks_device): d
-            for d in devices
-            if d.owntracks_user and d.owntracks_device
-        }
+        self.by_owntracks, self.by_imei, self.by_traccar_id = {}, {}, {}
+        for device in devices:
+            self._index(device)
         self._loaded_at = time.monotonic()
         for device_id in before.keys() - self.by_id.keys():
             self._changed(device_id, None)
@@ -124,15 +126,35 @@ class RegistryCache:
         old = self.by_id.get(device_id)
         if old == device:
             return
-        if old is not None and old.owntracks_user and old.owntracks_device:
-            self.by_owntracks.pop((old.owntracks_user, old.owntracks_device), None)
+        if old is not None:
+            self._unindex(old)
         if device is None:
             self.by_id.pop(device_id, None)
         else:
             self.by_id[device_id] = device
-            if device.owntracks_user and device.owntracks_device:
-                self.by_owntracks[(device.owntracks_user, device.owntracks_device)] = device
+            self._index(device)
         self._changed(device_id, device)
+
+    def _index(self, device: Device) -> None:
+        """Enter the device under the other names it may arrive by."""
+        if device.owntracks_user and device.owntracks_device:
+            self.by_owntracks[(device.owntracks_user, device.owntracks_device)] = device
+        if device.imei:
+            self.by_imei[device.imei] = device
+        if device.traccar_id:
+            self.by_traccar_id[device.traccar_id] = device
+
+    def _unindex(self, device: Device) -> None:
+        # Only the entries that still point at this device: a name moved to another
+        # device (updated first) keeps its new owner.
+        if device.owntracks_user and device.owntracks_device:
+            key = (device.owntracks_user, device.owntracks_device)
+            if self.by_owntracks.get(key, device).id == device.id:
+                self.by_owntracks.pop(key, None)
+        if device.imei and self.by_imei.get(device.imei, device).id == device.id:
+            self.by_imei.pop(device.imei, None)
+        if device.traccar_id and self.by_traccar_id.get(device.traccar_id, device).id == device.id:
+            self.by_traccar_id.pop(device.traccar_id, None)
 
     def _changed(self, device_id: str, device: Device | None) -> None:
         for changed in self.on_change:
@@ -178,33 +200,49 @@ class RegistryCache:
         return True
 
     async def _look_up(
-        self, device_id: str | None = None, owntracks: tuple[str, str] | None = None
+        self,
+        device_id: str | None = None,
+        owntracks: tuple[str, str] | None = None,
+        imei: str | None = None,
+        traccar_id: str | None = None,
     ) -> None:
         if not self._may_look_up():
             return
         try:
             async with self.pool.acquire() as conn:
                 found = await get_devices(
-                    conn, ids=[device_id] if device_id else [], owntracks=owntracks
+                    conn,
+                    ids=[device_id] if device_id else [],
+                    owntracks=owntracks,
+                    imei=imei,
+                    traccar_id=traccar_id,
                 )
         except DATABASE_ERRORS:
             return  # database away: keep serving the copy we have
         for device in found:
             self._update(device.id, device)
 
-    async def device(self, device_id: str) -> Device | None:
-        found = self.by_id.get(device_id)
+    async def _find(self, index: dict[K, Device], key: K, **look_up: Any) -> Device | None:
+        """A dict read; on a miss, one rate-limited point query (`_look_up`), then again."""
+        found = index.get(key)
         if found is None:
-            await self._look_up(device_id=device_id)
-            found = self.by_id.get(device_id)
+            await self._look_up(**look_up)
+            found = index.get(key)
         return found
 
+    async def device(self, device_id: str) -> Device | None:
+        return await self._find(self.by_id, device_id, device_id=device_id)
+
     async def owntracks(self, user: str, device: str) -> Device | None:
-        found = self.by_owntracks.get((user, device))
-        if found is None:
-            await self._look_up(owntracks=(user, device))
-            found = self.by_owntracks.get((user, device))
-        return found
+        return await self._find(self.by_owntracks, (user, device), owntracks=(user, device))
+
+    async def imei(self, imei: str) -> Device | None:
+        """The device a binary tracker (Teltonika, GT06) names by its IMEI."""
+        return await self._find(self.by_imei, imei, imei=imei)
+
+    async def traccar_id(self, traccar_id: str) -> Device | None:
+        """The device the Traccar Client app names by its own id."""
+        return await self._find(self.by_traccar_id, traccar_id, traccar_id=traccar_id)
 
     async def login(self, device_id: str, token: str) -> tuple[Device | None, str | None]:
         """The device and None, or None and why the login is refused."""
@@ -261,9 +299,18 @@ class RegistryCache:
     async def _apply_notifications(self, conn: asyncpg.Connection, stop: asyncio.Event) -> None:
         while not stop.is_set():
             if not self._notified:
-                with contextlib.suppress(TimeoutError):
-                    # Wakes now and then to notice a dead connection.
-                    await asyncio.wait_for(self._notify_kick.wait(), 5)
+                kick, stopped = (
+                    asyncio.ensure_future(self._notify_kick.wait()),
+                    asyncio.ensure_future(stop.wait()),
+                )
+                try:
+                    # Wakes now and then to notice a dead connection, and at once on stop.
+                    await asyncio.wait(
+                        (kick, stopped), timeout=5, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    kick.cancel()
+                    stopped.cancel()
                 self._notify_kick.clear()
                 if conn.is_closed():
                     raise ConnectionResetError("the LISTEN connection closed")

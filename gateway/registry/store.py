@@ -12,6 +12,7 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
+from devices.osmand import MAX_ID_CHARS
 from gateway.db import DbConnection
 from gateway.registry.tokens import check_token, generate_token, hash_token, verify_token
 
@@ -28,6 +29,14 @@ class OwnTracksIdentityTaken(Exception):
         super().__init__(f"OwnTracks identity {identity!r} is already mapped to another device")
 
 
+class IdentifierTaken(Exception):
+    """An IMEI or a Traccar Client id already names another device."""
+
+    def __init__(self, kind: str, value: str) -> None:
+        super().__init__(f"{kind} {value!r} already names another device")
+        self.kind = kind
+
+
 class Device(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     tenant_id: str
@@ -38,16 +47,42 @@ class Device(msgspec.Struct, frozen=True, kw_only=True):
     protocols: tuple[str, ...] = ()
     owntracks_user: str | None = None
     owntracks_device: str | None = None
+    # Appended (issue 12); a registry snapshot written before them reads as None.
+    imei: str | None = None
+    """The 15-digit IMEI a Teltonika or GT06 tracker logs in with."""
+    traccar_id: str | None = None
+    """The identifier the Traccar Client app sends (`id`, `device_id`)."""
 
 
 _COLUMNS = (
     "id, tenant_id, kind, token_hash, enabled, created_at, protocols, "
-    "owntracks_user, owntracks_device"
+    "owntracks_user, owntracks_device, imei, traccar_id"
 )
+IMEI_DIGITS = 15
+"""An IMEI is 14 digits and a Luhn check digit (3GPP TS 23.003); trackers send all 15."""
+MAX_TRACCAR_ID_CHARS = MAX_ID_CHARS
+"""As long as the OsmAnd decoder accepts (`devices.osmand.MAX_ID_CHARS`)."""
 
 
 def _device(row: asyncpg.Record) -> Device:
     return Device(**{**dict(row), "protocols": tuple(row["protocols"])})
+
+
+def check_imei(imei: str) -> str:
+    """The IMEI as stored, or ValueError. Only the form is checked, not the Luhn digit:
+    cheap clones ship with IMEIs that fail it, and they log in with what they have."""
+    if len(imei) != IMEI_DIGITS or not imei.isascii() or not imei.isdigit():
+        raise ValueError(f"an IMEI is {IMEI_DIGITS} digits, got {imei!r}")
+    return imei
+
+
+def check_traccar_id(traccar_id: str) -> str:
+    """The Traccar Client id as stored, or ValueError."""
+    if not traccar_id or len(traccar_id) > MAX_TRACCAR_ID_CHARS or not traccar_id.isprintable():
+        raise ValueError(
+            f"a Traccar Client id is 1-{MAX_TRACCAR_ID_CHARS} printable characters, got {traccar_id!r}"
+        )
+    return traccar_id
 
 
 def parse_owntracks_identity(identity: str) -> tuple[str, str]:
@@ -67,6 +102,8 @@ async def add_device(
     token: str | None = None,
     owntracks: str | None = None,
     protocols: tuple[str, ...] = (),
+    imei: str | None = None,
+    traccar_id: str | None = None,
 ) -> str:
     """Register a device; return its token (generated unless given). Only a hash is stored."""
     if kind not in DEVICE_KINDS:
@@ -80,10 +117,14 @@ async def add_device(
     else:
         check_token(token)
     ot_user, ot_device = parse_owntracks_identity(owntracks) if owntracks else (None, None)
+    if imei is not None:
+        check_imei(imei)
+    if traccar_id is not None:
+        check_traccar_id(traccar_id)
     try:
         await conn.execute(
-            "INSERT INTO devices (id, tenant_id, kind, token_hash, protocols, owntracks_user, owntracks_device)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO devices (id, tenant_id, kind, token_hash, protocols, owntracks_user,"
+            " owntracks_device, imei, traccar_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             device_id,
             tenant_id,
             kind,
@@ -91,10 +132,16 @@ async def add_device(
             list(protocols),
             ot_user,
             ot_device,
+            imei,
+            traccar_id,
         )
     except asyncpg.UniqueViolationError as e:
         if e.constraint_name == "devices_pkey":
             raise DeviceExists(device_id) from None
+        if e.constraint_name == "devices_imei_key":
+            raise IdentifierTaken("IMEI", imei or "") from None
+        if e.constraint_name == "devices_traccar_id_key":
+            raise IdentifierTaken("Traccar Client id", traccar_id or "") from None
         raise OwnTracksIdentityTaken(owntracks or "") from None
     return token
 
@@ -113,16 +160,24 @@ async def get_device(conn: DbConnection, device_id: str) -> Device | None:
 
 
 async def get_devices(
-    conn: DbConnection, *, ids: list[str], owntracks: tuple[str, str] | None = None
+    conn: DbConnection,
+    *,
+    ids: list[str],
+    owntracks: tuple[str, str] | None = None,
+    imei: str | None = None,
+    traccar_id: str | None = None,
 ) -> list[Device]:
-    """The devices with these ids (and the one with this OwnTracks identity), as stored."""
+    """The devices with these ids (and the ones with this OwnTracks identity, IMEI or
+    Traccar Client id), as stored."""
     user, device = owntracks if owntracks else (None, None)
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} FROM devices WHERE id = ANY($1::text[])"
-        " OR (owntracks_user = $2 AND owntracks_device = $3)",
+        " OR (owntracks_user = $2 AND owntracks_device = $3) OR imei = $4 OR traccar_id = $5",
         ids,
         user,
         device,
+        imei,
+        traccar_id,
     )
     return [_device(r) for r in rows]
 
@@ -133,12 +188,20 @@ async def set_enabled(conn: DbConnection, device_id: str, enabled: bool) -> bool
     return status != "UPDATE 0"
 
 
-def check_login(device: Device | None, token: str) -> str | None:
-    """Why a login must be refused (a metric label), or None when it may proceed."""
+def check_identified(device: Device | None) -> str | None:
+    """Why a device that names itself by IMEI or app id (no token) must be refused."""
     if device is None:
         return "unknown_device"
     if not device.enabled:
         return "disabled_device"
+    return None
+
+
+def check_login(device: Device | None, token: str) -> str | None:
+    """Why a login must be refused (a metric label), or None when it may proceed."""
+    refused = check_identified(device)
+    if refused is not None or device is None:
+        return refused
     if not verify_token(token, device.token_hash):
         return "wrong_token"
     return None

@@ -42,6 +42,7 @@ for i, f in ipairs(fixes) do
   local device = KEYS[2 * i - 1]
   local current = redis.call('HGET', device, 'ts')
   if not current or tonumber(current) < tonumber(f[1]) then
+    redis.call('DEL', device)
     redis.call('HSET', device, 'ts', f[1], unpack(f, 5))
     if f[4] == '1' then redis.call('GEOADD', KEYS[2 * i], f[2], f[3], f[6]) end
     moved = moved + 1
@@ -51,7 +52,9 @@ return moved
 """
 """One call per round for a whole batch of devices: ARGV[1] is a msgpack array with, per
 device, [ts, lon, lat, geo, field, value, ...] as strings (`_fields`); KEYS are the
-device's hash and its tenant's GEO set, in pairs. Packing the batch into one blob instead
+device's hash and its tenant's GEO set, in pairs. The hash is replaced, not merged: it
+holds the newest fix's fields only, so an alarm (or a battery level) of an older fix never
+lingers beside a newer fix that did not report one. Packing the batch into one blob instead
 of a script call per device (30 arguments each) cut the gateway's cost per live update
 about tenfold; the per-device keys are still declared, as Redis Cluster wants."""
 
@@ -70,6 +73,13 @@ _encode = msgspec.msgpack.Encoder().encode
 decode_fixes = msgspec.msgpack.Decoder(list[Fix]).decode
 
 
+_NUMBER_FIELDS = (
+    "altitude", "speed", "heading", "accuracy", "hdop", "satellites", "battery",
+    "power_v", "odometer_m",
+)  # fmt: skip
+"""Optional numeric fields of a fix, in the hash only when the device reported them."""
+
+
 def _fields(fix: Fix) -> list[str]:
     """[ts, lon, lat, geo] then the hash's field/value pairs, as strings (floats by repr,
     as redis-py formats them). Fields 5 and 6 are ('device', id): the GEO member."""
@@ -79,10 +89,14 @@ def _fields(fix: Fix) -> list[str]:
         "lat", repr(fix.lat), "lon", repr(fix.lon), "protocol", fix.protocol.value,
         "valid", "1" if fix.valid else "0",
     ]  # fmt: skip
-    for name in ("altitude", "speed", "heading", "accuracy", "hdop", "satellites", "battery"):
+    for name in _NUMBER_FIELDS:
         value = getattr(fix, name)
         if value is not None:
             fields += [name, repr(value)]
+    if fix.ignition is not None:
+        fields += ["ignition", "1" if fix.ignition else "0"]
+    if fix.alarm is not None:
+        fields += ["alarm", fix.alarm]
     if fix.received_at is not None:
         fields += ["received_at", fix.received_at.isoformat()]
     return fields

@@ -17,6 +17,7 @@ from gateway.db import DbConnection
 COLUMNS = (
     "time", "device_id", "tenant_id", "lat", "lon", "altitude", "speed", "heading",
     "accuracy", "hdop", "satellites", "valid", "protocol", "received_at", "battery",
+    "ignition", "power_v", "odometer_m", "alarm",
 )  # fmt: skip
 _COLUMN_LIST = ", ".join(COLUMNS)
 _MOVE = (
@@ -38,6 +39,7 @@ def _record(f: Fix, received_fallback: datetime) -> tuple[object, ...]:
         f.time, f.device_id, f.tenant_id, f.lat, f.lon, f.altitude, f.speed, f.heading,
         f.accuracy, f.hdop, f.satellites, f.valid, f.protocol.value,
         f.received_at or received_fallback, f.battery,
+        f.ignition, f.power_v, f.odometer_m, f.alarm,
     )  # fmt: skip
 
 

@@ -155,7 +155,12 @@ def test_bad_tcp_input_is_counted_and_harms_no_one(
         assert done.wait(60)
         good.join()
         assert wait_for(
-            lambda: gw.metric("fixgate_tcp_connections_closed_total", reason="login_timeout") >= 1,
+            lambda: (
+                gw.metric(
+                    "fixgate_tcp_connections_closed_total", protocol="nmea", reason="login_timeout"
+                )
+                >= 1
+            ),
             10,
         )
         silent.close()

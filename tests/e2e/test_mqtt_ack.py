@@ -65,9 +65,9 @@ def test_pubacks_go_out_in_arrival_order_whatever_order_batches_commit_in() -> N
     client = RecordingClient()
     acks = AckQueue(client)  # type: ignore[arg-type]
     first, second, third = acks.add([1, 2]), acks.add([3]), acks.add([4, 5])
-    acks.done(third)  # its batch committed first
-    acks.done(second)
+    third()  # its batch committed first
+    second()
     assert client.sent == []  # messages 1 and 2 are not durable yet: nothing may be acknowledged
-    acks.done(first)
+    first()
     assert client.sent == [1, 2, 3, 4, 5]
     assert len(acks) == 0

@@ -28,6 +28,7 @@ from devices.tcp_nmea import login_sentence
 from devtools.stack import stack_env
 from devtools.stack.native import NativeStack
 from devtools.stack.settings import StackSettings
+from devtools.trackers import Record, recv_exactly, teltonika_login, teltonika_packet
 from gateway.migrate import migrate, migrations_dir
 from tests.support.gateway import GatewayProcess, free_port, running_gateway, wait_for
 from tests.support.ingest import NumberedPublisher, count, live, register, rmc_gga
@@ -336,3 +337,87 @@ def test_without_database_or_snapshot_the_gateway_says_why_it_cannot_start(
     assert done.returncode == 1
     err = done.stderr.decode()
     assert "cannot start" in err and "no registry snapshot" in err and "Traceback" not in err, err
+
+
+# ---- Teltonika: acknowledged only once durable, across a kill -9 and an outage ----------
+
+TRUCK_IMEI = "356307042441013"
+
+
+def _truck_records(t0: datetime, first: int, n: int) -> list[Record]:
+    return [
+        Record(time=t0 + timedelta(seconds=i), lat=52.5 + i * 1e-5, lon=13.4, io={239: 1})
+        for i in range(first, first + n)
+    ]
+
+
+def _truck(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+    sock.sendall(teltonika_login(TRUCK_IMEI))
+    assert recv_exactly(sock, 1) == b"\x01"
+    return sock
+
+
+def _stored_seconds(db_url: str, device: str, t0: datetime) -> list[int]:
+    with psycopg.connect(db_url) as conn:
+        times = conn.execute(
+            "SELECT time FROM positions WHERE device_id = %s", (device,)
+        ).fetchall()
+    return sorted(round((t - t0).total_seconds()) for (t,) in times)
+
+
+def test_teltonika_kill_9_before_the_ack_then_the_resend_is_stored_exactly_once(
+    fault_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A batch of 50 fixes is written at once; the second packet's 20 records wait in an
+    open batch (30 s) when the gateway is killed: no ack, so the unit sends it again."""
+    db_url = fault_env["FIXGATE_DATABASE_URL"]
+    register(db_url, "truck-k", "acme", "tow_truck", imei=TRUCK_IMEI)
+    t0 = base_time()
+    first, second = _truck_records(t0, 0, 50), _truck_records(t0, 50, 20)
+    settings = {
+        "spool_dir": str(tmp_path / "spool"),
+        "batch_max_fixes": "50",
+        "batch_max_age_s": "30",
+    }
+    with running_gateway(fault_env, tmp_path, **settings) as gw, _truck(gw.teltonika_port) as sock:
+        sock.sendall(teltonika_packet(first))
+        assert recv_exactly(sock, 4) == (50).to_bytes(4, "big")
+        sock.sendall(teltonika_packet(second))
+        sock.settimeout(1.0)
+        with pytest.raises(TimeoutError):
+            sock.recv(4)  # received, in the open batch, not acknowledged
+        os.kill(gw.proc.pid, signal.SIGKILL)
+        gw.proc.wait(5)
+        assert recv_exactly(sock, 4) == b""  # the connection died with no ack
+    assert _stored_seconds(db_url, "truck-k", t0) == list(range(50))
+    with running_gateway(fault_env, tmp_path, spool_dir=settings["spool_dir"]) as gw:
+        with _truck(gw.teltonika_port) as sock:
+            sock.sendall(teltonika_packet(second))  # the unit still holds them: sent again
+            assert recv_exactly(sock, 4) == (20).to_bytes(4, "big")
+            sock.sendall(teltonika_packet(first[-10:] + second[:5]))  # overlapping resend
+            assert recv_exactly(sock, 4) == (15).to_bytes(4, "big")
+        assert _stored_seconds(db_url, "truck-k", t0) == list(range(70))
+
+
+def test_teltonika_ack_comes_once_spooled_while_the_database_is_away(
+    fault_stack: NativeStack, fault_env: dict[str, str], tmp_path: Path
+) -> None:
+    db_url = fault_env["FIXGATE_DATABASE_URL"]
+    register(db_url, "truck-o", "acme", "tow_truck", imei=TRUCK_IMEI)
+    t0 = base_time()
+    with (
+        running_gateway(fault_env, tmp_path, spool_after_s="2") as gw,
+        _truck(gw.teltonika_port) as sock,
+    ):
+        sock.sendall(teltonika_packet(_truck_records(t0, 0, 30)))
+        assert recv_exactly(sock, 4) == (30).to_bytes(4, "big")
+        fault_stack.stop_pg()
+        for p in range(1, 5):  # 4 packets of 30 during the outage, each acknowledged
+            sock.sendall(teltonika_packet(_truck_records(t0, 30 * p, 30)))
+            assert recv_exactly(sock, 4) == (30).to_bytes(4, "big")
+        assert gw.metric("fixgate_spool_written_fixes_total") >= 120
+        fault_stack.start_pg()
+        assert wait_for(lambda: count(db_url, "truck-o") == 150, 60), gw.log()
+        assert wait_for(lambda: gw.metric("fixgate_spool_fixes") == 0, 10)
+    assert _stored_seconds(db_url, "truck-o", t0) == list(range(150))

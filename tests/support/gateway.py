@@ -29,6 +29,9 @@ class GatewayProcess:
     tcp_port: int
     metrics_port: int
     log_path: Path
+    teltonika_port: int = 0
+    gt06_port: int = 0
+    osmand_port: int = 0
 
     def metrics_text(self) -> str:
         with urllib.request.urlopen(
@@ -75,17 +78,23 @@ def running_gateway(
     env: dict[str, str], tmp_path: Path, **settings: str
 ) -> Iterator[GatewayProcess]:
     tcp_port, metrics_port = free_port(), free_port()
+    # Each listener on a free port of its own: tests run gateways side by side. A free TCP
+    # port is also taken for Teltonika's UDP (the same number), free or not; the bind fails
+    # loudly then, and the test is rerun.
+    device_ports = {name: free_port() for name in ("teltonika_port", "gt06_port", "osmand_port")}
     full_env = {
         **env,
         "FIXGATE_TCP_PORT": str(tcp_port),
         "FIXGATE_METRICS_PORT": str(metrics_port),
         "FIXGATE_SPOOL_DIR": str(tmp_path / f"spool-{tcp_port}"),
+        **{f"FIXGATE_{k.upper()}": str(v) for k, v in device_ports.items()},
         **{f"FIXGATE_{k.upper()}": v for k, v in settings.items()},
     }
+    device_ports.update({k: int(v) for k, v in settings.items() if k in device_ports})
     log_path = tmp_path / f"gateway-{tcp_port}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([FIXGATE_BIN, "gateway"], env=full_env, stdout=log, stderr=log)
-    gw = GatewayProcess(proc, tcp_port, metrics_port, log_path)
+    gw = GatewayProcess(proc, tcp_port, metrics_port, log_path, **device_ports)
     try:
         deadline = time.monotonic() + 30
         while not gw.ready():

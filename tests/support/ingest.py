@@ -21,13 +21,26 @@ __all__ = ["NumberedPublisher", "count", "ddmm", "live", "register", "rmc_gga", 
 
 
 def register(
-    db_url: str, device_id: str, tenant: str, kind: str = "tracker", owntracks: str | None = None
+    db_url: str,
+    device_id: str,
+    tenant: str,
+    kind: str = "tracker",
+    owntracks: str | None = None,
+    *,
+    imei: str | None = None,
+    traccar_id: str | None = None,
 ) -> str:
     async def go() -> str:
         conn = await asyncpg.connect(db_url)
         try:
             return await add_device(
-                conn, device_id, tenant_id=tenant, kind=kind, owntracks=owntracks
+                conn,
+                device_id,
+                tenant_id=tenant,
+                kind=kind,
+                owntracks=owntracks,
+                imei=imei,
+                traccar_id=traccar_id,
             )
         finally:
             await conn.close()
