@@ -61,10 +61,11 @@ class Publisher:
             "payload": json.dumps(payload, default=_default),
             "at": datetime.now(UTC).isoformat(),
         }
-        # Entry ids are Redis's clock in ms: MINID drops what is older than the window
-        # (approximately: whole radix nodes, so a little more is kept, never less).
+        # Entry ids are Redis's clock in ms: MINID drops what is older than the window.
+        # Exactly (not `~`), so a replay past the window is refused (resync) rather than
+        # served from whatever a radix node happened to keep; each entry is trimmed once.
         oldest_ms = int(time.time() * 1000) - self.retention_ms
         pipe = self.client.pipeline(transaction=False)
         pipe.xadd(self.stream, entry, maxlen=MAX_STREAM_ENTRIES, approximate=True)  # type: ignore[arg-type]  # redis-py's stub wants a dict of its own union type
-        pipe.xtrim(self.stream, minid=f"{oldest_ms}-0", approximate=True)
+        pipe.xtrim(self.stream, minid=f"{oldest_ms}-0", approximate=False)
         await pipe.execute()

@@ -85,7 +85,7 @@ async def _catch_up(
     if last is None or last >= at.sid:
         return 0
     stream = f"{state.settings.redis_prefix}dispatch"
-    if replay.must_resync(last, at):
+    if replay.must_resync(last, at, state.settings.ws_replay_window_s):
         data = {
             "reason": "events after last_event_id are past the retention window;"
             " reload state over REST",

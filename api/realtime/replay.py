@@ -23,11 +23,12 @@ MAX_SEQ = 2**64 - 1
 class Seam:
     """Where a connection's live feed starts: every entry up to `sid` is in the stream
     already (replayed or, for a new client, part of the state it loads over REST), every
-    later one reaches the connection live. `trimmed` is the newest entry id the stream
-    has dropped (retention), so a `last_event_id` below it may have missed events."""
+    later one reaches the connection live. `first` is the oldest entry the stream still
+    holds (trimming drops the oldest), `now_ms` Redis's clock."""
 
     sid: StreamId
-    trimmed: StreamId
+    first: StreamId | None
+    now_ms: int
 
 
 def _sid(value: Any) -> StreamId:
@@ -37,21 +38,34 @@ def _sid(value: Any) -> StreamId:
 
 async def seam(client: aioredis.Redis, stream: str) -> Seam:
     """Read after the connection joined the hub (so nothing falls between the two)."""
-    try:
-        info = await client.xinfo_stream(stream)
-    except ResponseError:  # no such stream yet: every entry to come is live
-        seconds, micros = await client.time()
-        now_ms = int(seconds) * 1000 + int(micros) // 1000
-        return Seam((now_ms - 1, MAX_SEQ), (0, 0))
-    last = _sid(info["last-generated-id"])
-    trimmed = _sid(info.get("max-deleted-entry-id", "0-0"))
-    return Seam(last, trimmed)
+    pipe = client.pipeline(transaction=True)
+    pipe.xinfo_stream(stream)
+    pipe.time()
+    info, (seconds, micros) = await pipe.execute(raise_on_error=False)
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    if isinstance(info, ResponseError):  # no such stream yet: every entry to come is live
+        # An id above every entry so far and below any to come (ids are Redis's clock).
+        return Seam((now_ms - 1, MAX_SEQ), None, now_ms)
+    if isinstance(info, Exception):
+        raise info
+    first = info.get("first-entry")
+    return Seam(_sid(info["last-generated-id"]), _sid(first[0]) if first else None, now_ms)
 
 
-def must_resync(last: StreamId, at: Seam) -> bool:
-    """Events after `last` were dropped from the stream (older than the window, or the
-    length bound): the client must reload its state over REST."""
-    return last < at.sid and at.trimmed > last
+def must_resync(last: StreamId, at: Seam, window_s: float) -> bool:
+    """Whether events after `last` may have been dropped from the stream (past the
+    retention window, or the length bound), so the client must reload over REST.
+
+    Trimming drops the oldest entries: if the stream still starts at or before `last`,
+    everything after it is there. If it starts after, `last` itself was dropped (it was an
+    entry's id, or a welcome seam of an old entry), unless `last` is a seam taken while
+    the stream was empty (its sequence is MAX_SEQ) and is still within the window."""
+    if last >= at.sid:
+        return False
+    if at.first is not None and at.first <= last:
+        return False
+    fresh_seam = last[1] == MAX_SEQ and last[0] >= at.now_ms - window_s * 1000
+    return not (fresh_seam and at.first is not None)
 
 
 async def missed(

@@ -88,8 +88,15 @@ def api_processes(
     finally:
         for api in apis:
             api.proc.terminate()
+        hung = []
         for api in apis:
-            api.proc.wait(timeout=STOP_TIMEOUT_S)
+            try:
+                api.proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                api.proc.kill()
+                api.proc.wait()
+                hung.append(api.port)
+        assert not hung, f"fixgate api on port(s) {hung} did not stop on SIGTERM"
 
 
 def raw_token(role: Role, subject: str, tenant: str) -> str:
@@ -182,3 +189,48 @@ async def connected(
         yield client
     finally:
         await client.close()
+
+
+ORIGIN = (40.7128, -74.0060)
+
+
+async def technician_near(
+    tenant: Any, pg: Any, redis_client: Any, prefix: str, miles: float = 5.0
+) -> tuple[str, str, str]:
+    """A technician with a device whose live position (through the gateway's LiveWriter) is
+    `miles` north of ORIGIN: (technicianId, raw token, deviceId)."""
+    import uuid
+
+    from tests.support.api import add_device, miles_north, place
+
+    device = f"dev-{uuid.uuid4().hex[:8]}"
+    await add_device(pg, device, tenant.name)
+    await place(redis_client, prefix, device, tenant.name, *miles_north(*ORIGIN, miles))
+    technician_id, _ = await tenant.technician(device_id=device)
+    return technician_id, raw_token(Role.TECHNICIAN, technician_id, tenant.name), device
+
+
+async def create_request(
+    http: httpx.AsyncClient, vehicle_id: str, service_id: str, customer: dict[str, str]
+) -> str:
+    response = await http.post(
+        "/service-request",
+        json={
+            "vehicleId": vehicle_id,
+            "latitude": ORIGIN[0],
+            "longitude": ORIGIN[1],
+            "services": [service_id],
+        },
+        headers=customer,
+    )
+    assert response.status_code == 200, response.text
+    request_id: str = response.json()["data"]["requestId"]
+    return request_id
+
+
+def bearer(raw: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {raw}"}
+
+
+def mentions(message: dict[str, Any], text: str) -> bool:
+    return text in json.dumps(message)
