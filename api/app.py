@@ -14,7 +14,16 @@ from api import consumer, errors, ring
 from api.events import Publisher
 from api.metrics import observe
 from api.models.common import ErrorEnvelope
-from api.routes import customers, devices, health, service_requests, services, technicians, vans
+from api.routes import (
+    console,
+    customers,
+    devices,
+    health,
+    service_requests,
+    services,
+    technicians,
+    vans,
+)
 from api.settings import MIN_SECRET_CHARS, ApiSettings
 from api.state import ApiState
 
@@ -65,6 +74,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     errors.install(app)
     app.middleware("http")(observe)
-    for module in (health, customers, vans, technicians, services, service_requests, devices):
+    modules = (health, customers, vans, technicians, services, service_requests, devices, console)
+    for module in modules:
         app.include_router(module.router)
+    console.mount_static(app)
     return app
