@@ -14,8 +14,7 @@ from playwright.async_api import BrowserContext, Page, expect
 from api.auth import Role
 from tests.e2e.browser.conftest import ORIGIN, RING_PHASE_S
 from tests.support.api import Tenant, add_device, place, raw_token
-from tests.support.browser import screenshot, watch_errors
-from tests.support.realtime import require_websocket
+from tests.support.browser import require_websocket, screenshot, watch_errors
 
 UI_TIMEOUT_MS = 10_000
 STEP_DEG = 0.0008

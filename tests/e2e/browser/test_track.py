@@ -15,9 +15,8 @@ from playwright.async_api import BrowserContext, expect
 from api.auth import Role
 from tests.e2e.browser.conftest import ORIGIN
 from tests.support.api import Tenant, add_device, eventually, place, raw_token, token
-from tests.support.browser import screenshot, watch_errors
+from tests.support.browser import require_websocket, screenshot, watch_errors
 from tests.support.polyline import encode
-from tests.support.realtime import require_websocket
 
 UI_TIMEOUT_MS = 10_000
 START = (ORIGIN[0] + 0.012, ORIGIN[1] + 0.004)
