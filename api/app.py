@@ -14,6 +14,8 @@ from api import consumer, errors, ring
 from api.events import Publisher
 from api.metrics import observe
 from api.models.common import ErrorEnvelope
+from api.realtime import endpoint, fanout
+from api.realtime.service import Realtime
 from api.routes import (
     console,
     customers,
@@ -50,11 +52,14 @@ def create_app(settings: ApiSettings) -> FastAPI:
             settings=settings,
             pool=pool,
             redis=client,
-            publisher=Publisher(client, settings.redis_prefix),
+            publisher=Publisher(client, settings.redis_prefix, settings.ws_replay_window_s),
+            realtime=Realtime.build(client, settings.redis_prefix, settings.ws_presence_ttl_s),
         )
         app.state.api = state
         state.tasks.append(asyncio.create_task(ring.worker(state), name="ring"))
         state.tasks.append(asyncio.create_task(consumer.worker(state), name="engine-events"))
+        state.tasks.append(asyncio.create_task(fanout.run(state), name="ws-fanout"))
+        state.tasks.append(asyncio.create_task(state.realtime.presence.run(), name="ws-presence"))
         try:
             yield
         finally:
@@ -77,5 +82,6 @@ def create_app(settings: ApiSettings) -> FastAPI:
     modules = (health, customers, vans, technicians, services, service_requests, devices, console)
     for module in modules:
         app.include_router(module.router)
+    app.include_router(endpoint.router)
     console.mount_static(app)
     return app

@@ -21,16 +21,28 @@ def api() -> None:
     """Run the dispatch API (FIXGATE_API_HOST:FIXGATE_API_PORT)."""
     import uvicorn
 
+    from api import redact
     from api.app import ConfigError, create_app
     from gateway.logs import setup_logging
 
     settings = ApiSettings()
     setup_logging("INFO")
+    redact.install()
     try:
         app = create_app(settings)
     except ConfigError as e:
         raise _fail(str(e)) from None
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_config=None)
+    uvicorn.run(
+        app,
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        ws_ping_interval=settings.ws_ping_interval_s,
+        ws_ping_timeout=settings.ws_ping_timeout_s,
+        # Compression is per connection: with one event going to many sockets it would
+        # cost the fan-out a deflate per client; the messages are small JSON.
+        ws_per_message_deflate=False,
+    )
 
 
 @token_app.command("issue")

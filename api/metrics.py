@@ -6,7 +6,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from fastapi import Request, Response
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 REQUEST_SECONDS = Histogram(
     "fixgate_api_request_seconds",
@@ -20,6 +20,26 @@ RING_TIMEOUTS = Counter("fixgate_api_ring_timeouts_total", "Rings that ended in 
 ACCEPTS = Counter("fixgate_api_accepts_total", "Accept attempts by outcome.", ["outcome"])
 ENGINE_EVENTS = Counter(
     "fixgate_api_engine_events_total", "Engine events consumed, by type.", ["type"]
+)
+
+WS_CLIENTS = Gauge("fixgate_api_ws_clients", "Connected WebSocket clients, by role.", ["role"])
+WS_MESSAGES = Counter(
+    "fixgate_api_ws_messages_total", "Messages sent to WebSocket clients, by role.", ["role"]
+)
+WS_ROUTED = Counter(
+    "fixgate_api_ws_routed_total", "Dispatch events queued for local WebSocket clients."
+)
+WS_SLOW = Counter(
+    "fixgate_api_ws_slow_clients_total", "WebSocket clients closed because they read too slowly."
+)
+WS_REPLAYED = Counter(
+    "fixgate_api_ws_replayed_total", "Missed events replayed to reconnecting WebSocket clients."
+)
+WS_DELIVERY_SECONDS = Histogram(
+    "fixgate_api_ws_delivery_seconds",
+    "Event published (its `at`) to sent on a WebSocket, seconds.",
+    # The ring's target is 250 ms at p99, LocationUpdated's 1 s: resolve both.
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 
 

@@ -5,8 +5,10 @@ API process takes due rows with `FOR UPDATE SKIP LOCKED`, runs the phase and mov
 on in the same transaction, so a phase runs exactly once across processes and restarts
 (a process that dies mid-phase rolls back; the row is due again at once). The technicians
 of a phase: live position (Redis GEO set `{prefix}live:{tenant}`) in the annulus, fresh,
-availability not Offline, queue below the limit, not rung before for this request (the
-ring log's UNIQUE(requestid, technicianid) makes that hold across processes too).
+availability not Offline, connected to `/ws` on some API process (unless
+`FIXGATE_RING_REQUIRE_CONNECTED` is off), queue below the limit, not rung before for this
+request (the ring log's UNIQUE(requestid, technicianid) makes that hold across processes
+too).
 After the last phase: Pending with `ringendtime`.
 """
 
@@ -26,6 +28,7 @@ import asyncpg
 from api import audit
 from api.metrics import RING_TIMEOUTS, RINGS
 from api.notify import Notifier
+from api.realtime.presence import connected_technicians
 from api.state import ApiState
 from api.store.requests import QUEUED_STATES, load_detail
 
@@ -82,6 +85,16 @@ async def _candidates(
     ]
 
 
+def _uuids(ids: set[str]) -> list[UUID]:
+    found = []
+    for raw in ids:
+        try:
+            found.append(UUID(raw))
+        except ValueError:
+            continue  # not a technician id: nobody to ring
+    return found
+
+
 async def run_one_due(state: ApiState) -> Rang | None:
     """Run one due phase (or the timeout) if any; None when nothing is due."""
     radii = state.settings.ring_radii_miles
@@ -116,6 +129,10 @@ async def run_one_due(state: ApiState) -> Rang | None:
         min_mi = radii[phase - 1] if phase > 0 else 0.0
         max_mi = radii[phase]
         devices = await _candidates(state, tenant, req["lat"], req["lon"], min_mi, max_mi)
+        connected: list[UUID] | None = None  # None: connection not required
+        if state.settings.ring_require_connected and devices:
+            prefix = state.settings.redis_prefix
+            connected = _uuids(await connected_technicians(state.redis, prefix, tenant))
         rung = await conn.fetch(
             """
             INSERT INTO technicianringlog (tenant_id, requestid, technicianid, phase,
@@ -124,6 +141,7 @@ async def run_one_due(state: ApiState) -> Rang | None:
             FROM technicianmaster t
             WHERE t.tenant_id = $1 AND t.device_id = ANY($6::text[]) AND t.enabled
               AND t.availabilitystatus <> 'Offline'
+              AND ($9::uuid[] IS NULL OR t.technicianid = ANY($9::uuid[]))
               AND (SELECT count(*) FROM servicerequests q
                    WHERE q.tenant_id = $1 AND q.currenttechnicianid = t.technicianid
                      AND q.requeststatus = ANY($7::text[])) < $8
@@ -138,6 +156,7 @@ async def run_one_due(state: ApiState) -> Rang | None:
             devices,
             list(QUEUED_STATES),
             state.settings.queue_limit,
+            connected,
         )
         await conn.executemany(
             "INSERT INTO technicianengagementdetails (tenant_id, requestid, technicianid,"

@@ -72,6 +72,30 @@ class ApiSettings(BaseSettings):
     track_max_points: int = Field(
         2000, ge=10, description="Most points a device track response holds (time_bucket)."
     )
+    ring_require_connected: bool = Field(
+        True,
+        description="Ring only technicians connected to /ws (on any API process) as well.",
+    )
+    ws_ping_interval_s: float = Field(
+        20.0, gt=0, description="Interval of the server's WebSocket pings, seconds."
+    )
+    ws_ping_timeout_s: float = Field(
+        20.0, gt=0, description="A WebSocket ping unanswered this long closes the connection, s."
+    )
+    ws_send_queue_max: int = Field(
+        256, ge=1, description="Messages queued for one WebSocket client before it is closed."
+    )
+    ws_replay_window_s: float = Field(
+        600.0,
+        gt=0,
+        description="Dispatch events kept for replay to reconnecting clients, seconds.",
+    )
+    ws_presence_ttl_s: float = Field(
+        30.0,
+        gt=0,
+        description="A technician's 'connected' claim lapses this long after its process stops"
+        " refreshing it, seconds.",
+    )
 
     map_tiles_url: str | None = Field(
         None,

@@ -12,6 +12,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from api.events import Publisher
+from api.realtime.service import Realtime
 from api.settings import ApiSettings
 
 
@@ -21,6 +22,7 @@ class ApiState:
     pool: asyncpg.Pool
     redis: aioredis.Redis
     publisher: Publisher
+    realtime: Realtime
     # Set when a request starts ringing, so the ring worker runs its first phase at once
     # instead of at its next poll.
     ring_wakeup: asyncio.Event = field(default_factory=asyncio.Event)

@@ -19,6 +19,9 @@ TOKEN_TTL_S = 3600
 
 
 def settings_for(db_url: str, redis_url: str, redis_prefix: str, **overrides: Any) -> ApiSettings:
+    # In-process apps serve no WebSocket clients (httpx's ASGI transport speaks HTTP only):
+    # their ring tests ring by position alone; tests/e2e/realtime rings connected clients.
+    overrides.setdefault("ring_require_connected", False)
     return ApiSettings(
         database_url=db_url,
         redis_url=redis_url,

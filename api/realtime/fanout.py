@@ -1,0 +1,93 @@
+"""Each API process reads the dispatch stream (and the gateway's positions and the
+engine's events) with its own XREAD, not a consumer group: every process must see every
+event to serve its own clients; the hub routes each to the local connections."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+
+from api.metrics import WS_ROUTED
+from api.realtime.fleet import RELOAD_S
+from api.realtime.protocol import message, parse_entry, text
+from api.state import ApiState
+from gateway.sinks.live import decode_fixes
+
+log = logging.getLogger("fixgate.api.realtime.fanout")
+
+READ_COUNT = 1000
+"""Entries per stream per read: a burst (a ring to a thousand technicians) in one trip."""
+BLOCK_MS = 250
+"""Longest read wait: also how late a held fleet position may go out."""
+RETRY_S = 1.0
+GEOFENCE_PREFIX = "geofence_"
+
+
+async def last_id(client: aioredis.Redis, stream: str) -> str:
+    newest = await client.xrevrange(stream, count=1)
+    if not newest or newest[0][0] is None:
+        return "0-0"
+    return text(newest[0][0])
+
+
+def _geofence(state: ApiState, raw: bytes | str) -> None:
+    try:
+        event = json.loads(raw)
+    except ValueError:
+        return
+    if not isinstance(event, dict):
+        return
+    kind, tenant = event.get("type"), event.get("tenant")
+    if isinstance(kind, str) and kind.startswith(GEOFENCE_PREFIX) and isinstance(tenant, str):
+        hub = state.realtime.hub
+        if hub.has_admins(tenant):
+            hub.to_admins(tenant, message(kind, None, text(raw)), None)
+
+
+async def run(state: ApiState) -> None:
+    prefix = state.settings.redis_prefix
+    dispatch, positions, events = f"{prefix}dispatch", f"{prefix}positions", f"{prefix}events"
+    rt, client = state.realtime, state.redis
+    ids: dict[str, str] = {}
+    while not ids:
+        try:
+            ids = {s: await last_id(client, s) for s in (dispatch, positions, events)}
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("fan-out start")
+            await asyncio.sleep(RETRY_S)
+    while True:
+        try:
+            now = time.time()
+            if now - rt.fleet.loaded_at > RELOAD_S:
+                await rt.fleet.reload(state.pool, now)
+            replies = await client.xread(ids, count=READ_COUNT, block=BLOCK_MS)  # type: ignore[arg-type]  # redis-py's stream mapping type is invariant
+            # [[stream, [(id, fields), ...]], ...]; redis-py types the reply loosely.
+            for stream_raw, entries in cast(list[tuple[Any, list[tuple[Any, Any]]]], replies or []):
+                stream = text(stream_raw)
+                ids[stream] = text(entries[-1][0])
+                for entry_id, fields in entries:
+                    if stream == dispatch:
+                        entry = parse_entry(entry_id, fields)
+                        if entry is not None:
+                            WS_ROUTED.inc(rt.hub.route(entry))
+                    elif stream == positions:
+                        raw = fields.get(b"fixes", fields.get("fixes"))
+                        if raw is not None and rt.hub.any_admins():
+                            rt.fleet.offer(decode_fixes(raw), rt.hub, time.time())
+                    else:
+                        raw = fields.get(b"event", fields.get("event"))
+                        if raw is not None:
+                            _geofence(state, raw)
+            rt.fleet.flush(rt.hub, time.time())
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # Redis or the database away: resume from the ids read so far
+            log.exception("fan-out")
+            await asyncio.sleep(RETRY_S)

@@ -1,0 +1,22 @@
+"""The real-time layer of one API process: its hub, its presence claims, the fleet map."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+
+from api.realtime.fleet import Fleet
+from api.realtime.hub import Hub
+from api.realtime.presence import Presence
+
+
+@dataclass
+class Realtime:
+    presence: Presence
+    hub: Hub = field(default_factory=Hub)
+    fleet: Fleet = field(default_factory=Fleet)
+
+    @classmethod
+    def build(cls, client: aioredis.Redis, prefix: str, presence_ttl_s: float) -> Realtime:
+        return cls(presence=Presence(client, prefix, presence_ttl_s))
