@@ -1,5 +1,5 @@
 "use strict";
-// The dispatcher console: the fleet on a map (REST, then `TechnicianLocation` events),
+// The dispatcher console: the fleet on a map (REST, then `TechnicianLocationUpdated` events),
 // requests with filters, rings in progress, routes and ETAs of en-route technicians, and
 // manual assignment (select a request and a technician, then Assign).
 (() => {
@@ -305,7 +305,11 @@
   }
 
   async function onEvent(name, data) {
-    if (name === "TechnicianLocation") return onTechnicianLocation(data);
+    // The fleet event (at most 1/s per technician); the contract's first name, and the built one.
+    if (name === "TechnicianLocationUpdated" || name === "TechnicianLocation") {
+      return onTechnicianLocation(data);
+    }
+    if (name === "welcome") return undefined;
     if (name === "LocationUpdated") {
       const id = requestIdOf(data);
       if (id) drawRoute(id, data);

@@ -77,7 +77,7 @@
 
   async function onEvent(name, data) {
     if (name === "LocationUpdated") return showLocation(data);
-    if (name === "QueuePositionChanged" || name === "QueueUpdated") return undefined;
+    if (["welcome", "QueuePositionChanged", "QueueUpdated"].includes(name)) return undefined;
     return load(); // any status event of this request: reload its state
   }
 

@@ -4,6 +4,7 @@ Playwright, screenshots kept as test artifacts."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import socket
 import subprocess
@@ -11,6 +12,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -112,16 +114,30 @@ def watch_errors(page: Page) -> list[str]:
 
 
 def websocket_merged() -> bool:
-    """Whether this build has the real-time layer (`/ws`, issue 11)."""
-    from api.app import create_app
-    from api.settings import ApiSettings
-    from tests.support.api import SECRET
-
-    app = create_app(ApiSettings(api_secret=SECRET))  # connects nothing until its lifespan
-    return any(getattr(route, "path", None) == "/ws" for route in app.routes)
+    """Whether this build has the real-time layer (`/ws`, issue 11, `api.realtime`)."""
+    return importlib.util.find_spec("api.realtime") is not None
 
 
 def require_websocket() -> None:
     """Live assertions need `/ws`: say so plainly (xfail) in a build without it."""
     if not websocket_merged():
         pytest.xfail("the WebSocket layer (/ws, branch ws) is not merged: live updates untested")
+
+
+async def drive(
+    client: Any, prefix: str, device: str, tenant: str, lat: float, lon: float,
+    heading: float | None = None,
+) -> None:  # fmt: skip
+    """A fix through the gateway's own live writer: the device's live position (hash, GEO
+    set) and the positions stream that the engine and the API's fleet feed read."""
+    from datetime import UTC, datetime
+
+    from devices.fix import Fix
+    from gateway.sinks.live import LiveWriter
+
+    at = datetime.now(UTC)
+    fix = Fix(
+        device_id=device, tenant_id=tenant, time=at, lat=lat, lon=lon, heading=heading,
+        received_at=at,
+    )  # fmt: skip
+    await LiveWriter(client, prefix).write([fix], [fix])

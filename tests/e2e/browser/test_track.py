@@ -14,8 +14,8 @@ from playwright.async_api import BrowserContext, expect
 
 from api.auth import Role
 from tests.e2e.browser.conftest import ORIGIN
-from tests.support.api import Tenant, add_device, eventually, place, raw_token, token
-from tests.support.browser import require_websocket, screenshot, watch_errors
+from tests.support.api import Tenant, add_device, eventually, raw_token, token
+from tests.support.browser import drive, require_websocket, screenshot, watch_errors
 from tests.support.polyline import encode
 
 UI_TIMEOUT_MS = 10_000
@@ -34,7 +34,7 @@ async def _en_route_request(
     """(requestId, customer token, device, requestNumber): assigned, journey started."""
     await add_device(pg, "van-7", "acme")
     technician_id, tech = await acme.technician(device_id="van-7")
-    await place(redis_client, prefix, "van-7", "acme", *START)
+    await drive(redis_client, prefix, "van-7", "acme", *START)
     customer_id, vehicle_id, customer = await acme.customer()
     body = {
         "vehicleId": vehicle_id,
@@ -144,7 +144,7 @@ async def test_the_tracking_pages_eta_updates_live(
         start=1,
     ):
         here = (lat, START[1])
-        await place(redis_client, redis_prefix, device, "acme", *here)
+        await drive(redis_client, redis_prefix, device, "acme", *here)
         await _trip_update(
             redis_client, redis_prefix, request_id, device,
             distance_m=distance_m, eta_s=eta_s, route=_route(here), version=version,
