@@ -1,3 +1,13 @@
+# The pages' map library from the npm registry, pinned by web/package-lock.json.
+FROM node:20-slim AS web
+WORKDIR /web
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund \
+    && mkdir -p /vendor/leaflet/images \
+    && cp node_modules/leaflet/dist/leaflet.js node_modules/leaflet/dist/leaflet.css \
+          node_modules/leaflet/LICENSE /vendor/leaflet/ \
+    && cp node_modules/leaflet/dist/images/*.png /vendor/leaflet/images/
+
 FROM python:3.11-slim-bookworm
 WORKDIR /app
 # The product only: developer tooling (devtools/) stays out of the image.
@@ -7,6 +17,7 @@ COPY devices devices
 COPY ingest ingest
 COPY geofence geofence
 COPY api api
+COPY --from=web /vendor api/static/vendor
 COPY migrations migrations
 # Exactly the locked versions of the runtime dependencies (the lock's pins as constraints).
 RUN sed -n 's/^\([A-Za-z0-9_.-]*==[^ ]*\).*/\1/p' requirements.lock > /tmp/constraints.txt \

@@ -16,7 +16,16 @@ from api.metrics import observe
 from api.models.common import ErrorEnvelope
 from api.realtime import endpoint, fanout
 from api.realtime.service import Realtime
-from api.routes import customers, devices, health, service_requests, services, technicians, vans
+from api.routes import (
+    console,
+    customers,
+    devices,
+    health,
+    service_requests,
+    services,
+    technicians,
+    vans,
+)
 from api.settings import MIN_SECRET_CHARS, ApiSettings
 from api.state import ApiState
 
@@ -70,7 +79,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     errors.install(app)
     app.middleware("http")(observe)
-    for module in (health, customers, vans, technicians, services, service_requests, devices):
+    modules = (health, customers, vans, technicians, services, service_requests, devices, console)
+    for module in modules:
         app.include_router(module.router)
     app.include_router(endpoint.router)
+    console.mount_static(app)
     return app

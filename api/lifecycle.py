@@ -19,6 +19,7 @@ import asyncpg
 from api import audit, engine, queue
 from api.auth import Principal, Role
 from api.errors import ApiError, conflict, not_found
+from api.metrics import ACCEPTS, accept_outcome
 from api.models.requests import (
     CompleteServiceRequest,
     CreateServiceRequest,
@@ -353,8 +354,10 @@ async def accept(
                 new_state="Assigned",
             )
     except ApiError as e:
+        ACCEPTS.labels(accept_outcome(e.status)).inc()
         await _refused(state, principal, request_id, "accept", e, old)
         raise
+    ACCEPTS.labels("ok").inc()
     detail = await _detail(state, tenant, request_id)
     notifier = Notifier(state.publisher)
     await notifier.accepted(detail, tenant, location)

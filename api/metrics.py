@@ -18,6 +18,18 @@ REQUEST_SECONDS = Histogram(
 RINGS = Counter("fixgate_api_rings_total", "Technicians rung, by ring phase.", ["phase"])
 RING_TIMEOUTS = Counter("fixgate_api_ring_timeouts_total", "Rings that ended in Pending.")
 ACCEPTS = Counter("fixgate_api_accepts_total", "Accept attempts by outcome.", ["outcome"])
+ACCEPT_OUTCOMES = ("ok", "conflict", "refused", "error")
+for _outcome in ACCEPT_OUTCOMES:  # every outcome shown at 0 from the start
+    ACCEPTS.labels(_outcome)
+
+
+def accept_outcome(status: int) -> str:
+    """The audit's words: 409 lost the race (conflict), 4xx refused, the rest an error."""
+    if status == 409:
+        return "conflict"
+    return "refused" if 400 <= status < 500 else "error"
+
+
 ENGINE_EVENTS = Counter(
     "fixgate_api_engine_events_total", "Engine events consumed, by type.", ["type"]
 )

@@ -97,6 +97,21 @@ class ApiSettings(BaseSettings):
         " refreshing it, seconds.",
     )
 
+    map_tiles_url: str | None = Field(
+        None,
+        description="Base map tiles of the console and tracking page ({z}/{x}/{y} URL template);"
+        " unset: a plain background with the routing extract's roads.",
+    )
+    map_tiles_attribution: str = Field(
+        "© OpenStreetMap contributors",
+        description="Attribution shown under the map (tiles and the road network).",
+    )
+    map_roads_path: str | None = Field(
+        None,
+        description="GeoJSON file of the routing extract's roads, drawn when no tiles are set;"
+        " unset: a plain background.",
+    )
+
     @field_validator("ring_radii_miles", mode="before")
     @classmethod
     def _radii(cls, value: object) -> object:

@@ -18,6 +18,7 @@ class SinkHealth:
         self.ok = True
         self._down_since = 0.0
         metrics.SINK_DOWN.labels(sink).set(0)
+        metrics.OUTAGE_SECONDS.labels(sink)  # shown at 0 before the first outage
 
     def failed(self, error: BaseException, doing: str) -> None:
         metrics.WRITE_ERRORS.labels(self.sink).inc()

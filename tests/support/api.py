@@ -31,9 +31,12 @@ def settings_for(db_url: str, redis_url: str, redis_prefix: str, **overrides: An
     )
 
 
+def raw_token(role: Role, subject: str, tenant: str) -> str:
+    return issue_token(SECRET, subject=subject, tenant=tenant, role=role, ttl_s=TOKEN_TTL_S)
+
+
 def token(role: Role, subject: str, tenant: str) -> dict[str, str]:
-    raw = issue_token(SECRET, subject=subject, tenant=tenant, role=role, ttl_s=TOKEN_TTL_S)
-    return {"Authorization": f"Bearer {raw}"}
+    return {"Authorization": f"Bearer {raw_token(role, subject, tenant)}"}
 
 
 @contextlib.asynccontextmanager

@@ -1,0 +1,186 @@
+"""The dispatcher console (`/console`) and the customer tracking page (`/track/{id}`): the
+pages themselves (static HTML and JS from `api/static/`, Leaflet vendored beside them) and
+the few reads they need beyond the request API: map settings, the road network, the
+fleet with live positions, and the rings in progress."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from uuid import UUID
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+from api import queue
+from api.deps import DbDep, PrincipalDep, StaffDep, StateDep
+from api.models.common import Envelope
+from api.models.console import (
+    FleetTechnician,
+    MapConfig,
+    RingProgress,
+    RoadNetwork,
+    RungTechnician,
+)
+from api.models.tracking import TechnicianLocation
+
+router = APIRouter(tags=["console"])
+
+STATIC = Path(__file__).resolve().parent.parent / "static"
+"""The pages, their scripts and the vendored map library (package data)."""
+
+
+def mount_static(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+
+def _page(name: str) -> HTMLResponse:
+    # no-store: a page holds no data, but an old copy would load old scripts.
+    return HTMLResponse(
+        (STATIC / name).read_text(encoding="utf-8"), headers={"Cache-Control": "no-store"}
+    )
+
+
+@router.get("/console", include_in_schema=False)
+async def console_page() -> HTMLResponse:
+    return _page("console.html")
+
+
+@router.get("/track/{requestId}", include_in_schema=False)
+async def track_page(requestId: str) -> HTMLResponse:
+    return _page("track.html")
+
+
+@lru_cache(maxsize=4)
+def _roads(path: str, mtime_ns: int) -> RoadNetwork:
+    # Keyed by mtime: a re-prepared extract is read again, an unchanged one once.
+    loaded = json.loads(Path(path).read_text(encoding="utf-8"))
+    features = [f for f in loaded.get("features", []) if isinstance(f, dict)]
+    return RoadNetwork(features=features)
+
+
+def _roads_file(path: str | None) -> Path | None:
+    if path is None or not Path(path).is_file():
+        return None
+    return Path(path)
+
+
+@router.get("/map/config")
+async def map_config(state: StateDep, principal: PrincipalDep) -> Envelope[MapConfig]:
+    settings = state.settings
+    data = MapConfig(
+        tiles_url=settings.map_tiles_url,
+        attribution=settings.map_tiles_attribution,
+        has_roads=_roads_file(settings.map_roads_path) is not None,
+    )
+    return Envelope[MapConfig](status=200, message="OK", data=data)
+
+
+@router.get("/map/roads")
+async def map_roads(state: StateDep, principal: PrincipalDep) -> Envelope[RoadNetwork]:
+    """The routing extract's roads (FIXGATE_MAP_ROADS_PATH), empty when there is none."""
+    path = _roads_file(state.settings.map_roads_path)
+    data = _roads(str(path), path.stat().st_mtime_ns) if path else RoadNetwork(features=[])
+    return Envelope[RoadNetwork](status=200, message="OK", data=data)
+
+
+@router.get("/console/fleet")
+async def fleet(state: StateDep, db: DbDep, principal: StaffDep) -> Envelope[list[FleetTechnician]]:
+    """The tenant's enabled technicians, their van and live position (Redis)."""
+    rows = await db.fetch(
+        """
+        SELECT t.technicianid, t.techniciancode, t.firstname, t.lastname,
+               t.availabilitystatus, t.device_id, v.vannumber
+        FROM technicianmaster t LEFT JOIN vanmaster v ON v.vanid = t.vanid
+        WHERE t.tenant_id = $1 AND t.enabled
+        ORDER BY t.techniciancode
+        """,
+        principal.tenant,
+    )
+    prefix = state.settings.redis_prefix
+    out: list[FleetTechnician] = []
+    for row in rows:
+        where = await queue.live_position(state.redis, prefix, row["device_id"])
+        location = None
+        if where is not None and where["tenant"] == principal.tenant:
+            location = TechnicianLocation(
+                latitude=where["latitude"],
+                longitude=where["longitude"],
+                heading=where["heading"],
+                speed=where["speed"],
+                accuracy=where["accuracy"],
+                updated_at=where["updatedAt"],
+            )
+        out.append(
+            FleetTechnician(
+                technician_id=row["technicianid"],
+                technician_code=row["techniciancode"],
+                name=f"{row['firstname']} {row['lastname']}".strip(),
+                availability_status=row["availabilitystatus"],
+                device_id=row["device_id"],
+                van_number=row["vannumber"],
+                location=location,
+            )
+        )
+    return Envelope[list[FleetTechnician]](status=200, message="OK", data=out)
+
+
+@router.get("/console/rings")
+async def rings(state: StateDep, db: DbDep, principal: StaffDep) -> Envelope[list[RingProgress]]:
+    """Every request of the tenant still ringing: its phase, when it ends, who was rung
+    (the ring log) and what each did (their latest engagement)."""
+    radii = state.settings.ring_radii_miles
+    ringing = await db.fetch(
+        """
+        SELECT r.requestid, r.requestnumber, s.nextphase, s.dueat
+        FROM servicerequests r JOIN ringschedule s ON s.requestid = r.requestid
+        WHERE r.tenant_id = $1 AND r.requeststatus = 'Ringing'
+        ORDER BY r.requestedat
+        """,
+        principal.tenant,
+    )
+    ids: list[UUID] = [row["requestid"] for row in ringing]
+    rung_rows = await db.fetch(
+        """
+        SELECT l.requestid, l.technicianid, l.phase, l.ringstartedat, l.ringendedat,
+               t.firstname, t.lastname,
+               (SELECT e.action FROM technicianengagementdetails e
+                WHERE e.requestid = l.requestid AND e.technicianid = l.technicianid
+                ORDER BY e.time DESC LIMIT 1) AS action
+        FROM technicianringlog l JOIN technicianmaster t ON t.technicianid = l.technicianid
+        WHERE l.tenant_id = $1 AND l.requestid = ANY($2::uuid[])
+        ORDER BY l.phase, l.ringstartedat
+        """,
+        principal.tenant,
+        ids,
+    )
+    rung: dict[UUID, list[RungTechnician]] = {i: [] for i in ids}
+    for row in rung_rows:
+        rung[row["requestid"]].append(
+            RungTechnician(
+                technician_id=row["technicianid"],
+                name=f"{row['firstname']} {row['lastname']}".strip(),
+                phase=row["phase"],
+                ring_started_at=row["ringstartedat"],
+                ring_ended_at=row["ringendedat"],
+                action=row["action"] or "NOTIFIED",
+            )
+        )
+    out: list[RingProgress] = []
+    for row in ringing:
+        phase = min(int(row["nextphase"]) - 1, len(radii) - 1)
+        out.append(
+            RingProgress(
+                request_id=row["requestid"],
+                request_number=row["requestnumber"],
+                phase=phase,
+                phase_count=len(radii),
+                min_radius_miles=radii[phase - 1] if phase > 0 else 0.0,
+                max_radius_miles=radii[max(phase, 0)],
+                phase_ends_at=row["dueat"],
+                rung=rung[row["requestid"]],
+            )
+        )
+    return Envelope[list[RingProgress]](status=200, message="OK", data=out)

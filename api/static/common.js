@@ -1,0 +1,203 @@
+"use strict";
+// Shared by the console and the tracking page: the token, REST calls in the API's
+// envelope, the WebSocket with missed-event recovery, the map's base layer, and Google's
+// encoded polyline. No framework: plain DOM and Leaflet (vendored, no CDN).
+const fixgate = (() => {
+  const TOKEN_KEY = "fixgate.token";
+  const RECONNECT_MIN_MS = 500; // first retry soon: most drops are an API restart
+  const RECONNECT_MAX_MS = 10000; // and no faster than this while the API stays away
+
+  // A token in the address bar (a link that opens the page logged in) moves to session
+  // storage and leaves the address bar, so it is not bookmarked or shared by accident.
+  function takeToken() {
+    const url = new URL(window.location.href);
+    const given = url.searchParams.get("token");
+    if (given) {
+      sessionStorage.setItem(TOKEN_KEY, given.trim());
+      url.searchParams.delete("token");
+      history.replaceState(null, "", url.pathname + url.search + url.hash);
+    }
+    return sessionStorage.getItem(TOKEN_KEY);
+  }
+
+  function claims(token) {
+    try {
+      const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      return JSON.parse(atob(part));
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function usable(token) {
+    const c = token && claims(token);
+    return Boolean(c && c.tenant && c.role && (!c.exp || c.exp * 1000 > Date.now()));
+  }
+
+  // The login box: paste a token (`fixgate token issue ...` prints one).
+  function login(reason) {
+    return new Promise((resolve) => {
+      const box = document.getElementById("login");
+      box.hidden = false;
+      box.querySelector(".reason").textContent = reason || "";
+      box.querySelector("form").onsubmit = (e) => {
+        e.preventDefault();
+        const token = box.querySelector("textarea").value.trim();
+        if (!usable(token)) {
+          box.querySelector(".reason").textContent = "That is not a valid, unexpired token.";
+          return;
+        }
+        sessionStorage.setItem(TOKEN_KEY, token);
+        box.hidden = true;
+        resolve(token);
+      };
+    });
+  }
+
+  function logout() {
+    sessionStorage.removeItem(TOKEN_KEY);
+    window.location.reload();
+  }
+
+  async function api(path, options = {}) {
+    const response = await fetch(path, {
+      ...options,
+      headers: {
+        Authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY)}`,
+        "Content-Type": "application/json",
+        ...(options.headers || {}),
+      },
+    });
+    const body = await response.json().catch(() => ({}));
+    if (response.status === 401) logout();
+    if (!response.ok) throw new Error(body.message || `${response.status} ${response.statusText}`);
+    return body;
+  }
+
+  function status(text, isError = false) {
+    const el = document.getElementById("status");
+    el.textContent = text;
+    el.classList.toggle("error", isError);
+  }
+
+  async function start(main) {
+    let token = takeToken();
+    if (!usable(token)) token = await login(token ? "The saved token has expired." : "");
+    document.getElementById("logout").onclick = logout;
+    try {
+      await main(claims(token));
+    } catch (e) {
+      status(e.message, true);
+    }
+  }
+
+  // The WebSocket: events as {event, id, data}. Each reconnect sends the last id seen, so
+  // the server replays what was missed; "resync" (too long away, or the first connect)
+  // means reload the state over REST. handlers: {event(name, data), resync()}.
+  function connect(handlers) {
+    let lastId = null;
+    let delay = RECONNECT_MIN_MS;
+    const live = document.getElementById("live");
+    function open() {
+      const query = new URLSearchParams({ token: sessionStorage.getItem(TOKEN_KEY) });
+      if (lastId) query.set("last_event_id", lastId);
+      const scheme = window.location.protocol === "https:" ? "wss" : "ws";
+      const ws = new WebSocket(`${scheme}://${window.location.host}/ws?${query}`);
+      ws.onopen = () => {
+        delay = RECONNECT_MIN_MS;
+        live.textContent = "live";
+        live.className = "live on";
+        if (!lastId) handlers.resync(); // events from now on; the state so far over REST
+      };
+      ws.onmessage = (message) => {
+        const msg = JSON.parse(message.data);
+        if (msg.id) lastId = msg.id;
+        if (msg.event === "resync") handlers.resync();
+        else handlers.event(msg.event, msg.data || {});
+      };
+      ws.onclose = (e) => {
+        live.textContent = "offline";
+        live.className = "live off";
+        live.title = e.reason || `closed (${e.code})`;
+        window.setTimeout(open, delay);
+        delay = Math.min(delay * 2, RECONNECT_MAX_MS);
+      };
+    }
+    open();
+  }
+
+  // Tiles from FIXGATE_MAP_TILES_URL when configured; else a plain background with the
+  // routing extract's roads as vector lines (works offline).
+  async function baseMap(element) {
+    const map = L.map(element, { zoomControl: true }).setView([0, 0], 2);
+    const config = (await api("/map/config")).data;
+    let roads = null;
+    if (config.tilesUrl) {
+      L.tileLayer(config.tilesUrl, { attribution: config.attribution, maxZoom: 19 }).addTo(map);
+    } else {
+      element.classList.add("plain");
+      if (config.hasRoads) {
+        const network = (await api("/map/roads")).data;
+        roads = L.geoJSON(network, {
+          style: { color: "#b9c0c8", weight: 2, opacity: 0.9 },
+          interactive: false,
+        }).addTo(map);
+        map.attributionControl.addAttribution(config.attribution);
+      }
+    }
+    return { map, roads };
+  }
+
+  // Google's encoded polyline (precision 5) -> [[lat, lon], ...].
+  function decodePolyline(encoded) {
+    const points = [];
+    let index = 0;
+    let lat = 0;
+    let lon = 0;
+    while (index < encoded.length) {
+      for (const axis of [0, 1]) {
+        let shift = 0;
+        let result = 0;
+        let byte;
+        do {
+          byte = encoded.charCodeAt(index++) - 63;
+          result |= (byte & 0x1f) << shift;
+          shift += 5;
+        } while (byte >= 0x20);
+        const delta = result & 1 ? ~(result >> 1) : result >> 1;
+        if (axis === 0) lat += delta;
+        else lon += delta;
+      }
+      points.push([lat / 1e5, lon / 1e5]);
+    }
+    return points;
+  }
+
+  function distance(m) {
+    if (m == null) return "–";
+    return m >= 1000 ? `${(m / 1000).toFixed(1)} km` : `${Math.round(m)} m`;
+  }
+
+  function duration(s) {
+    if (s == null) return "–";
+    const minutes = Math.floor(s / 60);
+    const seconds = Math.round(s % 60);
+    return minutes >= 60
+      ? `${Math.floor(minutes / 60)} h ${minutes % 60} min`
+      : `${minutes} min ${String(seconds).padStart(2, "0")} s`;
+  }
+
+  function el(tag, attrs = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs)) {
+      if (key === "class") node.className = value;
+      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+      else if (key === "dataset") Object.assign(node.dataset, value);
+      else node.setAttribute(key, value);
+    }
+    for (const child of children) node.append(child);
+    return node;
+  }
+
+  return { start, api, connect, baseMap, decodePolyline, distance, duration, status, el };
+})();
