@@ -93,10 +93,19 @@ class FenceIndex:
         return len(self.fences)
 
     def measure(
-        self, lat: F64, lon: F64, buffer_m: F64, prev_lat: F64, prev_lon: F64, has_prev: BOOL
+        self,
+        lat: F64,
+        lon: F64,
+        buffer_m: F64,
+        error_m: F64,
+        prev_lat: F64,
+        prev_lon: F64,
+        has_prev: BOOL,
     ) -> Measurement:
         """Depth of every fix in every fence within `buffer_m` of it (per fix), and the
-        crossings of the segments from each fix's previous position (where `has_prev`)."""
+        crossings of the segments from each fix's previous position (where `has_prev`):
+        both ends outside the fence and more than the fix's `error_m` of the segment inside
+        it (a segment grazing a corner or touching an edge has not crossed)."""
         n = len(lat)
         m_lat, m_lon = metres_per_degree_v(lat)
         dlat = buffer_m / m_lat
@@ -107,12 +116,16 @@ class FenceIndex:
         circ = self.is_circle[fence_j]
         if circ.any():
             fi, fj = fix_i[circ], fence_j[circ]
-            depth[circ] = self.radius_m[fj] - local_distance_v(lat[fi], lon[fi], self.clat[fj], self.clon[fj])
+            depth[circ] = self.radius_m[fj] - local_distance_v(
+                lat[fi], lon[fi], self.clat[fj], self.clon[fj]
+            )
         poly = ~circ
         if poly.any():
-            depth[poly] = self._polygon_depths(fix_i[poly], fence_j[poly], lat, lon, m_lat, m_lon, buffer_m)
+            depth[poly] = self._polygon_depths(
+                fix_i[poly], fence_j[poly], lat, lon, m_lat, m_lon, buffer_m
+            )
         start = np.searchsorted(fix_i, np.arange(n + 1)).astype(np.int64)
-        cross_i, cross_j = self._crossings(lat, lon, prev_lat, prev_lon, has_prev)
+        cross_i, cross_j = self._crossings(lat, lon, error_m, prev_lat, prev_lon, has_prev)
         return Measurement(
             start=start,
             near_fence=fence_j.astype(np.int64),
@@ -133,20 +146,27 @@ class FenceIndex:
         near = lower_m <= buffer_m[fi]
         if near.any():
             dist[near] = _local_boundary_distance(
-                self.boundaries[fj[near]], lat[fi[near]], lon[fi[near]], m_lat[fi[near]], m_lon[fi[near]]
+                self.boundaries[fj[near]],
+                lat[fi[near]],
+                lon[fi[near]],
+                m_lat[fi[near]],
+                m_lon[fi[near]],
             )
         result: F64 = np.where(inside, dist, -dist)
         return result
 
     def _crossings(
-        self, lat: F64, lon: F64, prev_lat: F64, prev_lon: F64, has_prev: BOOL
+        self, lat: F64, lon: F64, error_m: F64, prev_lat: F64, prev_lon: F64, has_prev: BOOL
     ) -> tuple[I64, I64]:
         idx = np.flatnonzero(has_prev & ((prev_lat != lat) | (prev_lon != lon)))
         empty = np.empty(0, dtype=np.int64)
         if len(idx) == 0 or len(self) == 0:
             return empty, empty
         coords = np.stack(
-            [np.stack([prev_lon[idx], prev_lat[idx]], axis=1), np.stack([lon[idx], lat[idx]], axis=1)],
+            [
+                np.stack([prev_lon[idx], prev_lat[idx]], axis=1),
+                np.stack([lon[idx], lat[idx]], axis=1),
+            ],
             axis=1,
         )
         lines = shapely.linestrings(coords)
@@ -162,20 +182,31 @@ class FenceIndex:
             ends_out = (local_distance_v(lat[ci], lon[ci], self.clat[cj], self.clon[cj]) > r) & (
                 local_distance_v(prev_lat[ci], prev_lon[ci], self.clat[cj], self.clon[cj]) > r
             )
-            keep[circ] = ends_out & (
-                _segment_centre_distance(prev_lat[ci], prev_lon[ci], lat[ci], lon[ci], self.clat[cj], self.clon[cj]) < r
+            d = _segment_centre_distance(
+                prev_lat[ci], prev_lon[ci], lat[ci], lon[ci], self.clat[cj], self.clon[cj]
             )
+            chord = 2.0 * np.sqrt(np.maximum(r * r - d * d, 0.0))
+            keep[circ] = ends_out & (chord > error_m[ci])
         poly = ~circ
         if poly.any():
             pi, pj = fi[poly], fj[poly]
-            keep[poly] = ~shapely.contains_xy(self.polys[pj], lon[pi], lat[pi]) & ~shapely.contains_xy(
-                self.polys[pj], prev_lon[pi], prev_lat[pi]
-            )
+            ends_out = ~shapely.contains_xy(
+                self.polys[pj], lon[pi], lat[pi]
+            ) & ~shapely.contains_xy(self.polys[pj], prev_lon[pi], prev_lat[pi])
+            # The part of the segment inside, in metres: a straight segment has one scale
+            # (its length in metres over its length in degrees) all along.
+            seg = lines[li[poly]]
+            seg_m = local_distance_v(prev_lat[pi], prev_lon[pi], lat[pi], lon[pi])
+            inside_deg = shapely.length(shapely.intersection(seg, self.polys[pj]))
+            chord = inside_deg * seg_m / np.maximum(shapely.length(seg), 1e-12)
+            keep[poly] = ends_out & (chord > error_m[pi])
         order = np.argsort(fi[keep], kind="stable")
         return fi[keep][order], fj[keep][order]
 
 
-def _local_boundary_distance(boundaries: npt.NDArray[np.object_], lat: F64, lon: F64, m_lat: F64, m_lon: F64) -> F64:
+def _local_boundary_distance(
+    boundaries: npt.NDArray[np.object_], lat: F64, lon: F64, m_lat: F64, m_lon: F64
+) -> F64:
     """Distance in metres from each point to its boundary, on the tangent plane at the point
     (one vectorised transform: each coordinate is scaled by its own pair's factors)."""
     owner = np.repeat(np.arange(len(boundaries)), shapely.get_num_coordinates(boundaries))

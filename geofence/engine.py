@@ -1,0 +1,342 @@
+"""The position engine's core: a batch of fixes of many devices in, events out.
+
+    results = evaluate(jobs, indexes, config, now)
+
+Each job is one device's state, its new fixes (any order) and, when the shell knows it,
+the database's view of its trips. Fixes are evaluated in fix-time order per device; a fix
+not newer than the device's newest evaluated fix (late, or a duplicate) and a fix the
+device itself marks invalid change nothing and emit nothing. The fences of all devices
+of a tenant are measured in one bulk query per batch (`FenceIndex.measure`); the
+hysteresis then runs per device and fence.
+
+No I/O, no clock: `now` (Unix seconds, the server clock) only stamps `detected_at`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+import msgspec
+import numpy as np
+
+from devices.fix import Fix
+from geofence import trips
+from geofence.config import EngineConfig
+from geofence.events import (
+    AnyEvent,
+    GeofenceCrossed,
+    GeofenceDwell,
+    GeofenceEnter,
+    GeofenceExit,
+    event_id,
+)
+from geofence.geodesy import local_distance_m
+from geofence.index import FenceIndex
+from geofence.routes import Route, usable
+from geofence.state import DeviceState, FenceState
+from geofence.trips import EPOCH, Position, RouteRequest, TripSpec
+
+QUERY_SLACK_M: Final = 1.0
+"""Added to each fix's query buffer so a fence exactly at the exit threshold is measured."""
+
+
+class DeviceJob(msgspec.Struct, kw_only=True):
+    state: DeviceState
+    fixes: list[Fix]
+    trips: list[TripSpec] | None = None
+    """The database's view of the device's trips; None: nothing new known."""
+
+
+class DeviceResult(msgspec.Struct, kw_only=True):
+    state: DeviceState
+    events: list[AnyEvent]
+    route_requests: list[RouteRequest]
+    evaluated: int
+    """Fixes that moved the state (late, duplicate and invalid ones excluded)."""
+    changed: bool
+    """Whether the state must be stored."""
+
+
+def error_m(fix: Fix, config: EngineConfig) -> float:
+    """The fix's horizontal error: its accuracy, else HDOP x UERE, else the default."""
+    if fix.accuracy is not None:
+        return fix.accuracy
+    if fix.hdop is not None:
+        return fix.hdop * config.uere_m
+    return config.default_error_m
+
+
+_ONE_US: Final = timedelta(microseconds=1)
+
+
+def to_us(t: datetime) -> int:
+    return (t - EPOCH) // _ONE_US
+
+
+def _accepted(state: DeviceState, fixes: list[Fix]) -> list[tuple[int, Fix]]:
+    """The fixes to evaluate, in fix-time order: valid, newer than the state, one per time."""
+    out: list[tuple[int, Fix]] = []
+    last = state.last_us
+    for fix in sorted(fixes, key=lambda f: f.time):
+        if not fix.valid or not (math.isfinite(fix.lat) and math.isfinite(fix.lon)):
+            continue
+        us = to_us(fix.time)
+        if last is not None and us <= last:
+            continue
+        out.append((us, fix))
+        last = us
+    return out
+
+
+def evaluate(
+    jobs: Sequence[DeviceJob], indexes: Mapping[str, FenceIndex], config: EngineConfig, now: float
+) -> list[DeviceResult]:
+    detected = datetime.fromtimestamp(now, UTC)
+    accepted = [_accepted(job.state, job.fixes) for job in jobs]
+    # Bulk geometry per tenant: arrays over all accepted fixes of the tenant's devices.
+    by_tenant: dict[str, list[int]] = {}
+    for j, job in enumerate(jobs):
+        if accepted[j] and job.state.tenant in indexes:
+            by_tenant.setdefault(job.state.tenant, []).append(j)
+    measured: dict[int, tuple[FenceIndex, _Slices, int]] = {}
+    for tenant, members in by_tenant.items():
+        index = indexes[tenant]
+        lat: list[float] = []
+        lon: list[float] = []
+        buf: list[float] = []
+        errs: list[float] = []
+        plat: list[float] = []
+        plon: list[float] = []
+        has: list[bool] = []
+        offsets: list[int] = []
+        for j in members:
+            st = jobs[j].state
+            prev = (st.last_lat, st.last_lon) if st.last_us is not None else None
+            offsets.append(len(lat))
+            for _, fix in accepted[j]:
+                lat.append(fix.lat)
+                lon.append(fix.lon)
+                err = min(error_m(fix, config), config.max_error_m)
+                errs.append(err)
+                buf.append(config.exit_margin_m + err + QUERY_SLACK_M)
+                plat.append(prev[0] if prev else fix.lat)
+                plon.append(prev[1] if prev else fix.lon)
+                has.append(prev is not None)
+                prev = (fix.lat, fix.lon)
+        m = index.measure(
+            np.array(lat),
+            np.array(lon),
+            np.array(buf),
+            np.array(errs),
+            np.array(plat),
+            np.array(plon),
+            np.array(has, dtype=np.bool_),
+        )
+        sl = _Slices(
+            m.start.tolist(),
+            m.near_fence.tolist(),
+            m.depth_m.tolist(),
+            m.cross_start.tolist(),
+            m.cross_fence.tolist(),
+        )
+        for j, off in zip(members, offsets, strict=True):
+            measured[j] = (index, sl, off)
+    results: list[DeviceResult] = []
+    for j, job in enumerate(jobs):
+        state = job.state
+        events: list[AnyEvent] = trips.reconcile(state, job.trips, detected)
+        requests: list[RouteRequest] = []
+        found = measured.get(j)
+        for k, (us, fix) in enumerate(accepted[j]):
+            err = error_m(fix, config)
+            if found is not None:
+                index, sl, off = found
+                _fences(state, index, sl, off + k, us, fix, err, config, detected, events)
+            elif state.fences:
+                state.fences.clear()  # the tenant has no fences (any more)
+            speed = fix.speed
+            if speed is None and state.last_us is not None and us > state.last_us:
+                speed = local_distance_m(state.last_lat, state.last_lon, fix.lat, fix.lon) / (
+                    (us - state.last_us) / 1e6
+                )
+            if speed is not None:
+                dt = (us - state.last_us) / 1e6 if state.last_us is not None else config.speed_tau_s
+                old = state.speed_mps if state.speed_mps is not None else speed
+                state.speed_mps = old + (speed - old) * (1.0 - math.exp(-dt / config.speed_tau_s))
+            state.last_us, state.last_lat, state.last_lon = us, fix.lat, fix.lon
+            if state.trips:
+                pos = Position(us=us, lat=fix.lat, lon=fix.lon, speed_mps=speed, error_m=err)
+                trip_events, trip_requests = trips.update(state, pos, config, detected)
+                events += trip_events
+                requests += trip_requests
+        changed = bool(accepted[j]) or bool(events) or job.trips is not None
+        if changed:
+            state.rev += 1
+        results.append(
+            DeviceResult(
+                state=state,
+                events=events,
+                route_requests=requests,
+                evaluated=len(accepted[j]),
+                changed=changed,
+            )
+        )
+    return results
+
+
+class _Slices(msgspec.Struct, array_like=True):
+    start: list[int]
+    near: list[int]
+    depth: list[float]
+    cross_start: list[int]
+    cross: list[int]
+
+
+def _fences(
+    state: DeviceState,
+    index: FenceIndex,
+    sl: _Slices,
+    i: int,
+    us: int,
+    fix: Fix,
+    err: float,
+    config: EngineConfig,
+    detected: datetime,
+    events: list[AnyEvent],
+) -> None:
+    """Hysteresis of one fix against the fences near it (and those the device was in)."""
+    if err > config.max_error_m:
+        return  # too coarse to decide anything
+    ids = index.ids
+    near: dict[int, float] = {}
+    for p in range(sl.start[i], sl.start[i + 1]):
+        near[int(ids[sl.near[p]])] = sl.depth[p]
+    fix_time = fix.time
+    device, tenant = state.device, state.tenant
+    fences = state.fences
+    exit_at = config.exit_margin_m + err
+    entered: set[int] = set()
+    was_inside = {fid for fid, fs in fences.items() if fs.inside}
+    for fid in list(fences):
+        if fid in near:
+            continue
+        gone = fences.pop(fid)
+        # Farther than the query buffer (> margin + error) from the fence: outside for sure;
+        # a fence that no longer exists leaves silently.
+        if gone.inside and fid in index.position:
+            events.append(_event(GeofenceExit, device, tenant, us, fix_time, detected, fid))
+    for fid, depth in near.items():
+        fs = fences.get(fid)
+        if fs is None or not fs.inside:
+            if depth > err:
+                if fs is None:
+                    fs = fences[fid] = FenceState()
+                fs.streak += 1
+                if fs.streak >= config.enter_min_fixes:
+                    fs.inside, fs.entered_us, fs.dwelled, fs.streak = True, us, False, 0
+                    entered.add(fid)
+                    events.append(
+                        _event(GeofenceEnter, device, tenant, us, fix_time, detected, fid)
+                    )
+            elif fs is not None:
+                del fences[fid]
+        elif depth < -exit_at:
+            del fences[fid]
+            events.append(_event(GeofenceExit, device, tenant, us, fix_time, detected, fid))
+        if fs is not None and fs.inside and not fs.dwelled:
+            dwell_s = float(index.dwell_s[index.position[fid]])
+            inside_s = (us - fs.entered_us) / 1e6
+            if dwell_s > 0 and inside_s >= dwell_s:
+                fs.dwelled = True
+                events.append(
+                    GeofenceDwell(
+                        id=event_id(device, us, "geofence_dwell", str(fid)), tenant=tenant, device=device,
+                        fix_time=fix_time, detected_at=detected, geofence=fid, dwell_s=inside_s,
+                    )
+                )  # fmt: skip
+    for p in range(sl.cross_start[i], sl.cross_start[i + 1]):
+        fid = int(ids[sl.cross[p]])
+        now_in = fences.get(fid)
+        if fid not in entered and fid not in was_inside and (now_in is None or not now_in.inside):
+            events.append(_event(GeofenceCrossed, device, tenant, us, fix_time, detected, fid))
+
+
+def _event(
+    cls: type[GeofenceEnter] | type[GeofenceExit] | type[GeofenceCrossed],
+    device: str,
+    tenant: str,
+    us: int,
+    fix_time: datetime,
+    detected: datetime,
+    fid: int,
+) -> AnyEvent:
+    kind = {
+        GeofenceEnter: "geofence_enter",
+        GeofenceExit: "geofence_exit",
+        GeofenceCrossed: "geofence_crossed",
+    }[cls]
+    return cls(
+        id=event_id(device, us, kind, str(fid)), tenant=tenant, device=device, fix_time=fix_time,
+        detected_at=detected, geofence=fid,
+    )  # fmt: skip
+
+
+def sync_trips(
+    state: DeviceState, specs: list[TripSpec], config: EngineConfig, now: float
+) -> DeviceResult:
+    """The database's trips changed (a start or a cancel), with no fix: trip_canceled for
+    canceled trips, and for a trip that became active a first trip_update from the
+    device's last position (when it has one), plus its route request."""
+    detected = datetime.fromtimestamp(now, UTC)
+    before = state.trips[0].trip if state.trips else None
+    events = trips.reconcile(state, specs, detected)
+    requests: list[RouteRequest] = []
+    active = state.trips[0] if state.trips else None
+    if (
+        active is not None
+        and active.trip != before
+        and state.last_us is not None
+        and active.last_update_us is None
+    ):
+        pos = Position(
+            us=state.last_us, lat=state.last_lat, lon=state.last_lon, speed_mps=None,
+            error_m=config.default_error_m,
+        )  # fmt: skip
+        more, requests = trips.update(state, pos, config, detected, force=True, tag="start")
+        events += more
+    state.rev += 1
+    return DeviceResult(
+        state=state, events=events, route_requests=requests, evaluated=0, changed=True
+    )
+
+
+def route_ready(
+    state: DeviceState, request: RouteRequest, route: Route | None, config: EngineConfig, now: float
+) -> DeviceResult:
+    """The routing engine's answer to `request` (None: no route). A usable route is
+    installed (polyline version + 1) and a trip_update from the device's last position
+    goes out at once; an unusable one (outside the extract) is dropped, and the trip stays
+    on `local` until its next request."""
+    detected = datetime.fromtimestamp(now, UTC)
+    trip = next((t for t in state.trips if t.trip == request.trip), None)
+    stale = trip is None or trip.route_wanted_us != request.fix_us
+    if stale or route is None or trip is None or state.last_us is None:
+        return DeviceResult(state=state, events=[], route_requests=[], evaluated=0, changed=False)
+    if not usable(route, config.max_snap_m):
+        return DeviceResult(state=state, events=[], route_requests=[], evaluated=0, changed=False)
+    trip.route, trip.route_version = route, trip.route_version + 1
+    trip.segment, trip.off_route_streak, trip.progress_us = 0, 0, None
+    events: list[AnyEvent] = []
+    if trip is state.trips[0]:
+        pos = Position(
+            us=state.last_us, lat=state.last_lat, lon=state.last_lon, speed_mps=None,
+            error_m=config.default_error_m,
+        )  # fmt: skip
+        events, _ = trips.update(
+            state, pos, config, detected, force=True, tag=f"route{trip.route_version}"
+        )
+    state.rev += 1
+    return DeviceResult(state=state, events=events, route_requests=[], evaluated=0, changed=True)
