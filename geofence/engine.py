@@ -80,7 +80,7 @@ def _accepted(state: DeviceState, fixes: list[Fix]) -> list[tuple[int, Fix]]:
     """The fixes to evaluate, in fix-time order: valid, newer than the state, one per time."""
     out: list[tuple[int, Fix]] = []
     last = state.last_us
-    for fix in sorted(fixes, key=lambda f: f.time):
+    for fix in sorted(fixes, key=_fix_time) if len(fixes) > 1 else fixes:
         if not fix.valid or not (math.isfinite(fix.lat) and math.isfinite(fix.lon)):
             continue
         us = to_us(fix.time)
@@ -89,6 +89,10 @@ def _accepted(state: DeviceState, fixes: list[Fix]) -> list[tuple[int, Fix]]:
         out.append((us, fix))
         last = us
     return out
+
+
+def _fix_time(fix: Fix) -> datetime:
+    return fix.time
 
 
 def evaluate(
@@ -104,43 +108,35 @@ def evaluate(
     measured: dict[int, tuple[FenceIndex, _Slices, int]] = {}
     for tenant, members in by_tenant.items():
         index = indexes[tenant]
-        lat: list[float] = []
-        lon: list[float] = []
-        buf: list[float] = []
-        errs: list[float] = []
-        plat: list[float] = []
-        plon: list[float] = []
-        has: list[bool] = []
+        fixes = [fix for j in members for _, fix in accepted[j]]
+        n = len(fixes)
+        lat = np.fromiter([f.lat for f in fixes], np.float64, n)
+        lon = np.fromiter([f.lon for f in fixes], np.float64, n)
+        errs = np.minimum(
+            np.fromiter([error_m(f, config) for f in fixes], np.float64, n), config.max_error_m
+        )
+        # Each fix's previous position: the fix before it, or for a device's first fix
+        # in the batch the state's last one (none for a new device).
+        plat, plon = np.roll(lat, 1), np.roll(lon, 1)
+        has = np.ones(n, dtype=np.bool_)
         offsets: list[int] = []
+        off = 0
         for j in members:
             st = jobs[j].state
-            prev = (st.last_lat, st.last_lon) if st.last_us is not None else None
-            offsets.append(len(lat))
-            for _, fix in accepted[j]:
-                lat.append(fix.lat)
-                lon.append(fix.lon)
-                err = min(error_m(fix, config), config.max_error_m)
-                errs.append(err)
-                buf.append(config.exit_margin_m + err + QUERY_SLACK_M)
-                plat.append(prev[0] if prev else fix.lat)
-                plon.append(prev[1] if prev else fix.lon)
-                has.append(prev is not None)
-                prev = (fix.lat, fix.lon)
-        m = index.measure(
-            np.array(lat),
-            np.array(lon),
-            np.array(buf),
-            np.array(errs),
-            np.array(plat),
-            np.array(plon),
-            np.array(has, dtype=np.bool_),
-        )
+            offsets.append(off)
+            if st.last_us is None:
+                has[off] = False
+            else:
+                plat[off], plon[off] = st.last_lat, st.last_lon
+            off += len(accepted[j])
+        buf = config.exit_margin_m + errs + QUERY_SLACK_M
+        m = index.measure(lat, lon, buf, errs, plat, plon, has)
         sl = _Slices(
             m.start.tolist(),
-            m.near_fence.tolist(),
+            index.ids[m.near_fence].tolist(),
             m.depth_m.tolist(),
             m.cross_start.tolist(),
-            m.cross_fence.tolist(),
+            index.ids[m.cross_fence].tolist(),
         )
         for j, off in zip(members, offsets, strict=True):
             measured[j] = (index, sl, off)
@@ -188,11 +184,15 @@ def evaluate(
 
 
 class _Slices(msgspec.Struct, array_like=True):
+    """A tenant's measurement as Python lists (per-element numpy access is slow)."""
+
     start: list[int]
     near: list[int]
+    """Fence ids."""
     depth: list[float]
     cross_start: list[int]
     cross: list[int]
+    """Fence ids."""
 
 
 def _fences(
@@ -208,46 +208,46 @@ def _fences(
     events: list[AnyEvent],
 ) -> None:
     """Hysteresis of one fix against the fences near it (and those the device was in)."""
-    if err > config.max_error_m:
-        return  # too coarse to decide anything
-    ids = index.ids
-    near: dict[int, float] = {}
-    for p in range(sl.start[i], sl.start[i + 1]):
-        near[int(ids[sl.near[p]])] = sl.depth[p]
+    a, b = sl.start[i], sl.start[i + 1]
+    ca, cb = sl.cross_start[i], sl.cross_start[i + 1]
+    fences = state.fences
+    if (a == b and not fences and ca == cb) or err > config.max_error_m:
+        return  # nothing near and nothing to leave; or too coarse to decide anything
+    near = dict(zip(sl.near[a:b], sl.depth[a:b], strict=True))
     fix_time = fix.time
     device, tenant = state.device, state.tenant
-    fences = state.fences
-    exit_at = config.exit_margin_m + err
-    entered: set[int] = set()
-    was_inside = {fid for fid, fs in fences.items() if fs.inside}
-    for fid in list(fences):
-        if fid in near:
-            continue
-        gone = fences.pop(fid)
-        # Farther than the query buffer (> margin + error) from the fence: outside for sure;
-        # a fence that no longer exists leaves silently.
-        if gone.inside and fid in index.position:
-            events.append(_event(GeofenceExit, device, tenant, us, fix_time, detected, fid))
+    was_inside = [fid for fid, fs in fences.items() if fs.inside] if ca != cb else []
+    entered: list[int] = []
+    if len(fences) > len(near) or any(fid not in near for fid in fences):
+        for fid in [fid for fid in fences if fid not in near]:
+            gone = fences.pop(fid)
+            # Farther than the query buffer (> margin + error) from the fence: outside for
+            # sure; a fence that no longer exists leaves silently.
+            if gone.inside and fid in index.dwell_by_id:
+                events.append(_event(GeofenceExit, device, tenant, us, fix_time, detected, fid))
+    exit_at = -(config.exit_margin_m + err)
     for fid, depth in near.items():
         fs = fences.get(fid)
-        if fs is None or not fs.inside:
-            if depth > err:
-                if fs is None:
-                    fs = fences[fid] = FenceState()
-                fs.streak += 1
-                if fs.streak >= config.enter_min_fixes:
-                    fs.inside, fs.entered_us, fs.dwelled, fs.streak = True, us, False, 0
-                    entered.add(fid)
-                    events.append(
-                        _event(GeofenceEnter, device, tenant, us, fix_time, detected, fid)
-                    )
-            elif fs is not None:
+        if fs is not None and fs.inside:
+            if depth < exit_at:
                 del fences[fid]
-        elif depth < -exit_at:
-            del fences[fid]
-            events.append(_event(GeofenceExit, device, tenant, us, fix_time, detected, fid))
-        if fs is not None and fs.inside and not fs.dwelled:
-            dwell_s = float(index.dwell_s[index.position[fid]])
+                events.append(_event(GeofenceExit, device, tenant, us, fix_time, detected, fid))
+                continue
+        elif depth > err:
+            if fs is None:
+                fs = fences[fid] = FenceState()
+            fs.streak += 1
+            if fs.streak < config.enter_min_fixes:
+                continue
+            fs.inside, fs.entered_us, fs.dwelled, fs.streak = True, us, False, 0
+            entered.append(fid)
+            events.append(_event(GeofenceEnter, device, tenant, us, fix_time, detected, fid))
+        else:
+            if fs is not None:
+                del fences[fid]
+            continue
+        if not fs.dwelled:
+            dwell_s = index.dwell_by_id[fid]
             inside_s = (us - fs.entered_us) / 1e6
             if dwell_s > 0 and inside_s >= dwell_s:
                 fs.dwelled = True
@@ -257,8 +257,9 @@ def _fences(
                         fix_time=fix_time, detected_at=detected, geofence=fid, dwell_s=inside_s,
                     )
                 )  # fmt: skip
-    for p in range(sl.cross_start[i], sl.cross_start[i + 1]):
-        fid = int(ids[sl.cross[p]])
+            elif dwell_s <= 0:
+                fs.dwelled = True  # no dwell for this fence: skip the check from now on
+    for fid in sl.cross[ca:cb]:
         now_in = fences.get(fid)
         if fid not in entered and fid not in was_inside and (now_in is None or not now_in.inside):
             events.append(_event(GeofenceCrossed, device, tenant, us, fix_time, detected, fid))

@@ -9,8 +9,8 @@ few microseconds, not a Python loop over fences.
 
 Depth (`depth_m`) is the signed distance to the fence's boundary, POSITIVE INSIDE. It is
 exact (tangent plane at the fix) whenever |depth| is within the fix's query buffer, which
-is where hysteresis decisions are taken; farther away it is a lower bound of |depth| with
-the right sign, which is all a decision needs there.
+is where hysteresis decisions are taken; deeper inside it is the buffer (a lower bound,
+all a decision needs), and fences farther outside than the buffer are left out.
 """
 
 from __future__ import annotations
@@ -60,11 +60,31 @@ class Measurement(msgspec.Struct, frozen=True, kw_only=True):
     cross_fence: I64
 
 
+MAX_BUFFER_M: Final = 250.0
+"""Largest query buffer a fix may ask for (the engine's exit margin + its largest usable
+fix error + slack stay below it); polygons' deep cores are built for it."""
+
+
+def _cores(polys: npt.NDArray[np.object_], mask: BOOL, reach_m: float) -> npt.NDArray[np.object_]:
+    """Each polygon shrunk by at least `reach_m` in every direction (in degrees, with the
+    smallest metres-per-degree over the polygon's latitudes): a point inside its core is
+    deeper than any buffer, so its depth needs no distance computation."""
+    cores = np.empty(len(polys), dtype=object)
+    _, ymin, _, ymax = shapely.bounds(polys[mask]).T
+    poleward = np.minimum(np.maximum(np.abs(ymin), np.abs(ymax)), 89.9)
+    m_lat, m_lon = metres_per_degree_v(poleward)
+    reach_deg = reach_m / np.minimum(m_lat, m_lon)
+    cores[mask] = shapely.buffer(polys[mask], -reach_deg, quad_segs=2)
+    shapely.prepare(cores[mask])
+    return cores
+
+
 class FenceIndex:
     """The geofences of one tenant. Immutable once built: a reload builds a new one."""
 
-    def __init__(self, fences: Sequence[FenceSpec]) -> None:
+    def __init__(self, fences: Sequence[FenceSpec], max_buffer_m: float = MAX_BUFFER_M) -> None:
         self.fences = list(fences)
+        self.max_buffer_m = max_buffer_m
         n = len(self.fences)
         self.ids: I64 = np.array([f.id for f in self.fences], dtype=np.int64)
         self.dwell_s: F64 = np.array([f.dwell_s for f in self.fences], dtype=np.float64)
@@ -86,7 +106,9 @@ class FenceIndex:
         if poly_mask.any():
             shapely.prepare(polys[poly_mask])
             self.boundaries[poly_mask] = shapely.boundary(polys[poly_mask])
-        self.position = {int(fid): i for i, fid in enumerate(self.ids)}
+            shapely.prepare(self.boundaries[poly_mask])
+            self.cores = _cores(polys, poly_mask, max_buffer_m)
+        self.dwell_by_id: dict[int, float] = {f.id: f.dwell_s for f in self.fences}
         self.tree = STRtree(tree_geoms)
 
     def __len__(self) -> int:
@@ -107,11 +129,15 @@ class FenceIndex:
         both ends outside the fence and more than the fix's `error_m` of the segment inside
         it (a segment grazing a corner or touching an edge has not crossed)."""
         n = len(lat)
+        buffer_m = np.minimum(buffer_m, self.max_buffer_m)
         m_lat, m_lon = metres_per_degree_v(lat)
         dlat = buffer_m / m_lat
         dlon = buffer_m / np.maximum(m_lon, 1.0)
-        boxes = shapely.box(lon - dlon, lat - dlat, lon + dlon, lat + dlat)
-        fix_i, fence_j = self.tree.query(boxes, predicate="intersects")
+        # Bounding boxes only (no predicate): the exact tests below are cheaper in bulk
+        # than GEOS predicates of boxes against large service-area polygons.
+        fix_i, fence_j = self.tree.query(
+            shapely.box(lon - dlon, lat - dlat, lon + dlon, lat + dlat)
+        )
         depth = np.empty(len(fix_i), dtype=np.float64)
         circ = self.is_circle[fence_j]
         if circ.any():
@@ -124,6 +150,9 @@ class FenceIndex:
             depth[poly] = self._polygon_depths(
                 fix_i[poly], fence_j[poly], lat, lon, m_lat, m_lon, buffer_m
             )
+        # Outside by more than the buffer: as good as far away, leave the pair out.
+        keep = depth >= -buffer_m[fix_i]
+        fix_i, fence_j, depth = fix_i[keep], fence_j[keep], depth[keep]
         start = np.searchsorted(fix_i, np.arange(n + 1)).astype(np.int64)
         cross_i, cross_j = self._crossings(lat, lon, error_m, prev_lat, prev_lon, has_prev)
         return Measurement(
@@ -137,20 +166,24 @@ class FenceIndex:
     def _polygon_depths(
         self, fi: I64, fj: I64, lat: F64, lon: F64, m_lat: F64, m_lon: F64, buffer_m: F64
     ) -> F64:
+        """Exact within the buffer; beyond it +/- the buffer (|depth| is at least that)."""
         inside = shapely.contains_xy(self.polys[fj], lon[fi], lat[fi])
-        points = shapely.points(lon[fi], lat[fi])
-        d_deg = shapely.distance(self.boundaries[fj], points)
-        # A degree is at least min(m_lat, m_lon) metres in any direction: a lower bound.
-        lower_m = d_deg * np.minimum(m_lat[fi], m_lon[fi])
-        dist = lower_m.copy()
-        near = lower_m <= buffer_m[fi]
+        deep = np.zeros(len(fi), dtype=np.bool_)
+        deep[inside] = shapely.contains_xy(self.cores[fj[inside]], lon[fi[inside]], lat[fi[inside]])
+        near = np.zeros(len(fi), dtype=np.bool_)
+        band = ~deep
+        # A degree is at least min(m_lat, m_lon) metres in any direction, so a point
+        # within buffer_m metres of the boundary is within this many degrees of it.
+        fb = fi[band]
+        reach_deg = buffer_m[fb] / np.maximum(np.minimum(m_lat[fb], m_lon[fb]), 1.0)
+        near[band] = shapely.dwithin(
+            self.boundaries[fj[band]], shapely.points(lon[fb], lat[fb]), reach_deg
+        )
+        dist = buffer_m[fi].copy()
         if near.any():
+            k = fi[near]
             dist[near] = _local_boundary_distance(
-                self.boundaries[fj[near]],
-                lat[fi[near]],
-                lon[fi[near]],
-                m_lat[fi[near]],
-                m_lon[fi[near]],
+                self.boundaries[fj[near]], lat[k], lon[k], m_lat[k], m_lon[k]
             )
         result: F64 = np.where(inside, dist, -dist)
         return result
@@ -169,12 +202,12 @@ class FenceIndex:
             ],
             axis=1,
         )
-        lines = shapely.linestrings(coords)
-        li, fj = self.tree.query(lines, predicate="intersects")
+        lines: npt.NDArray[np.object_] = np.asarray(shapely.linestrings(coords), dtype=object)
+        li, fj = self.tree.query(lines)
         if len(li) == 0:
             return empty, empty
         fi = idx[li]
-        keep = np.empty(len(fi), dtype=np.bool_)
+        keep = np.zeros(len(fi), dtype=np.bool_)
         circ = self.is_circle[fj]
         if circ.any():
             ci, cj = fi[circ], fj[circ]
@@ -187,19 +220,24 @@ class FenceIndex:
             )
             chord = 2.0 * np.sqrt(np.maximum(r * r - d * d, 0.0))
             keep[circ] = ends_out & (chord > error_m[ci])
-        poly = ~circ
-        if poly.any():
+        poly = np.flatnonzero(~circ)
+        if len(poly):
             pi, pj = fi[poly], fj[poly]
             ends_out = ~shapely.contains_xy(
                 self.polys[pj], lon[pi], lat[pi]
             ) & ~shapely.contains_xy(self.polys[pj], prev_lon[pi], prev_lat[pi])
+            poly, pi, pj = poly[ends_out], pi[ends_out], pj[ends_out]
             # The part of the segment inside, in metres: a straight segment has one scale
             # (its length in metres over its length in degrees) all along.
+            # Prepared predicates first: the costly intersection only for segments that
+            # really meet the polygon (most candidates are bounding-box neighbours).
+            meets = shapely.intersects(self.polys[pj], lines[li[poly]])
+            poly, pi, pj = poly[meets], pi[meets], pj[meets]
             seg = lines[li[poly]]
             seg_m = local_distance_v(prev_lat[pi], prev_lon[pi], lat[pi], lon[pi])
             inside_deg = shapely.length(shapely.intersection(seg, self.polys[pj]))
             chord = inside_deg * seg_m / np.maximum(shapely.length(seg), 1e-12)
-            keep[poly] = ends_out & (chord > error_m[pi])
+            keep[poly] = chord > error_m[pi]
         order = np.argsort(fi[keep], kind="stable")
         return fi[keep][order], fj[keep][order]
 
@@ -218,8 +256,11 @@ def _local_boundary_distance(
         return out
 
     local = shapely.transform(boundaries, to_local)
-    dist: F64 = shapely.distance(local, shapely.points(np.zeros(len(lat)), np.zeros(len(lat))))
+    dist: F64 = shapely.distance(local, _ORIGIN)
     return dist
+
+
+_ORIGIN: Final = shapely.Point(0.0, 0.0)
 
 
 def _segment_centre_distance(
