@@ -176,7 +176,8 @@ class FenceIndex:
         # within buffer_m metres of the boundary is within this many degrees of it.
         fb = fi[band]
         reach_deg = buffer_m[fb] / np.maximum(np.minimum(m_lat[fb], m_lon[fb]), 1.0)
-        near[band] = shapely.dwithin(
+        # The stubs type `distance` as a float; shapely broadcasts an array like any ufunc.
+        near[band] = shapely.dwithin(  # type: ignore[call-overload]
             self.boundaries[fj[band]], shapely.points(lon[fb], lat[fb]), reach_deg
         )
         dist = buffer_m[fi].copy()
