@@ -14,6 +14,8 @@ import typer
 from devices import registry
 from devices.tokens import BadToken
 from gateway.config import Settings
+from gateway.engine.cli import engine as engine_command
+from gateway.engine.cli import eta_app, geofence_app, trip_app
 from gateway.migrate import migrate as apply_migrations
 from gateway.stack import stack_env, use_docker
 from gateway.stack.native import StackError
@@ -26,6 +28,10 @@ stack_app = typer.Typer(no_args_is_help=True, help="The service stack: Timescale
 device_app = typer.Typer(no_args_is_help=True, help="The device registry.")
 app.add_typer(stack_app, name="stack")
 app.add_typer(device_app, name="device")
+app.add_typer(geofence_app, name="geofence")
+app.add_typer(trip_app, name="trip")
+app.add_typer(eta_app, name="eta")
+app.command("engine")(engine_command)
 
 
 def _fail(message: str) -> typer.Exit:
