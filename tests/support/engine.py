@@ -42,7 +42,12 @@ def free_port() -> int:
 class EngineProcess:
     def __init__(self, env: dict[str, str], log: Path, **settings: str) -> None:
         self.port = free_port()
-        full = {**env, "FIXGATE_ENGINE_PORT": str(self.port), "FIXGATE_ENGINE_CLAIM_IDLE_S": "2", **settings}
+        full = {
+            **env,
+            "FIXGATE_ENGINE_PORT": str(self.port),
+            "FIXGATE_ENGINE_CLAIM_IDLE_S": "2",
+            **settings,
+        }
         self.log = log
         self.proc = subprocess.Popen(
             [FIXGATE_BIN, "engine"], env=full, stdout=log.open("ab"), stderr=subprocess.STDOUT
@@ -52,7 +57,9 @@ class EngineProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"engine exited {self.proc.returncode}: {self.log.read_text()[-3000:]}")
+                raise AssertionError(
+                    f"engine exited {self.proc.returncode}: {self.log.read_text()[-3000:]}"
+                )
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1) as r:
                     if r.status == 200:
@@ -92,7 +99,9 @@ async def register(db_url: str, device: str, tenant: str) -> None:
         await conn.close()
 
 
-async def feed(client: aioredis.Redis, prefix: str, batches: list[list[Fix]], pause_s: float = 0.0) -> None:
+async def feed(
+    client: aioredis.Redis, prefix: str, batches: list[list[Fix]], pause_s: float = 0.0
+) -> None:
     """Each batch as the gateway's live writer writes it: one stream entry per batch."""
     writer = LiveWriter(client, prefix)
     for batch in batches:
@@ -111,7 +120,9 @@ async def events(client: aioredis.Redis, prefix: str) -> list[dict[str, Any]]:
     return out
 
 
-async def wait_events(client: aioredis.Redis, prefix: str, count: int, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+async def wait_events(
+    client: aioredis.Redis, prefix: str, count: int, timeout_s: float = 30.0
+) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout_s
     got: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
@@ -122,7 +133,9 @@ async def wait_events(client: aioredis.Redis, prefix: str, count: int, timeout_s
     return got
 
 
-async def reference(db_url: str, batches: list[list[Fix]], config: EngineConfig | None = None) -> list[dict[str, Any]]:
+async def reference(
+    db_url: str, batches: list[list[Fix]], config: EngineConfig | None = None
+) -> list[dict[str, Any]]:
     """What the core says these fixes yield, with the database's fences: the expectation."""
     conn = await asyncpg.connect(db_url)
     try:
@@ -136,4 +149,9 @@ async def reference(db_url: str, batches: list[list[Fix]], config: EngineConfig 
 
 
 def key(event: dict[str, Any]) -> tuple[str, str, str, str]:
-    return (event["id"], event["type"], str(event.get("geofence", event.get("trip"))), str(event["fix_time"]))
+    return (
+        event["id"],
+        event["type"],
+        str(event.get("geofence", event.get("trip"))),
+        str(event["fix_time"]),
+    )

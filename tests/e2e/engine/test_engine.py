@@ -13,7 +13,16 @@ import pytest
 import redis.asyncio as aioredis
 
 from devices.fix import Fix
-from tests.support.engine import EngineProcess, events, feed, fixgate, key, reference, register, wait_events
+from tests.support.engine import (
+    EngineProcess,
+    events,
+    feed,
+    fixgate,
+    key,
+    reference,
+    register,
+    wait_events,
+)
 from tests.support.geofence import fix, offset
 
 LAT, LON = 43.7384, 7.4246  # Monaco
@@ -24,11 +33,15 @@ def square_geojson(tmp_path: Path, half_m: float, centre: tuple[float, float] = 
     s, w = offset(*centre, -half_m, -half_m)
     n, e = offset(*centre, half_m, half_m)
     path = tmp_path / "fence.geojson"
-    path.write_text(json.dumps({"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}))
+    path.write_text(
+        json.dumps({"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]})
+    )
     return path
 
 
-def passes(device: str, n: int, t0: float = 0.0, span_m: float = 400.0, speed: float = 10.0) -> list[Fix]:
+def passes(
+    device: str, n: int, t0: float = 0.0, span_m: float = 400.0, speed: float = 10.0
+) -> list[Fix]:
     """n passes west-east and back through the centre, one fix a second."""
     out: list[Fix] = []
     t = t0
@@ -51,10 +64,23 @@ def interleave(*streams: list[Fix]) -> list[Fix]:
 
 
 async def test_a_fence_added_by_the_cli_yields_enter_and_exit_per_pass(
-    fixgate_env: dict[str, str], db_url: str, redis_client: aioredis.Redis, redis_prefix: str, tmp_path: Path
+    fixgate_env: dict[str, str],
+    db_url: str,
+    redis_client: aioredis.Redis,
+    redis_prefix: str,
+    tmp_path: Path,
 ) -> None:
     await register(db_url, "truck-1", TENANT)
-    fid = fixgate(fixgate_env, "geofence", "add", "--tenant", TENANT, "--name", "yard", str(square_geojson(tmp_path, 100)))
+    fid = fixgate(
+        fixgate_env,
+        "geofence",
+        "add",
+        "--tenant",
+        TENANT,
+        "--name",
+        "yard",
+        str(square_geojson(tmp_path, 100)),
+    )
     assert fid.isdigit()
     engine = EngineProcess(fixgate_env, tmp_path / "engine.log")
     try:
@@ -66,20 +92,38 @@ async def test_a_fence_added_by_the_cli_yields_enter_and_exit_per_pass(
         got = await events(redis_client, redis_prefix)
     finally:
         assert engine.stop() == 0
-    assert [(e["type"], e["geofence"]) for e in got] == [("geofence_enter", int(fid)), ("geofence_exit", int(fid))] * 2
+    assert [(e["type"], e["geofence"]) for e in got] == [
+        ("geofence_enter", int(fid)),
+        ("geofence_exit", int(fid)),
+    ] * 2
     assert [key(e) for e in got] == [key(e) for e in await reference(db_url, batches_of(fixes, 7))]
 
 
 async def test_a_fence_added_while_the_engine_runs_is_used_within_a_second(
-    fixgate_env: dict[str, str], db_url: str, redis_client: aioredis.Redis, redis_prefix: str, tmp_path: Path
+    fixgate_env: dict[str, str],
+    db_url: str,
+    redis_client: aioredis.Redis,
+    redis_prefix: str,
+    tmp_path: Path,
 ) -> None:
     await register(db_url, "truck-1", TENANT)
     engine = EngineProcess(fixgate_env, tmp_path / "engine.log")
     try:
         await asyncio.to_thread(engine.wait_ready)
-        fid = fixgate(fixgate_env, "geofence", "add", "--tenant", TENANT, "--name", "late", str(square_geojson(tmp_path, 50)))
+        fid = fixgate(
+            fixgate_env,
+            "geofence",
+            "add",
+            "--tenant",
+            TENANT,
+            "--name",
+            "late",
+            str(square_geojson(tmp_path, 50)),
+        )
         await asyncio.sleep(1.0)
-        await feed(redis_client, redis_prefix, [[fix(0, LAT, LON, device="truck-1", tenant=TENANT)]])
+        await feed(
+            redis_client, redis_prefix, [[fix(0, LAT, LON, device="truck-1", tenant=TENANT)]]
+        )
         got = await wait_events(redis_client, redis_prefix, 1, timeout_s=5)
     finally:
         engine.stop()
@@ -87,16 +131,38 @@ async def test_a_fence_added_while_the_engine_runs_is_used_within_a_second(
 
 
 async def test_a_trip_updates_then_arrives_once_and_its_etas_are_scored(
-    fixgate_env: dict[str, str], db_url: str, redis_client: aioredis.Redis, redis_prefix: str, tmp_path: Path
+    fixgate_env: dict[str, str],
+    db_url: str,
+    redis_client: aioredis.Redis,
+    redis_prefix: str,
+    tmp_path: Path,
 ) -> None:
     await register(db_url, "van-1", TENANT)
     dest = offset(LAT, LON, 0.0, 600.0)
-    trip = fixgate(fixgate_env, "trip", "start", "--tenant", TENANT, "--device", "van-1", "--to", f"{dest[0]},{dest[1]}", "--ref", "req-7")
+    trip = fixgate(
+        fixgate_env,
+        "trip",
+        "start",
+        "--tenant",
+        TENANT,
+        "--device",
+        "van-1",
+        "--to",
+        f"{dest[0]},{dest[1]}",
+        "--ref",
+        "req-7",
+    )
     engine = EngineProcess(fixgate_env, tmp_path / "engine.log")
     try:
         await asyncio.to_thread(engine.wait_ready)
-        drive = [fix(t, *offset(LAT, LON, 0.0, t * 10.0), device="van-1", tenant=TENANT, speed=10.0) for t in range(59)]
-        stop = [fix(59 + t, *offset(LAT, LON, 0.0, 595.0), device="van-1", tenant=TENANT, speed=0.0) for t in range(5)]
+        drive = [
+            fix(t, *offset(LAT, LON, 0.0, t * 10.0), device="van-1", tenant=TENANT, speed=10.0)
+            for t in range(59)
+        ]
+        stop = [
+            fix(59 + t, *offset(LAT, LON, 0.0, 595.0), device="van-1", tenant=TENANT, speed=0.0)
+            for t in range(5)
+        ]
         await feed(redis_client, redis_prefix, batches_of(drive + stop, 5))
         got = await wait_events(redis_client, redis_prefix, 1 + 59)
         await asyncio.sleep(2.0)  # the arrival's database work and the ETA flush
@@ -112,7 +178,9 @@ async def test_a_trip_updates_then_arrives_once_and_its_etas_are_scored(
     conn = await asyncpg.connect(db_url)
     try:
         state = await conn.fetchval("SELECT state FROM trips WHERE id = $1", trip)
-        scored = await conn.fetchval("SELECT count(*) FROM eta_predictions WHERE trip_id = $1 AND error_s IS NOT NULL", trip)
+        scored = await conn.fetchval(
+            "SELECT count(*) FROM eta_predictions WHERE trip_id = $1 AND error_s IS NOT NULL", trip
+        )
     finally:
         await conn.close()
     assert state == "arrived" and scored == len(updates)
@@ -121,14 +189,28 @@ async def test_a_trip_updates_then_arrives_once_and_its_etas_are_scored(
 
 
 async def test_a_trip_canceled_from_the_cli_emits_trip_canceled_once(
-    fixgate_env: dict[str, str], db_url: str, redis_client: aioredis.Redis, redis_prefix: str, tmp_path: Path
+    fixgate_env: dict[str, str],
+    db_url: str,
+    redis_client: aioredis.Redis,
+    redis_prefix: str,
+    tmp_path: Path,
 ) -> None:
     await register(db_url, "van-1", TENANT)
     engine = EngineProcess(fixgate_env, tmp_path / "engine.log")
     try:
         await asyncio.to_thread(engine.wait_ready)
         await feed(redis_client, redis_prefix, [[fix(0, LAT, LON, device="van-1", tenant=TENANT)]])
-        trip = fixgate(fixgate_env, "trip", "start", "--tenant", TENANT, "--device", "van-1", "--to", f"{LAT + 0.01},{LON}")
+        trip = fixgate(
+            fixgate_env,
+            "trip",
+            "start",
+            "--tenant",
+            TENANT,
+            "--device",
+            "van-1",
+            "--to",
+            f"{LAT + 0.01},{LON}",
+        )
         first = await wait_events(redis_client, redis_prefix, 1, timeout_s=5)
         fixgate(fixgate_env, "trip", "cancel", trip)
         got = await wait_events(redis_client, redis_prefix, 2, timeout_s=5)
@@ -146,11 +228,24 @@ def _fleet() -> list[list[Fix]]:
 
 @pytest.mark.fault
 async def test_engine_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
-    fixgate_env: dict[str, str], db_url: str, redis_client: aioredis.Redis, redis_prefix: str, tmp_path: Path
+    fixgate_env: dict[str, str],
+    db_url: str,
+    redis_client: aioredis.Redis,
+    redis_prefix: str,
+    tmp_path: Path,
 ) -> None:
     for i in range(12):
         await register(db_url, f"dev-{i:02d}", TENANT)
-    fixgate(fixgate_env, "geofence", "add", "--tenant", TENANT, "--name", "yard", str(square_geojson(tmp_path, 100)))
+    fixgate(
+        fixgate_env,
+        "geofence",
+        "add",
+        "--tenant",
+        TENANT,
+        "--name",
+        "yard",
+        str(square_geojson(tmp_path, 100)),
+    )
     batches = _fleet()
     expected = await reference(db_url, batches)
     stream = f"{redis_prefix}positions"
@@ -183,11 +278,24 @@ async def test_engine_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
 
 @pytest.mark.fault
 async def test_two_engines_on_one_stream_emit_what_one_emits(
-    fixgate_env: dict[str, str], db_url: str, redis_client: aioredis.Redis, redis_prefix: str, tmp_path: Path
+    fixgate_env: dict[str, str],
+    db_url: str,
+    redis_client: aioredis.Redis,
+    redis_prefix: str,
+    tmp_path: Path,
 ) -> None:
     for i in range(12):
         await register(db_url, f"dev-{i:02d}", TENANT)
-    fixgate(fixgate_env, "geofence", "add", "--tenant", TENANT, "--name", "yard", str(square_geojson(tmp_path, 100)))
+    fixgate(
+        fixgate_env,
+        "geofence",
+        "add",
+        "--tenant",
+        TENANT,
+        "--name",
+        "yard",
+        str(square_geojson(tmp_path, 100)),
+    )
     batches = _fleet()
     expected = await reference(db_url, batches)
     one = EngineProcess(fixgate_env, tmp_path / "one.log", FIXGATE_ENGINE_READ_COUNT="3")
