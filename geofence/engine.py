@@ -76,17 +76,20 @@ def to_us(t: datetime) -> int:
     return (t - EPOCH) // _ONE_US
 
 
-def _accepted(state: DeviceState, fixes: list[Fix]) -> list[tuple[int, Fix]]:
-    """The fixes to evaluate, in fix-time order: valid, newer than the state, one per time."""
-    out: list[tuple[int, Fix]] = []
+def _accepted(
+    state: DeviceState, fixes: list[Fix], config: EngineConfig
+) -> list[tuple[int, Fix, float]]:
+    """The fixes to evaluate, in fix-time order: valid, newer than the state, one per
+    time; each with its fix time in microseconds and its error."""
+    out: list[tuple[int, Fix, float]] = []
     last = state.last_us
     for fix in sorted(fixes, key=_fix_time) if len(fixes) > 1 else fixes:
         if not fix.valid or not (math.isfinite(fix.lat) and math.isfinite(fix.lon)):
             continue
-        us = to_us(fix.time)
+        us = (fix.time - EPOCH) // _ONE_US
         if last is not None and us <= last:
             continue
-        out.append((us, fix))
+        out.append((us, fix, error_m(fix, config)))
         last = us
     return out
 
@@ -99,7 +102,7 @@ def evaluate(
     jobs: Sequence[DeviceJob], indexes: Mapping[str, FenceIndex], config: EngineConfig, now: float
 ) -> list[DeviceResult]:
     detected = datetime.fromtimestamp(now, UTC)
-    accepted = [_accepted(job.state, job.fixes) for job in jobs]
+    accepted = [_accepted(job.state, job.fixes, config) for job in jobs]
     # Bulk geometry per tenant: arrays over all accepted fixes of the tenant's devices.
     by_tenant: dict[str, list[int]] = {}
     for j, job in enumerate(jobs):
@@ -108,13 +111,12 @@ def evaluate(
     measured: dict[int, tuple[FenceIndex, _Slices, int]] = {}
     for tenant, members in by_tenant.items():
         index = indexes[tenant]
-        fixes = [fix for j in members for _, fix in accepted[j]]
+        taken = [a for j in members for a in accepted[j]]
+        fixes = [a[1] for a in taken]
         n = len(fixes)
         lat = np.fromiter([f.lat for f in fixes], np.float64, n)
         lon = np.fromiter([f.lon for f in fixes], np.float64, n)
-        errs = np.minimum(
-            np.fromiter([error_m(f, config) for f in fixes], np.float64, n), config.max_error_m
-        )
+        errs = np.minimum(np.fromiter([a[2] for a in taken], np.float64, n), config.max_error_m)
         # Each fix's previous position: the fix before it, or for a device's first fix
         # in the batch the state's last one (none for a new device).
         plat, plon = np.roll(lat, 1), np.roll(lon, 1)
@@ -143,18 +145,19 @@ def evaluate(
     results: list[DeviceResult] = []
     for j, job in enumerate(jobs):
         state = job.state
-        events: list[AnyEvent] = trips.reconcile(state, job.trips, detected)
+        events: list[AnyEvent] = (
+            trips.reconcile(state, job.trips, detected) if job.trips is not None else []
+        )
         requests: list[RouteRequest] = []
         found = measured.get(j)
-        for k, (us, fix) in enumerate(accepted[j]):
-            err = error_m(fix, config)
+        for k, (us, fix, err) in enumerate(accepted[j]):
             if found is not None:
                 index, sl, off = found
                 _fences(state, index, sl, off + k, us, fix, err, config, detected, events)
             elif state.fences:
                 state.fences.clear()  # the tenant has no fences (any more)
             speed = fix.speed
-            if speed is None and state.last_us is not None and us > state.last_us:
+            if speed is None and state.trips and state.last_us is not None:
                 speed = local_distance_m(state.last_lat, state.last_lon, fix.lat, fix.lon) / (
                     (us - state.last_us) / 1e6
                 )
@@ -216,10 +219,10 @@ def _fences(
     near = dict(zip(sl.near[a:b], sl.depth[a:b], strict=True))
     fix_time = fix.time
     device, tenant = state.device, state.tenant
-    was_inside = [fid for fid, fs in fences.items() if fs.inside] if ca != cb else []
+    was_inside = {fid for fid, fs in fences.items() if fs.inside} if ca != cb else set()
     entered: list[int] = []
-    if len(fences) > len(near) or any(fid not in near for fid in fences):
-        for fid in [fid for fid in fences if fid not in near]:
+    if fences:
+        for fid in fences.keys() - near.keys():
             gone = fences.pop(fid)
             # Farther than the query buffer (> margin + error) from the fence: outside for
             # sure; a fence that no longer exists leaves silently.

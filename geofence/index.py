@@ -62,21 +62,57 @@ class Measurement(msgspec.Struct, frozen=True, kw_only=True):
 
 MAX_BUFFER_M: Final = 250.0
 """Largest query buffer a fix may ask for (the engine's exit margin + its largest usable
-fix error + slack stay below it); polygons' deep cores are built for it."""
+fix error + slack stay below it)."""
 
 
-def _cores(polys: npt.NDArray[np.object_], mask: BOOL, reach_m: float) -> npt.NDArray[np.object_]:
-    """Each polygon shrunk by at least `reach_m` in every direction (in degrees, with the
-    smallest metres-per-degree over the polygon's latitudes): a point inside its core is
-    deeper than any buffer, so its depth needs no distance computation."""
-    cores = np.empty(len(polys), dtype=object)
-    _, ymin, _, ymax = shapely.bounds(polys[mask]).T
-    poleward = np.minimum(np.maximum(np.abs(ymin), np.abs(ymax)), 89.9)
-    m_lat, m_lon = metres_per_degree_v(poleward)
-    reach_deg = reach_m / np.minimum(m_lat, m_lon)
-    cores[mask] = shapely.buffer(polys[mask], -reach_deg, quad_segs=2)
-    shapely.prepare(cores[mask])
-    return cores
+class _Edges:
+    """Every polygon's boundary as segments in their own STRtree: one bulk query with the
+    fixes' boxes finds the segments within each fix's buffer, and numpy measures them
+    (no geometry is built per (fix, fence) pair, and a 300-vertex service area costs only
+    the few segments near the fix)."""
+
+    def __init__(self, polys: npt.NDArray[np.object_], mask: BOOL) -> None:
+        starts: list[F64] = []
+        ends: list[F64] = []
+        owners: list[npt.NDArray[np.int64]] = []
+        for j in np.flatnonzero(mask):
+            for ring in shapely.get_rings(shapely.get_parts(polys[j])):
+                xy = shapely.get_coordinates(ring)
+                starts.append(xy[:-1])
+                ends.append(xy[1:])
+                owners.append(np.full(len(xy) - 1, j, dtype=np.int64))
+        if starts:
+            self.a, self.b = np.concatenate(starts), np.concatenate(ends)
+            self.owner: npt.NDArray[np.int64] = np.concatenate(owners)
+        else:
+            self.a = self.b = np.empty((0, 2))
+            self.owner = np.empty(0, dtype=np.int64)
+        segments: npt.NDArray[np.object_] = np.asarray(
+            shapely.linestrings(np.stack([self.a, self.b], axis=1)) if starts else [], dtype=object
+        )
+        self.tree = STRtree(segments)
+
+    def near(
+        self, boxes: npt.NDArray[np.object_], lat: F64, lon: F64, m_lat: F64, m_lon: F64
+    ) -> tuple[I64, F64]:
+        """(key = fix * n_fences + fence, distance in metres) for every (fix, polygon) with
+        a boundary segment in the fix's box, the distance on the tangent plane at the fix."""
+        fi, si = self.tree.query(boxes)
+        if len(fi) == 0:
+            return np.empty(0, dtype=np.int64), np.empty(0)
+        px, py, sx, sy = lon[fi], lat[fi], m_lon[fi], m_lat[fi]
+        ax, ay = (self.a[si, 0] - px) * sx, (self.a[si, 1] - py) * sy
+        dx, dy = (self.b[si, 0] - px) * sx - ax, (self.b[si, 1] - py) * sy - ay
+        length2 = dx * dx + dy * dy
+        with np.errstate(invalid="ignore", divide="ignore"):
+            t = np.clip(np.where(length2 > 0, -(ax * dx + ay * dy) / length2, 0.0), 0.0, 1.0)
+        d = np.hypot(ax + t * dx, ay + t * dy)
+        key = fi.astype(np.int64) * (int(self.owner.max()) + 1) + self.owner[si]
+        order = np.argsort(key, kind="stable")
+        key, d = key[order], d[order]
+        first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+        dist: F64 = np.minimum.reduceat(d, first)
+        return key[first], dist
 
 
 class FenceIndex:
@@ -101,13 +137,10 @@ class FenceIndex:
                 polys[i] = shapely.from_wkb(f.wkb)
                 tree_geoms[i] = polys[i]
         self.polys = polys
-        self.boundaries = np.empty(n, dtype=object)
         poly_mask = ~self.is_circle
         if poly_mask.any():
             shapely.prepare(polys[poly_mask])
-            self.boundaries[poly_mask] = shapely.boundary(polys[poly_mask])
-            shapely.prepare(self.boundaries[poly_mask])
-            self.cores = _cores(polys, poly_mask, max_buffer_m)
+        self.edges = _Edges(polys, poly_mask)
         self.dwell_by_id: dict[int, float] = {f.id: f.dwell_s for f in self.fences}
         self.tree = STRtree(tree_geoms)
 
@@ -135,9 +168,8 @@ class FenceIndex:
         dlon = buffer_m / np.maximum(m_lon, 1.0)
         # Bounding boxes only (no predicate): the exact tests below are cheaper in bulk
         # than GEOS predicates of boxes against large service-area polygons.
-        fix_i, fence_j = self.tree.query(
-            shapely.box(lon - dlon, lat - dlat, lon + dlon, lat + dlat)
-        )
+        boxes = shapely.box(lon - dlon, lat - dlat, lon + dlon, lat + dlat)
+        fix_i, fence_j = self.tree.query(boxes)
         depth = np.empty(len(fix_i), dtype=np.float64)
         circ = self.is_circle[fence_j]
         if circ.any():
@@ -148,13 +180,15 @@ class FenceIndex:
         poly = ~circ
         if poly.any():
             depth[poly] = self._polygon_depths(
-                fix_i[poly], fence_j[poly], lat, lon, m_lat, m_lon, buffer_m
+                fix_i[poly], fence_j[poly], boxes, lat, lon, m_lat, m_lon, buffer_m
             )
         # Outside by more than the buffer: as good as far away, leave the pair out.
-        keep = depth >= -buffer_m[fix_i]
+        keep = depth > -buffer_m[fix_i]
         fix_i, fence_j, depth = fix_i[keep], fence_j[keep], depth[keep]
         start = np.searchsorted(fix_i, np.arange(n + 1)).astype(np.int64)
-        cross_i, cross_j = self._crossings(lat, lon, error_m, prev_lat, prev_lon, has_prev)
+        cross_i, cross_j = self._crossings(
+            lat, lon, error_m, buffer_m, prev_lat, prev_lon, has_prev, (fix_i, fence_j, depth)
+        )
         return Measurement(
             start=start,
             near_fence=fence_j.astype(np.int64),
@@ -164,50 +198,59 @@ class FenceIndex:
         )
 
     def _polygon_depths(
-        self, fi: I64, fj: I64, lat: F64, lon: F64, m_lat: F64, m_lon: F64, buffer_m: F64
+        self,
+        fi: I64,
+        fj: I64,
+        boxes: npt.NDArray[np.object_],
+        lat: F64,
+        lon: F64,
+        m_lat: F64,
+        m_lon: F64,
+        buffer_m: F64,
     ) -> F64:
-        """Exact within the buffer; beyond it +/- the buffer (|depth| is at least that)."""
+        """Exact where a boundary segment lies within the fix's box; elsewhere the
+        boundary is farther than the buffer and |depth| is given as the buffer."""
         inside = shapely.contains_xy(self.polys[fj], lon[fi], lat[fi])
-        deep = np.zeros(len(fi), dtype=np.bool_)
-        deep[inside] = shapely.contains_xy(self.cores[fj[inside]], lon[fi[inside]], lat[fi[inside]])
-        near = np.zeros(len(fi), dtype=np.bool_)
-        band = ~deep
-        # A degree is at least min(m_lat, m_lon) metres in any direction, so a point
-        # within buffer_m metres of the boundary is within this many degrees of it.
-        fb = fi[band]
-        reach_deg = buffer_m[fb] / np.maximum(np.minimum(m_lat[fb], m_lon[fb]), 1.0)
-        # The stubs type `distance` as a float; shapely broadcasts an array like any ufunc.
-        near[band] = shapely.dwithin(  # type: ignore[call-overload]
-            self.boundaries[fj[band]], shapely.points(lon[fb], lat[fb]), reach_deg
-        )
-        dist = buffer_m[fi].copy()
-        if near.any():
-            k = fi[near]
-            dist[near] = _local_boundary_distance(
-                self.boundaries[fj[near]], lat[k], lon[k], m_lat[k], m_lon[k]
-            )
+        # No boundary within the box: deep inside (the buffer, a lower bound), or far
+        # outside (left out by the caller).
+        dist = np.where(inside, buffer_m[fi], np.inf)
+        keys, near_m = self.edges.near(boxes, lat, lon, m_lat, m_lon)
+        if len(keys):
+            pair_keys = fi.astype(np.int64) * (int(self.edges.owner.max()) + 1) + fj
+            at = np.minimum(np.searchsorted(keys, pair_keys), len(keys) - 1)
+            found = keys[at] == pair_keys
+            dist[found] = near_m[at[found]]
         result: F64 = np.where(inside, dist, -dist)
         return result
 
     def _crossings(
-        self, lat: F64, lon: F64, error_m: F64, prev_lat: F64, prev_lon: F64, has_prev: BOOL
+        self,
+        lat: F64,
+        lon: F64,
+        error_m: F64,
+        buffer_m: F64,
+        prev_lat: F64,
+        prev_lon: F64,
+        has_prev: BOOL,
+        near: tuple[I64, I64, F64],
     ) -> tuple[I64, I64]:
-        idx = np.flatnonzero(has_prev & ((prev_lat != lat) | (prev_lon != lon)))
+        seg_m = local_distance_v(prev_lat, prev_lon, lat, lon)
+        # Crossing by more than the error needs a segment longer than the error.
+        moved = has_prev & (seg_m > error_m)
+        # A fence a segment no longer than the buffer runs through is within the buffer
+        # of the fix, and the fix is outside it: among the fix's near pairs already. Only
+        # longer segments (sparse fixes) need a query of their own.
+        far = moved & (seg_m > buffer_m)
+        fix_i, fence_j, depth = near
+        short = moved[fix_i] & ~far[fix_i] & (depth <= 0)
+        fi, fj = fix_i[short], fence_j[short]
+        idx = np.flatnonzero(far)
+        if len(idx):
+            li, lj = self.tree.query(_segments(prev_lat[idx], prev_lon[idx], lat[idx], lon[idx]))
+            fi, fj = np.concatenate([fi, idx[li]]), np.concatenate([fj, lj])
         empty = np.empty(0, dtype=np.int64)
-        if len(idx) == 0 or len(self) == 0:
+        if len(fi) == 0:
             return empty, empty
-        coords = np.stack(
-            [
-                np.stack([prev_lon[idx], prev_lat[idx]], axis=1),
-                np.stack([lon[idx], lat[idx]], axis=1),
-            ],
-            axis=1,
-        )
-        lines: npt.NDArray[np.object_] = np.asarray(shapely.linestrings(coords), dtype=object)
-        li, fj = self.tree.query(lines)
-        if len(li) == 0:
-            return empty, empty
-        fi = idx[li]
         keep = np.zeros(len(fi), dtype=np.bool_)
         circ = self.is_circle[fj]
         if circ.any():
@@ -228,40 +271,24 @@ class FenceIndex:
                 self.polys[pj], lon[pi], lat[pi]
             ) & ~shapely.contains_xy(self.polys[pj], prev_lon[pi], prev_lat[pi])
             poly, pi, pj = poly[ends_out], pi[ends_out], pj[ends_out]
+            seg = _segments(prev_lat[pi], prev_lon[pi], lat[pi], lon[pi])
+            # Prepared predicate first: the costly intersection only for segments that
+            # really meet the polygon (most candidates are bounding-box neighbours).
+            meets = shapely.intersects(self.polys[pj], seg)
+            poly, pi, pj, seg = poly[meets], pi[meets], pj[meets], seg[meets]
             # The part of the segment inside, in metres: a straight segment has one scale
             # (its length in metres over its length in degrees) all along.
-            # Prepared predicates first: the costly intersection only for segments that
-            # really meet the polygon (most candidates are bounding-box neighbours).
-            meets = shapely.intersects(self.polys[pj], lines[li[poly]])
-            poly, pi, pj = poly[meets], pi[meets], pj[meets]
-            seg = lines[li[poly]]
-            seg_m = local_distance_v(prev_lat[pi], prev_lon[pi], lat[pi], lon[pi])
             inside_deg = shapely.length(shapely.intersection(seg, self.polys[pj]))
-            chord = inside_deg * seg_m / np.maximum(shapely.length(seg), 1e-12)
+            chord = inside_deg * seg_m[pi] / np.maximum(shapely.length(seg), 1e-12)
             keep[poly] = chord > error_m[pi]
         order = np.argsort(fi[keep], kind="stable")
         return fi[keep][order], fj[keep][order]
 
 
-def _local_boundary_distance(
-    boundaries: npt.NDArray[np.object_], lat: F64, lon: F64, m_lat: F64, m_lon: F64
-) -> F64:
-    """Distance in metres from each point to its boundary, on the tangent plane at the point
-    (one vectorised transform: each coordinate is scaled by its own pair's factors)."""
-    owner = np.repeat(np.arange(len(boundaries)), shapely.get_num_coordinates(boundaries))
-
-    def to_local(coords: F64) -> F64:
-        out = np.empty_like(coords)
-        out[:, 0] = (coords[:, 0] - lon[owner]) * m_lon[owner]
-        out[:, 1] = (coords[:, 1] - lat[owner]) * m_lat[owner]
-        return out
-
-    local = shapely.transform(boundaries, to_local)
-    dist: F64 = shapely.distance(local, _ORIGIN)
-    return dist
-
-
-_ORIGIN: Final = shapely.Point(0.0, 0.0)
+def _segments(alat: F64, alon: F64, blat: F64, blon: F64) -> npt.NDArray[np.object_]:
+    coords = np.stack([np.stack([alon, alat], axis=1), np.stack([blon, blat], axis=1)], axis=1)
+    lines: npt.NDArray[np.object_] = np.asarray(shapely.linestrings(coords), dtype=object)
+    return lines
 
 
 def _segment_centre_distance(

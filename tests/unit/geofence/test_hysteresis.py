@@ -185,3 +185,16 @@ def test_fixes_too_coarse_decide_nothing() -> None:
     assert d.feed([fix(0, LAT, LON, accuracy=900.0)]) == []
     assert types(d.feed([fix(1, LAT, LON, accuracy=5.0)])) == ["geofence_enter"]
     assert d.feed([fix(2, *offset(LAT, LON, 0, 2000), accuracy=900.0)]) == []
+
+
+@pytest.mark.parametrize("lat", [0.0, 60.0])
+def test_a_short_segment_over_a_thin_fence_crosses_it(lat: float) -> None:
+    # 20 m between the fixes: shorter than the query buffer (15 m + 5 m + 1 m), so it is
+    # found among the fix's near fences rather than by a segment query.
+    d = Driver([strip(4, lat, LON, 8.0, 60.0), circle(5, *offset(lat, LON, 50, 0), 5.0)])
+    d.feed_each([fix(0, *offset(lat, LON, 0, -10)), fix(1, *offset(lat, LON, 0, 10))])
+    d.feed_each([fix(2, *offset(lat, LON, 50, 10)), fix(3, *offset(lat, LON, 50, -10))])
+    assert [(types([e])[0], e.geofence) for e in d.events] == [
+        ("geofence_crossed", 4),
+        ("geofence_crossed", 5),
+    ]  # type: ignore[union-attr]
