@@ -2,10 +2,12 @@
 
 Polygons and multipolygons are indexed as they are; circles by their bounding box in
 degrees, built with the latitude-correct longitude factor (`geodesy.circle_bounds`), and
-then measured by true distance from their centre. A batch is queried in bulk (one
-`STRtree.query` for the fixes' boxes, one for the segments from each device's previous fix)
-and the depths are computed with vectorised numpy/shapely calls, so the cost per fix is a
-few microseconds, not a Python loop over fences.
+then measured by true distance from their centre. A batch is queried in bulk: the fixes'
+boxes (each fix's buffer in metres, as degrees at its latitude) against the fences' tree
+and against a second tree of every polygon boundary segment; containment comes from
+prepared polygons, distances from numpy on the segments found; segments between sparse
+fixes are queried only when longer than the buffer (a shorter one can only cross fences
+already near the fix). The cost per fix is a few microseconds, not a loop over fences.
 
 Depth (`depth_m`) is the signed distance to the fence's boundary, POSITIVE INSIDE. It is
 exact (tangent plane at the fix) whenever |depth| is within the fix's query buffer, which
