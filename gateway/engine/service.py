@@ -121,9 +121,7 @@ class Engine:
 
             self.http_client = httpx.AsyncClient()
         await self.reload_all()
-        self.listener = await asyncpg.connect(s.database_url)
-        await self.listener.add_listener("fixgate_geofences", self._on_notify)
-        await self.listener.add_listener("fixgate_trips", self._on_notify)
+        await self.listen()
         with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists already
             await self.redis.xgroup_create(self.stream, es.engine_group, id="$", mkstream=True)
         self.consume_task = self._spawn(self.consume(), "consume")
@@ -154,6 +152,12 @@ class Engine:
         log.info("engine: stopped")
 
     # ---- reloads ------------------------------------------------------------------------
+
+    async def listen(self) -> None:
+        """A connection of its own for LISTEN (a pooled one would be handed to others)."""
+        self.listener = await asyncpg.connect(self.settings.database_url)
+        await self.listener.add_listener("fixgate_geofences", self._on_notify)
+        await self.listener.add_listener("fixgate_trips", self._on_notify)
 
     async def reload_all(self) -> None:
         async with self.pool.acquire() as conn:
@@ -196,6 +200,8 @@ class Engine:
             if self.stop.is_set():
                 return
             try:
+                if self.listener.is_closed():
+                    await self.listen()  # the database went away: NOTIFY again from now on
                 await self.reload_all()
             except Exception as e:  # the next round retries; NOTIFY still works meanwhile
                 log.warning("engine: periodic reload failed: %s", e)

@@ -69,6 +69,11 @@ class EngineProcess:
             time.sleep(0.1)
         raise AssertionError(f"engine not ready: {self.log.read_text()[-3000:]}")
 
+    def get(self, path: str) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+            body: bytes = r.read()
+            return body.decode()
+
     def kill(self) -> None:
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
@@ -84,11 +89,16 @@ class EngineProcess:
         return self.proc.returncode
 
 
-def fixgate(env: dict[str, str], *args: str) -> str:
-    """Run `fixgate ARGS`; its last line (the new id, for add/start)."""
+def fixgate_lines(env: dict[str, str], *args: str) -> list[str]:
+    """Run `fixgate ARGS`; the lines it printed."""
     out = subprocess.run([FIXGATE_BIN, *args], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    return out.stdout.strip().splitlines()[-1]
+    return out.stdout.strip().splitlines()
+
+
+def fixgate(env: dict[str, str], *args: str) -> str:
+    """Run `fixgate ARGS`; its last line (the new id, for add/start)."""
+    return fixgate_lines(env, *args)[-1]
 
 
 async def register(db_url: str, device: str, tenant: str) -> None:

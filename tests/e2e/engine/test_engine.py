@@ -18,6 +18,7 @@ from tests.support.engine import (
     events,
     feed,
     fixgate,
+    fixgate_lines,
     key,
     reference,
     register,
@@ -167,8 +168,11 @@ async def test_a_trip_updates_then_arrives_once_and_its_etas_are_scored(
         got = await wait_events(redis_client, redis_prefix, 1 + 59)
         await asyncio.sleep(2.0)  # the arrival's database work and the ETA flush
         got = await events(redis_client, redis_prefix)
+        metrics = await asyncio.to_thread(engine.get, "/metrics")
     finally:
         engine.stop()
+    assert 'fixgate_engine_eta_abs_error_seconds_count{band="250m-1km"}' in metrics
+    assert 'fixgate_engine_events_total{type="trip_arrived"} 1.0' in metrics
     updates = [e for e in got if e["type"] == "trip_update"]
     arrived = [e for e in got if e["type"] == "trip_arrived"]
     assert [a["trip"] for a in arrived] == [trip] and arrived[0]["ref"] == "req-7"
@@ -311,3 +315,68 @@ async def test_two_engines_on_one_stream_emit_what_one_emits(
         one.stop()
         two.stop()
     assert sorted(key(e) for e in got) == sorted(key(e) for e in expected)
+
+
+async def test_geofences_are_listed_and_a_removed_one_is_left_silently(
+    fixgate_env: dict[str, str],
+    db_url: str,
+    redis_client: aioredis.Redis,
+    redis_prefix: str,
+    tmp_path: Path,
+) -> None:
+    await register(db_url, "truck-1", TENANT)
+    point = tmp_path / "point.geojson"
+    point.write_text(
+        json.dumps({"type": "Feature", "geometry": {"type": "Point", "coordinates": [LON, LAT]}})
+    )
+    circle_id = fixgate(
+        fixgate_env,
+        "geofence",
+        "add",
+        "--tenant",
+        TENANT,
+        "--name",
+        "site",
+        "--radius-m",
+        "40",
+        "--kind",
+        "customer",
+        "--dwell-s",
+        "60",
+        str(point),
+    )
+    square_id = fixgate(
+        fixgate_env,
+        "geofence",
+        "add",
+        "--tenant",
+        TENANT,
+        "--name",
+        "yard",
+        str(square_geojson(tmp_path, 100)),
+    )
+    listing = fixgate_lines(fixgate_env, "geofence", "list", "--tenant", TENANT)
+    assert [line.split()[:3] for line in listing[1:]] == [
+        [circle_id, TENANT, "site"],
+        [square_id, TENANT, "yard"],
+    ]
+    engine = EngineProcess(fixgate_env, tmp_path / "engine.log")
+    try:
+        await asyncio.to_thread(engine.wait_ready)
+        await feed(
+            redis_client, redis_prefix, [[fix(0, LAT, LON, device="truck-1", tenant=TENANT)]]
+        )
+        entered = await wait_events(redis_client, redis_prefix, 2, timeout_s=5)
+        fixgate(fixgate_env, "geofence", "remove", circle_id)
+        await asyncio.sleep(1.0)
+        far = offset(LAT, LON, 0.0, 2000.0)
+        await feed(redis_client, redis_prefix, [[fix(10, *far, device="truck-1", tenant=TENANT)]])
+        got = await wait_events(redis_client, redis_prefix, 3, timeout_s=5)
+        await asyncio.sleep(0.5)
+        got = await events(redis_client, redis_prefix)
+    finally:
+        engine.stop()
+    assert sorted((e["type"], e["geofence"]) for e in entered) == sorted(
+        [("geofence_enter", int(circle_id)), ("geofence_enter", int(square_id))]
+    )
+    assert [(e["type"], e["geofence"]) for e in got[2:]] == [("geofence_exit", int(square_id))]
