@@ -12,6 +12,9 @@ event is lost or doubled:
     claimed by another engine), and its fixes are late against the committed state;
   - killed before the commit: nothing was written; the redelivered entry is evaluated
     afresh, with the same deterministic event ids.
+The script touches the device's key and the events stream; on Redis Cluster both would
+need one hash slot (a `{...}` hash tag in the prefix), which also puts all engine state on
+one shard: a single Redis (with replicas) is the supported deployment today.
 """
 
 from __future__ import annotations

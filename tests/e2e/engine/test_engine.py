@@ -188,8 +188,14 @@ async def test_a_trip_updates_then_arrives_once_and_its_etas_are_scored(
     finally:
         await conn.close()
     assert state == "arrived" and scored == len(updates)
-    report = fixgate(fixgate_env, "eta", "report")
-    assert report.split()[0] == "3km+"
+    report = fixgate_lines(fixgate_env, "eta", "report", "--since", "2025-03-01T00:00:00Z")
+    # The table: a header, then the four bands; every prediction lies within 1 km.
+    assert [line.split()[0] for line in report] == ["band", "0-250m", "250m-1km", "1-3km", "3km+"]
+    counts = {line.split()[0]: int(line.split()[1]) for line in report[1:]}
+    assert (
+        counts["0-250m"] + counts["250m-1km"] == len(updates)
+        and counts["1-3km"] == counts["3km+"] == 0
+    )
 
 
 async def test_a_trip_canceled_from_the_cli_emits_trip_canceled_once(
