@@ -145,6 +145,7 @@ def evaluate(
     results: list[DeviceResult] = []
     for j, job in enumerate(jobs):
         state = job.state
+        before = _trip_ids(state)
         events: list[AnyEvent] = (
             trips.reconcile(state, job.trips, detected) if job.trips is not None else []
         )
@@ -171,7 +172,7 @@ def evaluate(
                 trip_events, trip_requests = trips.update(state, pos, config, detected)
                 events += trip_events
                 requests += trip_requests
-        changed = bool(accepted[j]) or bool(events) or job.trips is not None
+        changed = bool(accepted[j]) or bool(events) or _trip_ids(state) != before
         if changed:
             state.rev += 1
         results.append(
@@ -184,6 +185,10 @@ def evaluate(
             )
         )
     return results
+
+
+def _trip_ids(state: DeviceState) -> tuple[tuple[str, ...], int]:
+    return tuple(t.trip for t in state.trips), len(state.done)
 
 
 class _Slices(msgspec.Struct, array_like=True):

@@ -228,3 +228,11 @@ def test_trips_of_a_device_without_fixes_wait_for_its_first_fix() -> None:
     assert r.events == [] and r.state.trips[0].trip == "trip-a"
     d.store(r.state)
     assert types(d.feed([fix(0, LAT, LON, speed=3.0)])) == ["trip_update"]
+
+
+def test_a_late_fix_of_a_device_with_trips_changes_nothing() -> None:
+    d = Driver()
+    d.feed([fix(10, LAT, LON, speed=5.0)], trips={"dev-1": [trip()]})
+    before = d.stored["dev-1"]
+    assert d.feed([fix(5, LAT, LON, speed=5.0)], trips={"dev-1": [trip()]}) == []
+    assert d.stored["dev-1"] == before
