@@ -83,13 +83,21 @@ def _accepted(
     time; each with its fix time in microseconds and its error."""
     out: list[tuple[int, Fix, float]] = []
     last = state.last_us
+    isfinite = math.isfinite
     for fix in sorted(fixes, key=_fix_time) if len(fixes) > 1 else fixes:
-        if not fix.valid or not (math.isfinite(fix.lat) and math.isfinite(fix.lon)):
+        if not fix.valid or not (isfinite(fix.lat) and isfinite(fix.lon)):
             continue
         us = (fix.time - EPOCH) // _ONE_US
         if last is not None and us <= last:
             continue
-        out.append((us, fix, error_m(fix, config)))
+        err = (
+            fix.accuracy
+            if fix.accuracy is not None
+            else fix.hdop * config.uere_m
+            if fix.hdop is not None
+            else config.default_error_m
+        )
+        out.append((us, fix, err))
         last = us
     return out
 
@@ -145,7 +153,7 @@ def evaluate(
     results: list[DeviceResult] = []
     for j, job in enumerate(jobs):
         state = job.state
-        before = _trip_ids(state)
+        before = _trip_ids(state) if job.trips is not None else None
         events: list[AnyEvent] = (
             trips.reconcile(state, job.trips, detected) if job.trips is not None else []
         )
@@ -172,7 +180,9 @@ def evaluate(
                 trip_events, trip_requests = trips.update(state, pos, config, detected)
                 events += trip_events
                 requests += trip_requests
-        changed = bool(accepted[j]) or bool(events) or _trip_ids(state) != before
+        changed = (
+            bool(accepted[j]) or bool(events) or (before is not None and _trip_ids(state) != before)
+        )
         if changed:
             state.rev += 1
         results.append(
