@@ -125,7 +125,6 @@ class FenceIndex:
         self.max_buffer_m = max_buffer_m
         n = len(self.fences)
         self.ids: I64 = np.array([f.id for f in self.fences], dtype=np.int64)
-        self.dwell_s: F64 = np.array([f.dwell_s for f in self.fences], dtype=np.float64)
         self.is_circle: BOOL = np.array([f.wkb is None for f in self.fences], dtype=np.bool_)
         self.clat: F64 = np.array([f.lat for f in self.fences], dtype=np.float64)
         self.clon: F64 = np.array([f.lon for f in self.fences], dtype=np.float64)

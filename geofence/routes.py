@@ -49,6 +49,7 @@ class Projection(msgspec.Struct, frozen=True, kw_only=True):
 
 
 MIN_SEGMENTS: Final = 1
+"""A route needs at least one segment to project on."""
 
 
 def usable(route: Route, max_snap_m: float) -> bool:

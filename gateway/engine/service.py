@@ -38,7 +38,6 @@ from gateway.http import serve_http
 from geofence.engine import DeviceJob, DeviceResult, evaluate, route_ready, sync_trips
 from geofence.events import TripArrived, TripUpdate, encode_event
 from geofence.index import FenceIndex
-from geofence.state import DeviceState
 from geofence.trips import RouteRequest, TripSpec, to_datetime
 from ingest.redis_writer import decode_fixes
 
@@ -179,11 +178,11 @@ class Engine:
             view = await trip_db.engine_view(conn, device=device)
         specs = view[device]
         self.trips[device] = specs
-        tenants = await conn_tenant(self.pool, device)
-        if tenants is None:
+        tenant = await device_tenant(self.pool, device)
+        if tenant is None:
             return
         await self._update_device(
-            device, tenants, lambda st: sync_trips(st, specs, self.config, time.time())
+            device, tenant, lambda st: sync_trips(st, specs, self.config, time.time())
         )
 
     def _on_notify(self, conn: object, pid: int, channel: str, payload: object) -> None:
@@ -381,7 +380,7 @@ class Engine:
             CONFLICTS.inc()
 
 
-async def conn_tenant(pool: asyncpg.Pool, device: str) -> str | None:
+async def device_tenant(pool: asyncpg.Pool, device: str) -> str | None:
     async with pool.acquire() as conn:
         tenant: str | None = await conn.fetchval(
             "SELECT tenant_id FROM devices WHERE id = $1", device
@@ -394,6 +393,3 @@ def main(settings: Settings, es: EngineSettings) -> None:
 
     setup_logging(settings.log_level)
     asyncio.run(Engine(settings, es).serve())
-
-
-__all__ = ["DeviceState", "Engine", "main"]
