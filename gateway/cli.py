@@ -14,6 +14,8 @@ import typer
 from api.cli import api as dispatch_api
 from api.cli import token_app
 from gateway.config import Settings
+from gateway.engine.cli import engine as engine_command
+from gateway.engine.cli import eta_app, geofence_app, trip_app
 from gateway.migrate import migrate as apply_migrations
 from gateway.migrate import migrations_dir
 from gateway.registry import store as registry
@@ -22,6 +24,10 @@ from gateway.registry.tokens import BadToken
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 device_app = typer.Typer(no_args_is_help=True, help="The device registry.")
 app.add_typer(device_app, name="device")
+app.add_typer(geofence_app, name="geofence")
+app.add_typer(trip_app, name="trip")
+app.add_typer(eta_app, name="eta")
+app.command("engine")(engine_command)
 app.command("api")(dispatch_api)
 app.add_typer(token_app, name="token")
 

@@ -1,0 +1,167 @@
+"""A real `fixgate engine` process for a test, fixes fed through the gateway's own
+LiveWriter, and the events stream read back (validated against the documented schema)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import jsonschema
+import redis.asyncio as aioredis
+
+from devices.fix import Fix
+from gateway.engine.fences import load_fences
+from gateway.registry.store import add_device
+from gateway.sinks.live import LiveWriter
+from geofence.config import EngineConfig
+from geofence.events import encode_event
+from tests.support.geofence import Driver
+from tests.support.paths import REPO_ROOT
+
+FIXGATE_BIN = str(Path(sys.executable).parent / "fixgate")
+SCHEMA = json.loads((REPO_ROOT / "docs" / "events.schema.json").read_text())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class EngineProcess:
+    def __init__(self, env: dict[str, str], log: Path, **settings: str) -> None:
+        self.port = free_port()
+        full = {
+            **env,
+            "FIXGATE_ENGINE_PORT": str(self.port),
+            "FIXGATE_ENGINE_CLAIM_IDLE_S": "2",
+            **settings,
+        }
+        self.log = log
+        self.proc = subprocess.Popen(
+            [FIXGATE_BIN, "engine"], env=full, stdout=log.open("ab"), stderr=subprocess.STDOUT
+        )
+
+    def wait_ready(self, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"engine exited {self.proc.returncode}: {self.log.read_text()[-3000:]}"
+                )
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"engine not ready: {self.log.read_text()[-3000:]}")
+
+    def get(self, path: str) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
+            body: bytes = r.read()
+            return body.decode()
+
+    def kill(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        return self.proc.returncode
+
+
+def fixgate_lines(env: dict[str, str], *args: str) -> list[str]:
+    """Run `fixgate ARGS`; the lines it printed."""
+    out = subprocess.run([FIXGATE_BIN, *args], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().splitlines()
+
+
+def fixgate(env: dict[str, str], *args: str) -> str:
+    """Run `fixgate ARGS`; its last line (the new id, for add/start)."""
+    return fixgate_lines(env, *args)[-1]
+
+
+async def register(db_url: str, device: str, tenant: str) -> None:
+    conn = await asyncpg.connect(db_url)
+    try:
+        await add_device(conn, device, tenant_id=tenant, kind="tracker")
+    finally:
+        await conn.close()
+
+
+async def feed(
+    client: aioredis.Redis, prefix: str, batches: list[list[Fix]], pause_s: float = 0.0
+) -> None:
+    """Each batch as the gateway's live writer writes it: one stream entry per batch."""
+    writer = LiveWriter(client, prefix)
+    for batch in batches:
+        await writer.write(batch)
+        if pause_s:
+            await asyncio.sleep(pause_s)
+
+
+async def events(client: aioredis.Redis, prefix: str) -> list[dict[str, Any]]:
+    """Every event in the stream, each validated against docs/events.schema.json."""
+    out = []
+    for _, fields in await client.xrange(f"{prefix}events"):
+        event = json.loads(fields[b"event"])
+        jsonschema.validate(event, SCHEMA)
+        out.append(event)
+    return out
+
+
+async def wait_events(
+    client: aioredis.Redis, prefix: str, count: int, timeout_s: float = 30.0
+) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout_s
+    got: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        got = await events(client, prefix)
+        if len(got) >= count:
+            return got
+        await asyncio.sleep(0.1)
+    return got
+
+
+async def reference(
+    db_url: str, batches: list[list[Fix]], config: EngineConfig | None = None
+) -> list[dict[str, Any]]:
+    """What the core says these fixes yield, with the database's fences: the expectation."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        fences = [f for fs in (await load_fences(conn)).values() for f in fs]
+    finally:
+        await conn.close()
+    d = Driver(fences, config or EngineConfig(routing_enabled=False))
+    for batch in batches:
+        d.feed(batch)
+    return [json.loads(encode_event(e)) for e in d.events]
+
+
+def key(event: dict[str, Any]) -> tuple[str, str, str, str]:
+    return (
+        event["id"],
+        event["type"],
+        str(event.get("geofence", event.get("trip"))),
+        str(event["fix_time"]),
+    )
