@@ -11,6 +11,7 @@ tracked by a pid file and stopped by PID.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -184,6 +185,11 @@ class OsrmService:
         )
 
     def stop(self) -> bool:
-        stopped = _stop_pid(self.pid(), signal.SIGTERM, "osrm-routed")
+        pid = self.pid()
+        stopped = _stop_pid(pid, signal.SIGTERM, "osrm-routed")
+        if pid is not None:
+            # When this process started it (a test's own osrm-routed), reap it.
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
         self.pid_file.unlink(missing_ok=True)
         return stopped
