@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from devtools.stack.settings import StackSettings
 from gateway.config import Settings
+from gateway.engine.routing_settings import RoutingSettings
 from tests.support.paths import REPO_ROOT
 
-SETTINGS_CLASSES = (Settings, StackSettings)
+SETTINGS_CLASSES = (Settings, StackSettings, RoutingSettings)
 
 
 def test_every_setting_is_documented() -> None:
