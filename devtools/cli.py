@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from devtools.stack import Stack
 
 stack_app = typer.Typer(
-    no_args_is_help=True, help="The service stack: TimescaleDB, Redis, Mosquitto."
+    no_args_is_help=True, help="The service stack: TimescaleDB, Redis, Mosquitto, OSRM."
 )
 
 
@@ -50,7 +50,7 @@ def _stack(settings: StackSettings) -> Stack:
 
 @stack_app.command("up")
 def stack_up() -> None:
-    """Start TimescaleDB, Redis and Mosquitto (idempotent: a second run changes nothing)."""
+    """Start TimescaleDB, Redis, Mosquitto and OSRM (idempotent: a second run changes nothing)."""
     settings = StackSettings()
     try:
         _stack(settings).up()

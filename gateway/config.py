@@ -26,6 +26,7 @@ _FILTER = FilterLimits()
 STACK_PG_PORT = 55432
 STACK_REDIS_PORT = 56379
 STACK_MQTT_PORT = 51883
+STACK_OSRM_PORT = 55000
 
 
 class Settings(BaseSettings):

@@ -1,8 +1,10 @@
 """Real services for every test: TimescaleDB, Redis and Mosquitto, never stand-ins.
 
 Where they come from, in order: `FIXGATE_TEST_DATABASE_URL`/`_REDIS_URL`/`_MQTT_URL` when
-all three are set; else testcontainers when a Docker engine answers; else the project's
-own native stack (`fixgate stack up`), stopped again at the end if this run started it.
+all three are set (and `FIXGATE_TEST_ROUTING_URL` for OSRM); else testcontainers when a
+Docker engine answers; else the project's own native stack (`fixgate stack up`), stopped
+again at the end if this run started it. OSRM not given that way is the native stack's
+(it needs no Docker), started for the first test that asks for `routing_url`.
 
 Isolation: each test that asks for `db_url` gets its own database cloned from a template
 migrated once per run; `redis_prefix` and `mqtt_prefix` are unique per test.
@@ -21,7 +23,13 @@ import redis.asyncio as aioredis
 
 from devtools.stack import docker_engine_answers
 from gateway.migrate import migrate, migrations_dir
-from tests.support.services import Services, from_native_stack, from_testcontainers, with_database
+from tests.support.services import (
+    Services,
+    from_native_stack,
+    from_testcontainers,
+    native_osrm,
+    with_database,
+)
 
 # One template per run (pid): runs sharing one stack must not drop each other's template.
 TEMPLATE_DB = f"fixgate_test_template_{os.getpid()}"
@@ -32,13 +40,24 @@ def services() -> Iterator[Services]:
     given = [os.environ.get(f"FIXGATE_TEST_{k}_URL") for k in ("DATABASE", "REDIS", "MQTT")]
     if all(given):
         db, rd, mq = given
-        yield Services(with_database(db, "postgres"), rd, mq)  # type: ignore[arg-type]
+        routing = os.environ.get("FIXGATE_TEST_ROUTING_URL") or None
+        yield Services(with_database(db, "postgres"), rd, mq, routing)  # type: ignore[arg-type]
     elif docker_engine_answers():
         with from_testcontainers() as found:
             yield found
     else:
         with from_native_stack() as found:
             yield found
+
+
+@pytest.fixture(scope="session")
+def routing_url(services: Services) -> Iterator[str]:
+    """OSRM's base URL, routing on the stack's extract."""
+    if services.routing_url is not None:
+        yield services.routing_url
+    else:
+        with native_osrm() as url:
+            yield url
 
 
 @pytest.fixture(scope="session")

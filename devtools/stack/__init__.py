@@ -1,4 +1,4 @@
-"""The service stack (TimescaleDB with PostGIS, Redis, Mosquitto) for development, demos and tests.
+"""The service stack (TimescaleDB with PostGIS, Redis, Mosquitto, OSRM) for development, demos and tests.
 
 Two ways to run it, one interface: docker compose when a Docker engine answers, else the
 native stack (Debian packages, and TimescaleDB from a Debian trixie root file system run
@@ -61,4 +61,5 @@ def stack_env(settings: StackSettings) -> dict[str, str]:
         "FIXGATE_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{settings.stack_pg_port}/fixgate",
         "FIXGATE_REDIS_URL": f"redis://127.0.0.1:{settings.stack_redis_port}/0",
         "FIXGATE_MQTT_URL": f"mqtt://127.0.0.1:{settings.stack_mqtt_port}",
+        "FIXGATE_ROUTING_URL": f"http://127.0.0.1:{settings.stack_osrm_port}",
     }

@@ -12,11 +12,12 @@ from pathlib import Path
 
 from devtools.stack import ServiceStatus
 from devtools.stack.native import StackError
+from devtools.stack.osrm_extracts import EXTRACTS
 from devtools.stack.settings import StackSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-SERVICES = ("timescaledb", "redis", "mosquitto")
+SERVICES = ("timescaledb", "redis", "mosquitto", "osrm")
 
 
 class ComposeStack:
@@ -27,6 +28,8 @@ class ComposeStack:
             "FIXGATE_STACK_PG_PORT": str(settings.stack_pg_port),
             "FIXGATE_STACK_REDIS_PORT": str(settings.stack_redis_port),
             "FIXGATE_STACK_MQTT_PORT": str(settings.stack_mqtt_port),
+            "FIXGATE_STACK_OSRM_PORT": str(settings.stack_osrm_port),
+            "FIXGATE_ROUTING_PBF": settings.routing_pbf,
         }
 
     def _compose(self, *args: str) -> str:
@@ -37,6 +40,13 @@ class ComposeStack:
         return done.stdout
 
     def up(self) -> None:
+        if self.settings.routing_pbf not in EXTRACTS:
+            raise StackError(
+                f"the compose stack routes on a named extract ({', '.join(EXTRACTS)}), not "
+                f"FIXGATE_ROUTING_PBF={self.settings.routing_pbf!r}: use FIXGATE_STACK_MODE=native"
+            )
+        # The one-shot fetch first: `up --wait` would count its exit as a failure.
+        self._compose("run", "--rm", "osrm-extract")
         self._compose("up", "-d", "--wait", *SERVICES)
 
     def down(self) -> list[str]:
@@ -49,6 +59,7 @@ class ComposeStack:
             "timescaledb": self.settings.stack_pg_port,
             "redis": self.settings.stack_redis_port,
             "mosquitto": self.settings.stack_mqtt_port,
+            "osrm": self.settings.stack_osrm_port,
         }
         return [
             ServiceStatus(name, name in running, f"127.0.0.1:{ports[name]} (docker)")

@@ -1,10 +1,11 @@
 """The native stack: TimescaleDB + PostGIS from a Debian trixie root (chroot), Redis and
-Mosquitto from Debian packages, each started as our own process on a loopback port.
+Mosquitto from Debian packages, OSRM from the osrm-bindings wheel (devtools/stack/osrm.py),
+each started as our own process on a loopback port.
 
 Everything lives under `settings.stack_dir` (outside the clone, so repeated runs reuse
 the ~1 GB root): `trixie-root/` (built once with debootstrap; PostgreSQL's data is inside
-it under /data/pg), `redis/`, `mosquitto/`. Processes are tracked by their pid files and
-stopped by PID only.
+it under /data/pg), `redis/`, `mosquitto/`, `osrm/`. Processes are tracked by their pid
+files and stopped by PID only.
 """
 
 from __future__ import annotations
@@ -99,13 +100,22 @@ def _wait(predicate: Callable[[], object], timeout_s: float, what: str) -> None:
     raise StackError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
-def _spawn(cmd: list[str], log: Path, port: int, what: str) -> None:
+def _spawn(
+    cmd: list[str],
+    log: Path,
+    port: int,
+    what: str,
+    on_spawn: Callable[[int], object] | None = None,
+) -> None:
     """Start a server detached from us (own session, so it outlives this command), then
-    wait for its port; fail at once with its log when it exits instead."""
+    wait for its port; fail at once with its log when it exits instead. `on_spawn` gets
+    the PID at once (to record it for a server that writes no pid file of its own)."""
     with open(log, "ab") as out:
         proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
         )
+    if on_spawn is not None:
+        on_spawn(proc.pid)
 
     def ready() -> bool:
         if proc.poll() is not None:
@@ -141,6 +151,10 @@ class NativeStack:
         self.pg_data = self.root / self.pg_data_in_root.lstrip("/")
         self.redis_dir = self.dir / f"redis-{settings.stack_redis_port}"
         self.mqtt_dir = self.dir / f"mosquitto-{settings.stack_mqtt_port}"
+        # Imported here: devtools.stack.osrm builds on this module's process helpers.
+        from devtools.stack.osrm import OsrmService
+
+        self.osrm = OsrmService(settings)
 
     # ---- host packages -------------------------------------------------------------
 
@@ -305,11 +319,13 @@ class NativeStack:
             self.start_pg()
             self.start_redis()
             self.start_mosquitto()
+            self.osrm.start()
 
     def down(self) -> list[str]:
         with _locked(self.dir):
             stopped = []
             for name, stop in (
+                ("osrm", self.osrm.stop),
                 ("mosquitto", self.stop_mosquitto),
                 ("redis", self.stop_redis),
                 ("timescaledb", self.stop_pg),
@@ -324,6 +340,7 @@ class NativeStack:
             ServiceStatus("timescaledb", self.pg_pid() is not None, f"127.0.0.1:{s.stack_pg_port}", self.pg_pid()),
             ServiceStatus("redis", self.redis_pid() is not None, f"127.0.0.1:{s.stack_redis_port}", self.redis_pid()),
             ServiceStatus("mosquitto", self.mosquitto_pid() is not None, f"127.0.0.1:{s.stack_mqtt_port}", self.mosquitto_pid()),
+            ServiceStatus("osrm", self.osrm.pid() is not None, f"127.0.0.1:{s.stack_osrm_port}", self.osrm.pid()),
         ]  # fmt: skip
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import yaml
 
 from devtools.stack.native import mosquitto_conf
-from gateway.config import STACK_MQTT_PORT, STACK_PG_PORT, STACK_REDIS_PORT
+from devtools.stack.osrm_extracts import EXTRACTS
+from devtools.stack.settings import StackSettings
+from gateway.config import STACK_MQTT_PORT, STACK_OSRM_PORT, STACK_PG_PORT, STACK_REDIS_PORT
 from tests.support.paths import REPO_ROOT
 
 
@@ -15,7 +17,8 @@ def load() -> dict:
 
 def test_services_images_and_loopback_ports() -> None:
     services = load()["services"]
-    assert {"timescaledb", "redis", "mosquitto", "gateway", "api", "migrate"} <= set(services)
+    expected = {"timescaledb", "redis", "mosquitto", "osrm", "gateway", "api", "migrate"}
+    assert expected <= set(services)
     assert services["timescaledb"]["image"].startswith("timescale/timescaledb-ha:")
     assert services["redis"]["image"].startswith("redis:")
     assert services["mosquitto"]["image"].startswith("eclipse-mosquitto:")
@@ -34,6 +37,10 @@ def test_services_images_and_loopback_ports() -> None:
         f"127.0.0.1:${{FIXGATE_STACK_MQTT_PORT:-{STACK_MQTT_PORT}}}:1883"
         in services["mosquitto"]["ports"]
     )
+    assert (
+        f"127.0.0.1:${{FIXGATE_STACK_OSRM_PORT:-{STACK_OSRM_PORT}}}:5000"
+        in services["osrm"]["ports"]
+    )
 
 
 def test_fixgate_services_build_here_and_wait_for_their_dependencies() -> None:
@@ -48,7 +55,7 @@ def test_fixgate_services_build_here_and_wait_for_their_dependencies() -> None:
         == "service_completed_successfully"
     )
     assert services["migrate"]["depends_on"]["timescaledb"]["condition"] == "service_healthy"
-    for name in ("timescaledb", "redis", "mosquitto"):
+    for name in ("timescaledb", "redis", "mosquitto", "osrm"):
         assert services[name]["healthcheck"]["test"]
     dockerfile = (REPO_ROOT / "Dockerfile").read_text()
     for package in ("gateway", "devices", "ingest", "geofence", "api", "migrations"):
@@ -79,3 +86,24 @@ def test_the_gateway_spools_to_its_volume() -> None:
     mounted = {v.split(":")[1] for v in gateway["volumes"]}
     spool_dir = gateway["environment"]["FIXGATE_SPOOL_DIR"]
     assert any(spool_dir.startswith(m + "/") for m in mounted), (spool_dir, mounted)
+
+
+def test_osrm_prepares_the_native_stacks_extract_for_mld() -> None:
+    services = load()["services"]
+    fetch, osrm = services["osrm-extract"], services["osrm"]
+    # The same fetch script as the native stack's, and its default extract.
+    assert "./devtools/stack/osrm_extracts.py:/osrm_extracts.py:ro" in fetch["volumes"]
+    default = StackSettings.model_fields["routing_pbf"].default
+    assert default in EXTRACTS
+    assert f"${{FIXGATE_ROUTING_PBF:-{default}}}" in fetch["command"]
+    assert osrm["environment"]["FIXGATE_ROUTING_PBF"] == f"${{FIXGATE_ROUTING_PBF:-{default}}}"
+    assert osrm["image"].startswith("ghcr.io/project-osrm/osrm-backend:")
+    assert osrm["depends_on"]["osrm-extract"]["condition"] == "service_completed_successfully"
+    script = osrm["command"][0]
+    for step in ("osrm-extract -p /opt/car.lua", "osrm-partition", "osrm-customize"):
+        assert step in script
+    assert "exec osrm-routed --algorithm mld -p 5000" in script
+    # Prepared once: the steps run only when the dataset is missing.
+    assert script.index(".osrm.mldgr") < script.index("osrm-extract")
+    # The product's services reach it by its compose name.
+    assert services["gateway"]["environment"]["FIXGATE_ROUTING_URL"] == "http://osrm:5000"

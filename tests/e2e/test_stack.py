@@ -24,6 +24,7 @@ PORTS = {
     "FIXGATE_STACK_PG_PORT": 55442,
     "FIXGATE_STACK_REDIS_PORT": 56389,
     "FIXGATE_STACK_MQTT_PORT": 51893,
+    "FIXGATE_STACK_OSRM_PORT": 55010,
 }
 
 
@@ -60,7 +61,7 @@ def test_up_twice_then_down_leaves_no_process_of_ours() -> None:
         status = stack("status")
         assert status.returncode == 0, status.stdout
         pids = [int(line.split("pid")[1]) for line in status.stdout.splitlines()]
-        assert len(pids) == 3 and all(pid_alive(p) for p in pids)
+        assert len(pids) == 4 and all(pid_alive(p) for p in pids)
         assert all(port_open(p) for p in PORTS.values())
 
         env = stack("env").stdout
@@ -70,10 +71,12 @@ def test_up_twice_then_down_leaves_no_process_of_ours() -> None:
         )
         assert f"FIXGATE_REDIS_URL=redis://127.0.0.1:{PORTS['FIXGATE_STACK_REDIS_PORT']}/0" in env
         assert f"FIXGATE_MQTT_URL=mqtt://127.0.0.1:{PORTS['FIXGATE_STACK_MQTT_PORT']}" in env
+        assert f"FIXGATE_ROUTING_URL=http://127.0.0.1:{PORTS['FIXGATE_STACK_OSRM_PORT']}" in env
     finally:
         down = stack("down")
     assert down.returncode == 0, down.stderr
-    assert "timescaledb" in down.stdout and "redis" in down.stdout and "mosquitto" in down.stdout
+    for name in ("timescaledb", "redis", "mosquitto", "osrm"):
+        assert name in down.stdout
     # Every PostgreSQL child goes with the postmaster.
     assert not any(pid_alive(p) for p in pids)
     assert not any(port_open(p) for p in PORTS.values())

@@ -18,6 +18,9 @@ class Services:
     admin_database_url: str  # a URL whose database is `postgres`, for CREATE DATABASE
     redis_url: str
     mqtt_url: str
+    # OSRM on the stack's extract (`FIXGATE_ROUTING_PBF`); None: not given, so the
+    # `routing_url` fixture starts the native stack's OSRM when a test asks for it.
+    routing_url: str | None = None
 
     def database_url(self, name: str) -> str:
         return self.admin_database_url.rsplit("/", 1)[0] + f"/{name}"
@@ -25,6 +28,27 @@ class Services:
 
 def with_database(url: str, name: str) -> str:
     return url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@contextlib.contextmanager
+def native_osrm() -> Iterator[str]:
+    """The native stack's OSRM (it needs no Docker, only the unpacked wheel), started when
+    it is not running and then stopped again at the end; its base URL."""
+    from devtools.stack.native import _locked
+    from devtools.stack.osrm import OsrmService
+
+    settings = StackSettings()
+    osrm = OsrmService(settings)
+    # Under the stack's lock, like `stack up`: two runs must not prepare at once.
+    with _locked(settings.stack_dir):
+        was_running = osrm.pid() is not None
+        osrm.start()
+    try:
+        yield stack_env(settings)["FIXGATE_ROUTING_URL"]
+    finally:
+        if not was_running:
+            with _locked(settings.stack_dir):
+                osrm.stop()
 
 
 @contextlib.contextmanager
@@ -70,6 +94,7 @@ def from_native_stack() -> Iterator[Services]:
             admin_database_url=with_database(env["FIXGATE_DATABASE_URL"], "postgres"),
             redis_url=env["FIXGATE_REDIS_URL"],
             mqtt_url=env["FIXGATE_MQTT_URL"],
+            routing_url=env["FIXGATE_ROUTING_URL"],
         )
     finally:
         if not was_running:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from api.settings import ApiSettings
 from devtools.stack.settings import StackSettings
 from gateway.config import Settings
+from gateway.engine.settings import EngineSettings
 from tests.support.paths import REPO_ROOT
 
-SETTINGS_CLASSES = (Settings, StackSettings, ApiSettings)
+SETTINGS_CLASSES = (Settings, StackSettings, ApiSettings, EngineSettings)
 
 
 def test_every_setting_is_documented() -> None:
