@@ -13,10 +13,10 @@ import asyncpg
 import typer
 
 from gateway.config import Settings
+from gateway.db import DbConnection
 from gateway.engine import eta as eta_db
 from gateway.engine import fences as fence_db
 from gateway.engine import trips as trip_db
-from gateway.engine.conn import Conn
 
 geofence_app = typer.Typer(no_args_is_help=True, help="Geofences: polygons and circles per tenant.")
 trip_app = typer.Typer(no_args_is_help=True, help="Trips: a device heading to a destination.")
@@ -30,7 +30,7 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=1)
 
 
-def _run(fn: Callable[[Conn], Awaitable[T]]) -> T:
+def _run(fn: Callable[[DbConnection], Awaitable[T]]) -> T:
     async def go() -> T:
         conn = await asyncpg.connect(Settings().database_url)
         try:
@@ -174,7 +174,7 @@ def trip_cancel(
 ) -> None:
     """Cancel an open trip (the device's next trip becomes active)."""
 
-    async def go(c: Conn) -> bool:
+    async def go(c: DbConnection) -> bool:
         owner = tenant or await c.fetchval("SELECT tenant_id FROM trips WHERE id = $1", trip_id)
         return owner is not None and await trip_db.cancel_trip(c, trip_id, tenant=owner)
 

@@ -12,7 +12,7 @@ from typing import Final
 import msgspec
 from prometheus_client import Histogram
 
-from gateway.engine.conn import Conn
+from gateway.db import DbConnection
 from geofence.events import TripUpdate
 
 BANDS: Final = (
@@ -71,7 +71,7 @@ class EtaRecorder:
         )  # fmt: skip
         del self.pending[:-MAX_BUFFERED]
 
-    async def flush(self, conn: Conn) -> int:
+    async def flush(self, conn: DbConnection) -> int:
         rows, self.pending = self.pending, []
         if not rows:
             return 0
@@ -87,7 +87,7 @@ class EtaRecorder:
             raise
         return len(rows)
 
-    async def arrived(self, conn: Conn, trip_id: str, at: datetime) -> int:
+    async def arrived(self, conn: DbConnection, trip_id: str, at: datetime) -> int:
         """Score the trip's predictions against its arrival; observe the histogram once
         per prediction (only rows not scored yet, so a redelivered arrival counts once)."""
         await self.flush(conn)
@@ -110,7 +110,7 @@ class BandReport(msgspec.Struct, frozen=True, kw_only=True):
     within_2min: float | None
 
 
-async def report(conn: Conn, since: datetime | None = None) -> list[BandReport]:
+async def report(conn: DbConnection, since: datetime | None = None) -> list[BandReport]:
     rows = await conn.fetch(
         """
         SELECT CASE WHEN distance_m < 250 THEN '0-250m' WHEN distance_m < 1000 THEN '250m-1km'

@@ -10,7 +10,7 @@ import msgspec
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from gateway.engine.conn import Conn
+from gateway.db import DbConnection
 from geofence.index import FENCE_KINDS, FenceSpec
 
 
@@ -57,7 +57,7 @@ def geometry_from_geojson(doc: dict[str, Any], radius_m: float | None) -> BaseGe
 
 
 async def add_geofence(
-    conn: Conn,
+    conn: DbConnection,
     *,
     tenant: str,
     name: str,
@@ -81,14 +81,14 @@ async def add_geofence(
     return fid
 
 
-async def remove_geofence(conn: Conn, fid: int, *, tenant: str | None = None) -> bool:
+async def remove_geofence(conn: DbConnection, fid: int, *, tenant: str | None = None) -> bool:
     done = await conn.execute(
         "DELETE FROM geofences WHERE id = $1 AND ($2::text IS NULL OR tenant_id = $2)", fid, tenant
     )
     return bool(done.endswith(" 1"))
 
 
-async def list_geofences(conn: Conn, *, tenant: str | None = None) -> list[GeofenceRow]:
+async def list_geofences(conn: DbConnection, *, tenant: str | None = None) -> list[GeofenceRow]:
     rows = await conn.fetch(
         "SELECT id, tenant_id, name, kind, GeometryType(geom) AS geometry_type, radius_m, dwell_s"
         " FROM geofences WHERE ($1::text IS NULL OR tenant_id = $1) ORDER BY tenant_id, id",
@@ -97,7 +97,9 @@ async def list_geofences(conn: Conn, *, tenant: str | None = None) -> list[Geofe
     return [GeofenceRow(**dict(r)) for r in rows]
 
 
-async def load_fences(conn: Conn, *, tenant: str | None = None) -> dict[str, list[FenceSpec]]:
+async def load_fences(
+    conn: DbConnection, *, tenant: str | None = None
+) -> dict[str, list[FenceSpec]]:
     """Every fence (or one tenant's), as the core's FenceSpecs, by tenant."""
     rows = await conn.fetch(
         "SELECT id, tenant_id, name, kind, dwell_s, radius_m,"

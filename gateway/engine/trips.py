@@ -15,7 +15,7 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
-from gateway.engine.conn import Conn
+from gateway.db import DbConnection
 from geofence.trips import TripSpec
 
 OPEN_STATES = ("waiting", "active")
@@ -59,7 +59,7 @@ def _row(record: asyncpg.Record) -> TripRow:
     return TripRow(**dict(record))
 
 
-async def _activate_next(conn: Conn, device: str) -> None:
+async def _activate_next(conn: DbConnection, device: str) -> None:
     await conn.execute(
         """
         UPDATE trips SET state = 'active', activated_at = now()
@@ -71,7 +71,7 @@ async def _activate_next(conn: Conn, device: str) -> None:
 
 
 async def start_trip(
-    conn: Conn,
+    conn: DbConnection,
     *,
     tenant: str,
     device: str,
@@ -103,7 +103,7 @@ async def start_trip(
     return trip_id
 
 
-async def cancel_trip(conn: Conn, trip_id: str, *, tenant: str) -> bool:
+async def cancel_trip(conn: DbConnection, trip_id: str, *, tenant: str) -> bool:
     """Cancel an open trip of the tenant; False when there is none by that id."""
     async with conn.transaction():
         device = await conn.fetchval(
@@ -117,7 +117,7 @@ async def cancel_trip(conn: Conn, trip_id: str, *, tenant: str) -> bool:
     return True
 
 
-async def mark_arrived(conn: Conn, trip_id: str, at: datetime) -> bool:
+async def mark_arrived(conn: DbConnection, trip_id: str, at: datetime) -> bool:
     """The engine saw the device arrive (idempotent: a second call changes nothing)."""
     async with conn.transaction():
         device = await conn.fetchval(
@@ -132,7 +132,7 @@ async def mark_arrived(conn: Conn, trip_id: str, at: datetime) -> bool:
 
 
 async def list_trips(
-    conn: Conn,
+    conn: DbConnection,
     *,
     tenant: str | None = None,
     device: str | None = None,
@@ -150,7 +150,7 @@ async def list_trips(
 
 
 async def engine_view(
-    conn: Conn, *, device: str | None = None, canceled_within_s: float = 86_400.0
+    conn: DbConnection, *, device: str | None = None, canceled_within_s: float = 86_400.0
 ) -> dict[str, list[TripSpec]]:
     """What the engine needs: per device its open trips and those canceled recently (so it
     can emit trip_canceled for a trip it holds), in seq order."""
