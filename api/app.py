@@ -59,6 +59,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         state.tasks.append(asyncio.create_task(ring.worker(state), name="ring"))
         state.tasks.append(asyncio.create_task(consumer.worker(state), name="engine-events"))
         state.tasks.append(asyncio.create_task(fanout.run(state), name="ws-fanout"))
+        state.tasks.append(asyncio.create_task(fanout.fleet_maps(state), name="ws-fleet"))
         state.tasks.append(asyncio.create_task(state.realtime.presence.run(), name="ws-presence"))
         try:
             yield

@@ -5,8 +5,9 @@
    a 100 x 100 mile square (phase 1, 20 miles, rings about an eighth of them);
 2. `LocationUpdated` delivery lag: an engine-shaped `trip_update` XADDed to
    `{prefix}events` -> at the customer's socket (through the API's engine-event consumer
-   and the dispatch stream). The position engine is not merged: this drives its stream
-   the way it will, with the contract's fields;
+   and the dispatch stream). The position engine was not merged when this branch forked:
+   this drives its stream the way it does, with the contract's fields, so the figure is
+   the real-time path's alone (not the gateway's or the engine's share);
 3. capacity: customers each receiving `LocationUpdated` at 1 Hz, in steps, until the
    delivery p99 passes 1 s.
 

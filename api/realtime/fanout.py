@@ -13,7 +13,6 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 
 from api.metrics import WS_ROUTED
-from api.realtime.fleet import RELOAD_S
 from api.realtime.protocol import message, parse_entry, text
 from api.state import ApiState
 from gateway.sinks.live import decode_fixes
@@ -23,7 +22,8 @@ log = logging.getLogger("fixgate.api.realtime.fanout")
 READ_COUNT = 1000
 """Entries per stream per read: a burst (a ring to a thousand technicians) in one trip."""
 BLOCK_MS = 250
-"""Longest read wait: also how late a held fleet position may go out."""
+"""Longest read wait: also how late a held fleet position may go out, and how often the
+fleet map checks whether it is due for a reload."""
 RETRY_S = 1.0
 GEOFENCE_PREFIX = "geofence_"
 
@@ -64,9 +64,6 @@ async def run(state: ApiState) -> None:
             await asyncio.sleep(RETRY_S)
     while True:
         try:
-            now = time.time()
-            if now - rt.fleet.loaded_at > RELOAD_S:
-                await rt.fleet.reload(state.pool, now)
             replies = await client.xread(ids, count=READ_COUNT, block=BLOCK_MS)  # type: ignore[arg-type]  # redis-py's stream mapping type is invariant
             # [[stream, [(id, fields), ...]], ...]; redis-py types the reply loosely.
             for stream_raw, entries in cast(list[tuple[Any, list[tuple[Any, Any]]]], replies or []):
@@ -88,6 +85,23 @@ async def run(state: ApiState) -> None:
             rt.fleet.flush(rt.hub, time.time())
         except asyncio.CancelledError:
             raise
-        except Exception:  # Redis or the database away: resume from the ids read so far
+        except Exception:  # Redis away: resume from the ids read so far
             log.exception("fan-out")
             await asyncio.sleep(RETRY_S)
+
+
+async def fleet_maps(state: ApiState) -> None:
+    """Reload the device -> technician map apart from the fan-out, so a database outage
+    never holds up the events."""
+    rt = state.realtime
+    while True:
+        try:
+            if rt.fleet.due(time.time()):
+                await rt.fleet.reload(state.pool, time.time())
+                rt.fleet.retry_waiting(rt.hub, time.time())
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the database away: the map stays as it was
+            log.exception("fleet map")
+            await asyncio.sleep(RETRY_S)
+        await asyncio.sleep(BLOCK_MS / 1000)

@@ -25,6 +25,12 @@ MIN_LOCATION_INTERVAL_S = 1.0
 """A console redraws a marker about once a second; faster only costs every admin socket."""
 RELOAD_S = 10.0
 """How stale the device -> technician map (and the availability shown) may get."""
+RELOAD_UNKNOWN_S = 1.0
+"""A fix of a device new to the map reloads it sooner, at most this often: a technician
+just given a device shows up within a second. Devices the reload still does not know (a
+van without technician) are left alone until the periodic reload."""
+MAX_HELD_UNKNOWN = 10_000
+"""Newest fixes kept of devices waiting for a reload: a fleet's worth, then dropped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +46,15 @@ class Fleet:
         self._last_sent: dict[str, float] = {}
         self._held: dict[str, tuple[Technician, Fix]] = {}
         self.loaded_at = float("-inf")
+        self._periodic_at = float("-inf")
+        self._waiting: dict[str, Fix] = {}  # device not in the map yet -> newest fix
+        self._unmapped: set[str] = set()  # not a technician's device at the last reload
+
+    def due(self, now: float) -> bool:
+        age = now - self.loaded_at
+        return now - self._periodic_at > RELOAD_S or (
+            bool(self._waiting) and age > RELOAD_UNKNOWN_S
+        )
 
     async def reload(self, pool: asyncpg.Pool, now: float) -> None:
         async with pool.acquire() as conn:
@@ -53,12 +68,29 @@ class Fleet:
             )
             for r in rows
         }
+        if now - self._periodic_at > RELOAD_S:
+            self._periodic_at = now
+            self._unmapped.clear()
         self.loaded_at = now
 
+    def retry_waiting(self, hub: Hub, now: float) -> None:
+        """After a reload: offer the waiting fixes again; devices still unknown are not
+        technicians' (until the periodic reload)."""
+        waiting, self._waiting = self._waiting, {}
+        self._unmapped.update(d for d in waiting if d not in self._by_device)
+        self.offer([f for d, f in waiting.items() if d in self._by_device], hub, now)
+
     def offer(self, fixes: Iterable[Fix], hub: Hub, now: float) -> None:
+        """Hold each technician's newest fix and send what is due."""
         for fix in fixes:
             tech = self._by_device.get(fix.device_id)
-            if tech is None or tech.tenant != fix.tenant_id or not hub.has_admins(tech.tenant):
+            if tech is None:
+                if fix.device_id not in self._unmapped and (
+                    fix.device_id in self._waiting or len(self._waiting) < MAX_HELD_UNKNOWN
+                ):
+                    self._waiting[fix.device_id] = fix
+                continue
+            if tech.tenant != fix.tenant_id or not hub.has_admins(tech.tenant):
                 continue
             held = self._held.get(tech.technician_id)
             if held is None or fix.time >= held[1].time:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -93,6 +94,8 @@ def api_processes(
             try:
                 api.proc.wait(timeout=STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
+                api.proc.send_signal(signal.SIGUSR1)  # its stacks to stderr (faulthandler)
+                time.sleep(0.5)
                 api.proc.kill()
                 api.proc.wait()
                 hung.append(api.port)
