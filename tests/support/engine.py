@@ -115,7 +115,7 @@ async def feed(
     """Each batch as the gateway's live writer writes it: one stream entry per batch."""
     writer = LiveWriter(client, prefix)
     for batch in batches:
-        await writer.write(batch)
+        await writer.write(batch, batch)  # the hash (newest wins) and every fix on the stream
         if pause_s:
             await asyncio.sleep(pause_s)
 
