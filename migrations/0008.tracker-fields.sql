@@ -1,4 +1,4 @@
--- depends: 0009.devices-notify
+-- depends: 0007.dispatch
 -- The fleet trackers (issue 12): what Teltonika and GT06 report beyond the position, and
 -- how such a device names itself. Nullable, no default: "not reported" is NULL, and adding
 -- such a column rewrites nothing (also on a compressed hypertable).

@@ -1,4 +1,4 @@
--- depends: 0005.community-features
+-- depends: 0008.tracker-fields
 -- Every change to the registry is announced on the channel `fixgate_devices` (payload: the
 -- device id), so running gateways apply `fixgate device add/disable/enable` at once.
 CREATE FUNCTION devices_notify() RETURNS trigger LANGUAGE plpgsql AS $$
