@@ -1,0 +1,14 @@
+-- depends: 0007.dispatch 0008.tracker-fields
+-- The dispatch events' transactional outbox: an action writes its events here in its own
+-- transaction, a relay moves them to the Redis stream `{prefix}dispatch` and deletes them
+-- (api/outbox.py). Rows live milliseconds; the ones a dead process left are relayed by the
+-- next relay pass of any API process.
+CREATE TABLE dispatchoutbox (
+    seq bigserial PRIMARY KEY,
+    tenant_id text NOT NULL,
+    event text NOT NULL,
+    groups jsonb NOT NULL,
+    payload jsonb NOT NULL,
+    eventid uuid NOT NULL,
+    createdat timestamptz NOT NULL DEFAULT now()
+);
