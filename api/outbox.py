@@ -35,13 +35,17 @@ its own at once, this only bounds the delay of recovery."""
 MAX_BATCH_ROWS = 500
 """Rows per relay transaction: one Redis round trip (pipelined) and one DELETE; an action
 writes a handful, so one batch holds a burst of concurrent actions."""
+MAX_WAIT_MS = 5000
+"""Longest the request path waits for rows another relay holds (a relay takes milliseconds;
+one stuck on a dead Redis connection must not hold up the responses: the background relay
+gets the rows later)."""
 MARKER_TTL_S = 3600
 """How long a relayed event's marker is kept: far longer than a relay takes between XADD
 and DELETE, even across a crash and the next relay pass."""
 
 COLUMNS = "seq, tenant_id, event, groups::text AS groups, payload::text AS payload, eventid,"
 COLUMNS += " createdat"
-"""What the relay reads of a row (JSON as text: it goes to the stream as is)."""
+"""What the relay reads of a row (the JSON as written: it goes to the stream as is)."""
 
 # KEYS: the stream, the event's marker. ARGV: marker TTL (s), stream length bound, replay
 # window (ms), then the entry: id, event, tenant, groups, payload, at.
@@ -82,7 +86,7 @@ class OutboxWriter:
     ) -> None:
         await self.conn.execute(
             "INSERT INTO dispatchoutbox (tenant_id, event, groups, payload, eventid)"
-            " VALUES ($1, $2, $3::jsonb, $4::jsonb, $5)",
+            " VALUES ($1, $2, $3::json, $4::json, $5)",
             tenant,
             event,
             to_json(groups),
@@ -140,6 +144,8 @@ class Outbox:
         it committed, all of them if it died), instead of skipping them."""
         lock = "FOR UPDATE" if wait else "FOR UPDATE SKIP LOCKED"
         async with conn.transaction():
+            if wait:
+                await conn.execute(f"SET LOCAL lock_timeout = {MAX_WAIT_MS}")
             rows = await conn.fetch(
                 f"SELECT {COLUMNS} FROM dispatchoutbox WHERE seq <= $1 ORDER BY seq LIMIT $2"
                 f" {lock}",
@@ -171,6 +177,8 @@ class Outbox:
                 for wait in (False, True):
                     while relayed := await self._relay(conn, upto, wait=wait):
                         total += relayed
+        except asyncpg.LockNotAvailableError:
+            log.warning("outbox rows held by another relay for %d ms: left to it", MAX_WAIT_MS)
         except Exception:  # the database or Redis away: the rows wait for the next pass
             log.exception("outbox relay")
         return total

@@ -20,7 +20,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from api.events import ALL_ADMINS
+from api.events import ALL_ADMINS, to_json
 from api.outbox import COLUMNS, RELAY_POLL_S, Outbox, OutboxWriter
 from tests.support.api import Tenant, dispatch_events, eventually, running_app, settings_for
 from tests.support.paths import REPO_ROOT
@@ -142,7 +142,7 @@ async def test_a_relay_dead_between_xadd_and_delete_does_not_double_events(
     async with pool.acquire() as conn, conn.transaction():
         writer = OutboxWriter(conn)
         for n in range(3):
-            await writer.publish("acme", f"event-{n}", {"n": n}, [ALL_ADMINS])
+            await writer.publish("acme", f"event-{n}", {"zeta": n, "alpha": 1.5}, [ALL_ADMINS])
     rows = await _outbox_rows(pg)
     # The relay that died: its script added the first two rows' entries, the DELETE of its
     # transaction never committed.
@@ -155,11 +155,13 @@ async def test_a_relay_dead_between_xadd_and_delete_does_not_double_events(
     assert [(f[b"id"].decode(), f[b"event"].decode()) for _, f in entries] == [
         (str(r["eventid"]), r["event"]) for r in rows
     ]
+    # The payload's text as the action wrote it (key order and numbers untouched).
+    assert entries[1][1][b"payload"] == to_json({"zeta": 1, "alpha": 1.5}).encode()
     # A row whose event went out already (the same event id, e.g. the LocationUpdated of a
     # redelivered engine event) is deleted without a second entry.
     async with pool.acquire() as conn, conn.transaction():
         await OutboxWriter(conn).publish(
-            "acme", "event-0", {"n": 0}, [ALL_ADMINS], event_id=rows[0]["eventid"]
+            "acme", "event-0", {"zeta": 0}, [ALL_ADMINS], event_id=rows[0]["eventid"]
         )
     assert await outbox.flush() == 1
     assert await _outbox_rows(pg) == []
