@@ -1,4 +1,4 @@
--- depends: 0007.dispatch 0008.tracker-fields
+-- depends: 0009.devices-notify
 -- The dispatch events' transactional outbox: an action writes its events here in its own
 -- transaction, a relay moves them to the Redis stream `{prefix}dispatch` and deletes them
 -- (api/outbox.py). Rows live milliseconds; the ones a dead process left are relayed by the
