@@ -11,9 +11,9 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from api import consumer, errors, ring
-from api.events import Publisher
 from api.metrics import observe
 from api.models.common import ErrorEnvelope
+from api.outbox import Outbox
 from api.realtime import endpoint, fanout
 from api.realtime.service import Realtime
 from api.routes import (
@@ -52,10 +52,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
             settings=settings,
             pool=pool,
             redis=client,
-            publisher=Publisher(client, settings.redis_prefix, settings.ws_replay_window_s),
+            outbox=Outbox(pool, client, settings.redis_prefix, settings.ws_replay_window_s),
             realtime=Realtime.build(client, settings.redis_prefix, settings.ws_presence_ttl_s),
         )
         app.state.api = state
+        # First: relays at once what a dead process committed but did not relay.
+        state.tasks.append(asyncio.create_task(state.outbox.run(), name="outbox-relay"))
         state.tasks.append(asyncio.create_task(ring.worker(state), name="ring"))
         state.tasks.append(asyncio.create_task(consumer.worker(state), name="engine-events"))
         state.tasks.append(asyncio.create_task(fanout.run(state), name="ws-fanout"))

@@ -4,8 +4,9 @@ queue ETAs) and goes out as `LocationUpdated`.
 
 Read with a consumer group on `{prefix}events`, so several API processes split the events
 and an entry is acknowledged only once handled; entries left pending by a dead process are
-claimed after `CLAIM_IDLE_MS`. Handling is idempotent (arrival is recorded once), so a
-redelivery does no harm.
+claimed after `CLAIM_IDLE_MS`. Handling is idempotent (arrival is recorded once; the
+`LocationUpdated` of a redelivered `trip_update` has the same event id, which the outbox
+relay adds to the stream once), so a redelivery does no harm.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from redis.exceptions import ResponseError
 from api import lifecycle
 from api.metrics import ENGINE_EVENTS
 from api.notify import Notifier
+from api.outbox import OutboxWriter
 from api.queue import live_position, route_key
 from api.state import ApiState
 
@@ -38,6 +40,8 @@ CLAIM_IDLE_MS = 30_000
 ROUTE_TTL_S = 24 * 3600
 """A request's latest route outlives any journey, then goes."""
 RETRY_S = 1.0
+EVENT_ID_NAMESPACE = uuid.UUID("5b0f3e52-6a43-4d3c-9a43-0d7e8f1c2a61")
+"""Dispatch event ids derived from engine event ids (uuid5), stable across redelivery."""
 
 
 Entries = list[tuple[bytes | str, dict[Any, Any]]]
@@ -72,7 +76,12 @@ async def handle(state: ApiState, event: dict[str, Any]) -> None:
         "polylineVersion": event.get("polyline_version"),
         "calculation": event.get("calculation"),
     }
-    await Notifier(state.publisher).location_updated(tenant, str(request_id), payload)
+    engine_id = event.get("id")
+    event_id = uuid.uuid5(EVENT_ID_NAMESPACE, engine_id) if isinstance(engine_id, str) else None
+    async with state.tx() as conn:
+        notifier = Notifier(OutboxWriter(conn))
+        await notifier.location_updated(tenant, str(request_id), payload, event_id)
+    await state.outbox.flush()
 
 
 async def _ensure_group(client: aioredis.Redis, stream: str) -> None:

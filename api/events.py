@@ -3,17 +3,16 @@
 
 Entry fields: `id` (uuid), `event` (name), `tenant`, `groups` (JSON list: `Request-{id}`,
 `AllAdmins`, `Technician-{id}`, `Customer-{id}`), `payload` (JSON, camelCase), `at` (ISO).
+Actions write their events to the outbox in their own transaction; the relay puts them on
+the stream (api/outbox.py).
 """
 
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from datetime import UTC, datetime
-from typing import Any
-
-import redis.asyncio as aioredis
+from datetime import datetime
+from typing import Any, Protocol
 
 MAX_STREAM_ENTRIES = 100_000
 """The stream feeds live consumers and replays to reconnecting ones, it is not history (the
@@ -44,28 +43,20 @@ def _default(value: object) -> object:
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
-class Publisher:
-    def __init__(
-        self, client: aioredis.Redis, prefix: str, retention_s: float = DEFAULT_RETENTION_S
-    ) -> None:
-        self.client = client
-        self.stream = f"{prefix}dispatch"
-        self.retention_ms = int(retention_s * 1000)
+def to_json(value: Any) -> str:
+    """A payload or group list as the stream carries it (datetimes ISO, uuids as text)."""
+    return json.dumps(value, default=_default)
 
-    async def publish(self, tenant: str, event: str, payload: Any, groups: list[str]) -> None:
-        entry = {
-            "id": str(uuid.uuid4()),
-            "event": event,
-            "tenant": tenant,
-            "groups": json.dumps(groups),
-            "payload": json.dumps(payload, default=_default),
-            "at": datetime.now(UTC).isoformat(),
-        }
-        # Entry ids are Redis's clock in ms: MINID drops what is older than the window.
-        # Exactly (not `~`), so a replay past the window is refused (resync) rather than
-        # served from whatever a radix node happened to keep; each entry is trimmed once.
-        oldest_ms = int(time.time() * 1000) - self.retention_ms
-        pipe = self.client.pipeline(transaction=False)
-        pipe.xadd(self.stream, entry, maxlen=MAX_STREAM_ENTRIES, approximate=True)  # type: ignore[arg-type]  # redis-py's stub wants a dict of its own union type
-        pipe.xtrim(self.stream, minid=f"{oldest_ms}-0", approximate=False)
-        await pipe.execute()
+
+class EventSink(Protocol):
+    """Where the Notifier sends an event (the outbox of the action's transaction)."""
+
+    async def publish(
+        self,
+        tenant: str,
+        event: str,
+        payload: Any,
+        groups: list[str],
+        *,
+        event_id: uuid.UUID | None = None,
+    ) -> None: ...

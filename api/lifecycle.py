@@ -1,6 +1,8 @@
 """The request lifecycle (the specification's state tables): every action is one
 transaction whose state change is a conditional UPDATE (state and version in the WHERE),
-audited with who, old and new state; events go out after the commit.
+audited with who, old and new state; its events are written to the outbox in the same
+transaction (built on its connection, so they see its writes) and relayed to the stream
+right after the commit (api/outbox.py).
 
 States: Ringing/Pending -> Assigned (accept, assign) -> EnRoute (start journey; arrival
 records `arrivedat`) -> InProgress (start work) -> Completed; Canceled from any open
@@ -26,6 +28,7 @@ from api.models.requests import (
     ServiceRequestDetailedResponse,
 )
 from api.notify import Notifier
+from api.outbox import OutboxWriter
 from api.state import ApiState
 from api.store.requests import (
     ACTIVE_STATES,
@@ -150,21 +153,27 @@ async def _set_availability(
         )
 
 
-async def _detail(state: ApiState, tenant: str, request_id: UUID) -> ServiceRequestDetailedResponse:
-    async with state.conn() as conn:
-        detail = await load_detail(conn, tenant, request_id)
-    if detail is None:  # deleted between commit and read: nothing to report
+async def _detail(
+    conn: asyncpg.Connection, tenant: str, request_id: UUID
+) -> ServiceRequestDetailedResponse:
+    """The request as the action's transaction leaves it: what its events report."""
+    detail = await load_detail(conn, tenant, request_id)
+    if detail is None:  # the transaction holds the request: it cannot be missing
         raise not_found("Service request")
     return detail
 
 
-async def publish_queue(state: ApiState, tenant: str, technician_id: UUID | None) -> None:
-    """QueueUpdated to the technician, QueuePositionChanged to each queued customer."""
+async def publish_queue(
+    state: ApiState, conn: asyncpg.Connection, tenant: str, technician_id: UUID | None
+) -> None:
+    """QueueUpdated to the technician, QueuePositionChanged to each queued customer, into
+    the outbox of the transaction of `conn`."""
     if technician_id is None:
         return
-    notifier = Notifier(state.publisher)
+    notifier = Notifier(OutboxWriter(conn))
     try:
-        async with state.conn() as conn:
+        # A savepoint: a failed read (Redis away) costs the queue events, not the action.
+        async with conn.transaction():
             items = await queue.entries(conn, state.redis, state.settings, tenant, technician_id)
     except Exception:
         log.exception("queue of technician %s", technician_id)
@@ -265,10 +274,10 @@ async def create(
             old_state=None,
             new_state=status,
         )
+        notifier = Notifier(OutboxWriter(conn))
+        await notifier.new_service_request(await _detail(conn, tenant, request_id), tenant)
+    await state.outbox.flush()
     state.ring_wakeup.set()
-    await Notifier(state.publisher).new_service_request(
-        await _detail(state, tenant, request_id), tenant
-    )
     return request_id, number
 
 
@@ -353,16 +362,17 @@ async def accept(
                 old_state=cur.state,
                 new_state="Assigned",
             )
+            detail = await _detail(conn, tenant, request_id)
+            notifier = Notifier(OutboxWriter(conn))
+            await notifier.accepted(detail, tenant, location)
+            await notifier.status_changed(detail, tenant, rung)
+            await publish_queue(state, conn, tenant, technician_id)
     except ApiError as e:
         ACCEPTS.labels(accept_outcome(e.status)).inc()
         await _refused(state, principal, request_id, "accept", e, old)
         raise
     ACCEPTS.labels("ok").inc()
-    detail = await _detail(state, tenant, request_id)
-    notifier = Notifier(state.publisher)
-    await notifier.accepted(detail, tenant, location)
-    await notifier.status_changed(detail, tenant, rung)
-    await publish_queue(state, tenant, technician_id)
+    await state.outbox.flush()
 
 
 async def reject(
@@ -471,14 +481,16 @@ async def cancel(
                 new_state="Canceled",
                 detail=reason,
             )
+            await Notifier(OutboxWriter(conn)).canceled(
+                await _detail(conn, tenant, request_id),
+                tenant,
+                str(cur.technician) if cur.technician else None,
+            )
+            await publish_queue(state, conn, tenant, cur.technician)
     except ApiError as e:
         await _refused(state, principal, request_id, "cancel", e, old)
         raise
-    detail = await _detail(state, tenant, request_id)
-    await Notifier(state.publisher).canceled(
-        detail, tenant, str(cur.technician) if cur.technician else None
-    )
-    await publish_queue(state, tenant, cur.technician)
+    await state.outbox.flush()
 
 
 async def _leave_queue(conn: asyncpg.Connection, tenant: str, cur: Current) -> None:
@@ -555,14 +567,15 @@ async def assign(
                 new_state="Assigned",
                 detail=f"technician {technician_id}",
             )
+            detail = await _detail(conn, tenant, request_id)
+            notifier = Notifier(OutboxWriter(conn))
+            await notifier.assigned(detail, tenant)
+            await notifier.status_changed(detail, tenant, [])
+            await publish_queue(state, conn, tenant, technician_id)
     except ApiError as e:
         await _refused(state, principal, request_id, "assign", e, old)
         raise
-    detail = await _detail(state, tenant, request_id)
-    notifier = Notifier(state.publisher)
-    await notifier.assigned(detail, tenant)
-    await notifier.status_changed(detail, tenant, [])
-    await publish_queue(state, tenant, technician_id)
+    await state.outbox.flush()
 
 
 async def unassign(state: ApiState, principal: Principal, request_id: UUID) -> None:
@@ -598,13 +611,15 @@ async def unassign(state: ApiState, principal: Principal, request_id: UUID) -> N
                 new_state="Pending",
                 detail=f"technician {cur.technician}",
             )
+            extra = [str(cur.technician)] if cur.technician else []
+            await Notifier(OutboxWriter(conn)).status_changed(
+                await _detail(conn, tenant, request_id), tenant, extra
+            )
+            await publish_queue(state, conn, tenant, cur.technician)
     except ApiError as e:
         await _refused(state, principal, request_id, "unassign", e, old)
         raise
-    detail = await _detail(state, tenant, request_id)
-    extra = [str(cur.technician)] if cur.technician else []
-    await Notifier(state.publisher).status_changed(detail, tenant, extra)
-    await publish_queue(state, tenant, cur.technician)
+    await state.outbox.flush()
 
 
 async def reorder(
@@ -648,7 +663,8 @@ async def reorder(
                 new_state=states[rid],
                 detail=f"position {order.index(rid) + 1}",
             )
-    await publish_queue(state, tenant, technician_id)
+        await publish_queue(state, conn, tenant, technician_id)
+    await state.outbox.flush()
 
 
 # ---- the journey and the work ------------------------------------------------------------
@@ -718,12 +734,14 @@ async def start_journey(state: ApiState, principal: Principal, request_id: UUID)
                 new_state="EnRoute",
                 detail=f"trip {trip_id}",
             )
+            await Notifier(OutboxWriter(conn)).journey_started(
+                await _detail(conn, tenant, request_id), tenant
+            )
+            await publish_queue(state, conn, tenant, technician_id)
     except ApiError as e:
         await _refused(state, principal, request_id, "start_journey", e, old)
         raise
-    detail = await _detail(state, tenant, request_id)
-    await Notifier(state.publisher).journey_started(detail, tenant)
-    await publish_queue(state, tenant, technician_id)
+    await state.outbox.flush()
 
 
 async def start_work(state: ApiState, principal: Principal, request_id: UUID) -> None:
@@ -755,12 +773,13 @@ async def start_work(state: ApiState, principal: Principal, request_id: UUID) ->
                 old_state=cur.state,
                 new_state="InProgress",
             )
+            await Notifier(OutboxWriter(conn)).service_started(
+                await _detail(conn, tenant, request_id), tenant
+            )
     except ApiError as e:
         await _refused(state, principal, request_id, "start_work", e, old)
         raise
-    await Notifier(state.publisher).service_started(
-        await _detail(state, tenant, request_id), tenant
-    )
+    await state.outbox.flush()
 
 
 async def complete(
@@ -859,13 +878,14 @@ async def complete(
                 new_state="Completed",
                 detail=f"price {price:.2f}",
             )
+            await Notifier(OutboxWriter(conn)).service_completed(
+                await _detail(conn, tenant, request_id), tenant
+            )
+            await publish_queue(state, conn, tenant, technician_id)
     except ApiError as e:
         await _refused(state, principal, request_id, "complete", e, old)
         raise
-    await Notifier(state.publisher).service_completed(
-        await _detail(state, tenant, request_id), tenant
-    )
-    await publish_queue(state, tenant, technician_id)
+    await state.outbox.flush()
     return float(price)
 
 
@@ -930,5 +950,6 @@ async def arrived(state: ApiState, tenant: str, request_id: UUID) -> bool:
             old_state="EnRoute",
             new_state="EnRoute",
         )
-    await Notifier(state.publisher).arrived(await _detail(state, tenant, request_id), tenant)
+        await Notifier(OutboxWriter(conn)).arrived(await _detail(conn, tenant, request_id), tenant)
+    await state.outbox.flush()
     return True

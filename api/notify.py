@@ -1,19 +1,18 @@
 """The specification's real-time events (Part 3), built from a request's detailed shape
-and published to `{prefix}dispatch` with their target groups."""
+with their target groups, written to the outbox of the action's transaction (api/outbox.py)
+on their way to `{prefix}dispatch`."""
 
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 from pydantic import BaseModel
 
-from api.events import ALL_ADMINS, Publisher, customer_group, request_group, technician_group
+from api.events import ALL_ADMINS, EventSink, customer_group, request_group, technician_group
 from api.models.requests import ServiceRequestDetailedResponse
 from api.store.requests import basic_info
-
-log = logging.getLogger("fixgate.api.notify")
 
 
 def _json(model: BaseModel) -> dict[str, Any]:
@@ -25,16 +24,21 @@ def _now() -> str:
 
 
 class Notifier:
-    """Publishing never fails the action it reports (the state change is committed)."""
+    """An event is part of the action it reports: a failure to write it fails the action's
+    transaction (the outbox is in the same database, so it fails only when the action would)."""
 
-    def __init__(self, publisher: Publisher) -> None:
-        self.publisher = publisher
+    def __init__(self, sink: EventSink) -> None:
+        self.sink = sink
 
-    async def _send(self, tenant: str, event: str, payload: Any, groups: list[str]) -> None:
-        try:
-            await self.publisher.publish(tenant, event, payload, groups)
-        except Exception:  # Redis away: the audit row and the state are the record
-            log.exception("could not publish %s", event)
+    async def _send(
+        self,
+        tenant: str,
+        event: str,
+        payload: Any,
+        groups: list[str],
+        event_id: UUID | None = None,
+    ) -> None:
+        await self.sink.publish(tenant, event, payload, groups, event_id=event_id)
 
     def _groups(self, d: ServiceRequestDetailedResponse, *, admins: bool = True) -> list[str]:
         groups = [request_group(str(d.request_id)), customer_group(str(d.customer_id))]
@@ -154,5 +158,8 @@ class Notifier:
         groups = [customer_group(customer_id), request_group(str(entry["requestId"]))]
         await self._send(tenant, "QueuePositionChanged", entry, groups)
 
-    async def location_updated(self, tenant: str, request_id: str, payload: dict[str, Any]) -> None:
-        await self._send(tenant, "LocationUpdated", payload, [request_group(request_id)])
+    async def location_updated(
+        self, tenant: str, request_id: str, payload: dict[str, Any], event_id: UUID | None = None
+    ) -> None:
+        groups = [request_group(request_id)]
+        await self._send(tenant, "LocationUpdated", payload, groups, event_id)

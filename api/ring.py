@@ -9,7 +9,8 @@ availability not Offline, connected to `/ws` on some API process (unless
 `FIXGATE_RING_REQUIRE_CONNECTED` is off), queue below the limit, not rung before for this
 request (the ring log's UNIQUE(requestid, technicianid) makes that hold across processes
 too).
-After the last phase: Pending with `ringendtime`.
+After the last phase: Pending with `ringendtime`. A phase's events (the rings, the timeout)
+are written to the outbox in the phase's transaction and relayed after its commit.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import asyncpg
 from api import audit
 from api.metrics import RING_TIMEOUTS, RINGS
 from api.notify import Notifier
+from api.outbox import OutboxWriter
 from api.realtime.presence import connected_technicians
 from api.state import ApiState
 from api.store.requests import QUEUED_STATES, load_detail
@@ -96,98 +98,110 @@ def _uuids(ids: set[str]) -> list[UUID]:
 
 
 async def run_one_due(state: ApiState) -> Rang | None:
-    """Run one due phase (or the timeout) if any; None when nothing is due."""
-    radii = state.settings.ring_radii_miles
+    """Run one due phase (or the timeout) if any, with its events; None when nothing is due."""
     async with state.tx() as conn:
-        due = await conn.fetchrow(
-            "SELECT requestid, tenant_id, nextphase FROM ringschedule WHERE dueat <= now()"
-            " ORDER BY dueat LIMIT 1 FOR UPDATE SKIP LOCKED"
-        )
-        if due is None:
-            return None
-        request_id: UUID = due["requestid"]
-        tenant: str = due["tenant_id"]
-        phase: int = due["nextphase"]
-        # FOR SHARE: an accept waits for this phase to commit, so nobody is rung after.
-        req = await conn.fetchrow(
-            "SELECT requeststatus, latitude::float8 AS lat, longitude::float8 AS lon"
-            " FROM servicerequests WHERE requestid = $1 FOR SHARE",
-            request_id,
-        )
-        ringable = ("Pending", "Ringing") if phase == 0 else ("Ringing",)
-        if req is None or req["requeststatus"] not in ringable:
-            await conn.execute("DELETE FROM ringschedule WHERE requestid = $1", request_id)
-            return Rang(request_id, tenant, phase, [], 0, 0, None, False)
-        # The previous phase's rings have run their time.
+        rang = await _run_phase(state, conn)
+        if rang is not None:
+            await _announce(state, conn, rang)
+    if rang is None:
+        return None
+    if rang.technicians:
+        RINGS.labels(str(rang.phase + 1)).inc(len(rang.technicians))
+    await state.outbox.flush()
+    return rang
+
+
+async def _run_phase(state: ApiState, conn: asyncpg.Connection) -> Rang | None:
+    """Take one due row and run its phase (or the timeout) in the caller's transaction."""
+    radii = state.settings.ring_radii_miles
+    due = await conn.fetchrow(
+        "SELECT requestid, tenant_id, nextphase FROM ringschedule WHERE dueat <= now()"
+        " ORDER BY dueat LIMIT 1 FOR UPDATE SKIP LOCKED"
+    )
+    if due is None:
+        return None
+    request_id: UUID = due["requestid"]
+    tenant: str = due["tenant_id"]
+    phase: int = due["nextphase"]
+    # FOR SHARE: an accept waits for this phase to commit, so nobody is rung after.
+    req = await conn.fetchrow(
+        "SELECT requeststatus, latitude::float8 AS lat, longitude::float8 AS lon"
+        " FROM servicerequests WHERE requestid = $1 FOR SHARE",
+        request_id,
+    )
+    ringable = ("Pending", "Ringing") if phase == 0 else ("Ringing",)
+    if req is None or req["requeststatus"] not in ringable:
+        await conn.execute("DELETE FROM ringschedule WHERE requestid = $1", request_id)
+        return Rang(request_id, tenant, phase, [], 0, 0, None, False)
+    # The previous phase's rings have run their time.
+    await conn.execute(
+        "UPDATE technicianringlog SET ringendedat = now(), updatedat = now()"
+        " WHERE requestid = $1 AND ringendedat IS NULL",
+        request_id,
+    )
+    if phase >= len(radii):
+        return await _time_out(conn, request_id, tenant, phase)
+    min_mi = radii[phase - 1] if phase > 0 else 0.0
+    max_mi = radii[phase]
+    devices = await _candidates(state, tenant, req["lat"], req["lon"], min_mi, max_mi)
+    connected: list[UUID] | None = None  # None: connection not required
+    if state.settings.ring_require_connected and devices:
+        prefix = state.settings.redis_prefix
+        connected = _uuids(await connected_technicians(state.redis, prefix, tenant))
+    rung = await conn.fetch(
+        """
+        INSERT INTO technicianringlog (tenant_id, requestid, technicianid, phase,
+                                       ringminradius, ringmaxradius)
+        SELECT $1, $2, t.technicianid, $3, $4, $5
+        FROM technicianmaster t
+        WHERE t.tenant_id = $1 AND t.device_id = ANY($6::text[]) AND t.enabled
+          AND t.availabilitystatus <> 'Offline'
+          AND ($9::uuid[] IS NULL OR t.technicianid = ANY($9::uuid[]))
+          AND (SELECT count(*) FROM servicerequests q
+               WHERE q.tenant_id = $1 AND q.currenttechnicianid = t.technicianid
+                 AND q.requeststatus = ANY($7::text[])) < $8
+        ON CONFLICT (requestid, technicianid) DO NOTHING
+        RETURNING technicianid, ringstartedat
+        """,
+        tenant,
+        request_id,
+        phase,
+        round(min_mi),
+        round(max_mi),
+        devices,
+        list(QUEUED_STATES),
+        state.settings.queue_limit,
+        connected,
+    )
+    await conn.executemany(
+        "INSERT INTO technicianengagementdetails (tenant_id, requestid, technicianid,"
+        " action) VALUES ($1, $2, $3, 'NOTIFIED')",
+        [(tenant, request_id, r["technicianid"]) for r in rung],
+    )
+    if phase == 0 and req["requeststatus"] == "Pending":  # a Scheduled request's time
         await conn.execute(
-            "UPDATE technicianringlog SET ringendedat = now(), updatedat = now()"
-            " WHERE requestid = $1 AND ringendedat IS NULL",
+            "UPDATE servicerequests SET requeststatus = 'Ringing', ringstarttime = now(),"
+            " version = version + 1, updatedat = now() WHERE requestid = $1",
             request_id,
         )
-        if phase >= len(radii):
-            return await _time_out(conn, request_id, tenant, phase)
-        min_mi = radii[phase - 1] if phase > 0 else 0.0
-        max_mi = radii[phase]
-        devices = await _candidates(state, tenant, req["lat"], req["lon"], min_mi, max_mi)
-        connected: list[UUID] | None = None  # None: connection not required
-        if state.settings.ring_require_connected and devices:
-            prefix = state.settings.redis_prefix
-            connected = _uuids(await connected_technicians(state.redis, prefix, tenant))
-        rung = await conn.fetch(
-            """
-            INSERT INTO technicianringlog (tenant_id, requestid, technicianid, phase,
-                                           ringminradius, ringmaxradius)
-            SELECT $1, $2, t.technicianid, $3, $4, $5
-            FROM technicianmaster t
-            WHERE t.tenant_id = $1 AND t.device_id = ANY($6::text[]) AND t.enabled
-              AND t.availabilitystatus <> 'Offline'
-              AND ($9::uuid[] IS NULL OR t.technicianid = ANY($9::uuid[]))
-              AND (SELECT count(*) FROM servicerequests q
-                   WHERE q.tenant_id = $1 AND q.currenttechnicianid = t.technicianid
-                     AND q.requeststatus = ANY($7::text[])) < $8
-            ON CONFLICT (requestid, technicianid) DO NOTHING
-            RETURNING technicianid, ringstartedat
-            """,
-            tenant,
-            request_id,
-            phase,
-            round(min_mi),
-            round(max_mi),
-            devices,
-            list(QUEUED_STATES),
-            state.settings.queue_limit,
-            connected,
-        )
-        await conn.executemany(
-            "INSERT INTO technicianengagementdetails (tenant_id, requestid, technicianid,"
-            " action) VALUES ($1, $2, $3, 'NOTIFIED')",
-            [(tenant, request_id, r["technicianid"]) for r in rung],
-        )
-        if phase == 0 and req["requeststatus"] == "Pending":  # a Scheduled request's time
-            await conn.execute(
-                "UPDATE servicerequests SET requeststatus = 'Ringing', ringstarttime = now(),"
-                " version = version + 1, updatedat = now() WHERE requestid = $1",
-                request_id,
-            )
-        await conn.execute(
-            "UPDATE ringschedule SET nextphase = $2, dueat = now() + make_interval(secs => $3)"
-            " WHERE requestid = $1",
-            request_id,
-            phase + 1,
-            state.settings.ring_phase_s,
-        )
-        technicians = [str(r["technicianid"]) for r in rung]
-        await audit.record(
-            conn,
-            tenant=tenant,
-            request_id=request_id,
-            action="ring",
-            actor=None,
-            old_state=req["requeststatus"],
-            new_state="Ringing",
-            detail=f"phase {phase + 1}: {min_mi:g}-{max_mi:g} mi, {len(technicians)} rung",
-        )
-    RINGS.labels(str(phase + 1)).inc(len(technicians))
+    await conn.execute(
+        "UPDATE ringschedule SET nextphase = $2, dueat = now() + make_interval(secs => $3)"
+        " WHERE requestid = $1",
+        request_id,
+        phase + 1,
+        state.settings.ring_phase_s,
+    )
+    technicians = [str(r["technicianid"]) for r in rung]
+    await audit.record(
+        conn,
+        tenant=tenant,
+        request_id=request_id,
+        action="ring",
+        actor=None,
+        old_state=req["requeststatus"],
+        new_state="Ringing",
+        detail=f"phase {phase + 1}: {min_mi:g}-{max_mi:g} mi, {len(technicians)} rung",
+    )
     started = rung[0]["ringstartedat"] if rung else None
     return Rang(request_id, tenant, phase, technicians, min_mi, max_mi, started, False)
 
@@ -215,14 +229,14 @@ async def _time_out(conn: asyncpg.Connection, request_id: UUID, tenant: str, pha
     return Rang(request_id, tenant, phase, [], 0, 0, None, timed_out)
 
 
-async def _announce(state: ApiState, rang: Rang) -> None:
+async def _announce(state: ApiState, conn: asyncpg.Connection, rang: Rang) -> None:
+    """The phase's events, into the outbox of its transaction."""
     if not rang.technicians and not rang.timed_out:
         return
-    async with state.conn() as conn:
-        detail = await load_detail(conn, rang.tenant, rang.request_id)
+    detail = await load_detail(conn, rang.tenant, rang.request_id)
     if detail is None:
         return
-    notifier = Notifier(state.publisher)
+    notifier = Notifier(OutboxWriter(conn))
     if rang.timed_out:
         await notifier.status_changed(detail, rang.tenant, [])
         return
@@ -242,8 +256,8 @@ async def worker(state: ApiState) -> None:
     """Run due phases until none is due, then wait for a wake-up or the next poll."""
     while True:
         try:
-            while (rang := await run_one_due(state)) is not None:
-                await _announce(state, rang)
+            while await run_one_due(state) is not None:
+                pass
         except asyncio.CancelledError:
             raise
         except Exception:  # the database or Redis away: try again at the next poll

@@ -11,7 +11,7 @@ from typing import cast
 import asyncpg
 import redis.asyncio as aioredis
 
-from api.events import Publisher
+from api.outbox import Outbox
 from api.realtime.service import Realtime
 from api.settings import ApiSettings
 
@@ -21,7 +21,7 @@ class ApiState:
     settings: ApiSettings
     pool: asyncpg.Pool
     redis: aioredis.Redis
-    publisher: Publisher
+    outbox: Outbox
     realtime: Realtime
     # Set when a request starts ringing, so the ring worker runs its first phase at once
     # instead of at its next poll.

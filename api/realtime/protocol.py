@@ -63,7 +63,7 @@ class Entry:
 
 
 def parse_entry(entry_id: bytes | str, fields: dict[Any, Any]) -> Entry | None:
-    """None for an entry without the fields the API writes (api/events.py)."""
+    """None for an entry without the fields the API writes (api/outbox.py)."""
     got = {text(k): text(v) for k, v in fields.items()}
     try:
         sid = parse_stream_id(text(entry_id))
