@@ -242,22 +242,53 @@ def simulate(
 
 
 def demo(
-    trucks: _TRUCKS = 5,
-    phones: _PHONES = 5,
+    trucks: _TRUCKS = 2,
+    teltonika: _TELTONIKA = 2,
+    technicians: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=50,
+            help="Technicians: phones over MQTT, registered in the dispatch API with their app's WebSocket open.",
+        ),
+    ] = 4,
     rate: _RATE = 1.0,
     duration: _DURATION = None,
+    every_s: Annotated[
+        float, typer.Option(min=10.0, help="A new customer request this often (seconds).")
+    ] = 60.0,
+    job_m: Annotated[
+        float,
+        typer.Option(
+            min=100.0,
+            max=10_000.0,
+            help="Longest road distance from a technician to a customer, metres (the shortest is a third of it).",
+        ),
+    ] = 1500.0,
+    work_s: Annotated[
+        float, typer.Option(min=0.0, help="Seconds between start of work and completion.")
+    ] = 15.0,
+    tenant: Annotated[str, typer.Option(help="Tenant of the demo's fleet and dispatch.")] = "demo",
 ) -> None:
-    """Run fixgate's main job: the gateway fed by a simulated fleet, and where to look."""
+    """The whole flow: gateway, engine and dispatch API with a fleet on the extract's roads and a customer request every minute."""
     from devtools.demo import DemoError, run_demo
+    from devtools.scenario import ScenarioError, ScenarioOptions
     from devtools.simulate import FleetError
+    from devtools.stack import stack_env
     from gateway.logs import setup_logging
 
-    options = _fleet_options(trucks, phones, rate, "demo", "52.5200,13.4050", 8.0, None, None)
+    routing = routing_url(True) or stack_env(StackSettings())["FIXGATE_ROUTING_URL"]
+    options = _fleet_options(
+        trucks, technicians, rate, tenant, None, None, None, None,
+        teltonika=teltonika, routing=routing, walkers=False,
+    )  # fmt: skip
+    scenario = ScenarioOptions(every_s=every_s, job_m=(job_m / 3.0, job_m), work_s=work_s)
     settings = Settings()
     setup_logging(settings.log_level)
+    quiet_http_clients()
     try:
-        code = asyncio.run(run_demo(settings, options, duration))
-    except (DemoError, FleetError) as e:
+        code = asyncio.run(run_demo(settings, options, duration, scenario))
+    except (DemoError, FleetError, ScenarioError) as e:
         raise fail(str(e)) from None
     except (OSError, asyncpg.PostgresError) as e:
         raise fail(f"cannot register the simulated devices: {e}; {DB_HINT}") from None

@@ -85,10 +85,13 @@ class RoadPlanner:
         r = await route(self.client, self.base_url, origin, dest, ROUTE_TIMEOUT_S)
         return r if r is not None and usable(r, MAX_SNAP_M) else None
 
-    async def road_point(self, rng: random.Random) -> tuple[float, float] | None:
-        """A random point of the area within MAX_SNAP_M of a road (not snapped yet)."""
+    async def road_point(
+        self, rng: random.Random, within: Area | None = None
+    ) -> tuple[float, float] | None:
+        """A random point of the area (or of `within`) within MAX_SNAP_M of a road (not
+        snapped yet)."""
         for _ in range(MAX_DRAWS):
-            p = random_point(self.area, rng)
+            p = random_point(within or self.area, rng)
             snap = await nearest_snap_m(self.client, self.base_url, p, ROUTE_TIMEOUT_S)
             if snap is not None and snap <= MAX_SNAP_M:
                 return p
@@ -99,10 +102,13 @@ class RoadPlanner:
         origin: tuple[float, float],
         rng: random.Random,
         leg_m: tuple[float, float] = LEG_M,
+        nearby: bool = False,
     ) -> Route | None:
-        """A route from `origin` to a random road point `leg_m` away by road."""
+        """A route from `origin` to a random road point `leg_m` away by road (`nearby`:
+        drawn within `leg_m[1]` as the crow flies, for short legs in a large area)."""
+        within = Area(origin[0], origin[1], leg_m[1]) if nearby else None
         for _ in range(MAX_DRAWS):
-            dest = await self.road_point(rng)
+            dest = await self.road_point(rng, within)
             if dest is None:
                 return None
             r = await self.route(origin, dest)

@@ -78,6 +78,7 @@ BACKOFF_MAX_S: Final = 10.0
 MQTT_CONNECT_WAIT_S: Final = 5.0
 MQTT_DRAIN_TIMEOUT_S: Final = 5.0
 STOP_GRACE_S: Final = 5.0
+PLACE_ATTEMPTS: Final = 10
 ARRIVAL_GRACE_S: Final = 15.0
 """After the last trip's vehicle stopped: the engine's arrival needs 10 s inside the radius
 at the latest (README, Arrival), and a second or two for the fixes to get there."""
@@ -536,7 +537,11 @@ async def place_on_roads(devices: list[SimDevice], options: FleetOptions) -> Non
             road = dev.road
             assert road is not None
             first = await planner.random_route(dev.position, road.rng)
-            if first is None:
+            # A random start can land on a piece of road cut off from the rest (a private
+            # drive, a car park exit): try a few.
+            for _ in range(PLACE_ATTEMPTS):
+                if first is not None:
+                    break
                 first = await planner.start_on_road(road.rng)
             if first is None:
                 raise FleetError(
