@@ -4,6 +4,7 @@ stops in order."""
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import re
 import subprocess
@@ -57,10 +58,8 @@ def test_a_bounded_demo_runs_a_scenario_to_the_arrival(
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{api_port}", timeout=5) as api:
             while time.monotonic() < deadline and proc.poll() is None:
-                try:
+                with contextlib.suppress(queue.Empty):
                     seen.append(lines.get(timeout=1.0))
-                except queue.Empty:
-                    pass
                 if token is None:
                     found = re.search(r"/console\?token=(\S+)", "".join(seen))
                     token = found.group(1) if found else None
