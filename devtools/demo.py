@@ -184,6 +184,9 @@ def demo_env(stack: StackSettings, roads_path: Path | None) -> dict[str, str]:
     (the API secret, OSRM from the stack, the road network drawing)."""
     env = dict(os.environ)
     env.setdefault("FIXGATE_API_SECRET", DEMO_API_SECRET)
+    # Not the gateway's default client id: a broker drops one of two clients with the same
+    # id, so a demo next to a running gateway would cut both off every half second.
+    env.setdefault("FIXGATE_MQTT_CLIENT_ID", "fixgate-demo-gateway")
     env.setdefault("FIXGATE_ROUTING_URL", stack_env(stack)["FIXGATE_ROUTING_URL"])
     if roads_path is not None and "FIXGATE_MAP_TILES_URL" not in env:
         env.setdefault("FIXGATE_MAP_ROADS_PATH", str(roads_path))
