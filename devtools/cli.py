@@ -88,30 +88,73 @@ def stack_env_cmd() -> None:
         typer.echo(f"export {name}={shlex.quote(value)}")
 
 
+def quiet_http_clients() -> None:
+    """httpx logs every request at INFO: hundreds of OSRM lookups a minute drown the summary."""
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def routing_url(roads: bool) -> str | None:
+    """OSRM's URL when the fleet drives on roads: `FIXGATE_ROUTING_URL`, unless --no-roads."""
+    from gateway.engine.settings import EngineSettings
+
+    return EngineSettings().routing_url if roads else None
+
+
 def _fleet_options(
     trucks: int,
     phones: int,
     rate: float,
     tenant: str,
-    center: str,
-    radius_km: float,
+    center: str | None,
+    radius_km: float | None,
     seed: int | None,
     state: Path | None,
+    *,
+    teltonika: int = 0,
+    trips: int = 0,
+    routing: str | None = None,
+    walkers: bool = True,
 ) -> FleetOptions:
-    """The simulator's options, checked; a usage error names the bad one."""
-    from devtools.simulate import TENANT_PATTERN, FleetOptions, parse_center
+    """The simulator's options, checked; a usage error names the bad one. The area
+    defaults to the routing extract's when the fleet drives on roads, else Berlin."""
+    from devtools.simulate import (
+        DEFAULT_CENTER,
+        DEFAULT_RADIUS_KM,
+        TENANT_PATTERN,
+        FleetOptions,
+        parse_center,
+    )
+    from devtools.stack.osrm_extracts import EXTRACTS
 
     if not TENANT_PATTERN.fullmatch(tenant):
         raise typer.BadParameter(
             "letters, digits, '_', '.', '-' only (at most 40)", param_hint="--tenant"
         )
+    if trips and routing is None:
+        raise typer.BadParameter(
+            'trips drive on roads: set FIXGATE_ROUTING_URL (eval "$(fixgate stack env)")',
+            param_hint="--trips",
+        )
+    default_center, default_radius = DEFAULT_CENTER, DEFAULT_RADIUS_KM
+    if routing is not None:
+        extract = EXTRACTS.get(StackSettings().routing_pbf)
+        if extract is None and center is None:
+            raise typer.BadParameter(
+                "the routing extract is your own file: say where its roads are",
+                param_hint="--center",
+            )
+        if extract is not None:
+            default_center, default_radius = extract.center, extract.radius_km
     try:
-        where = parse_center(center)
+        where = parse_center(center) if center is not None else default_center
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--center") from None
     return FleetOptions(
-        trucks=trucks, phones=phones, rate=rate, tenant=tenant, center=where, radius_km=radius_km,
-        seed=seed, state_path=state,
+        trucks=trucks, phones=phones, rate=rate, tenant=tenant, center=where,
+        radius_km=radius_km if radius_km is not None else default_radius, seed=seed,
+        state_path=state, teltonika=teltonika, trips=trips, routing_url=routing, walkers=walkers,
     )  # fmt: skip
 
 
@@ -120,6 +163,15 @@ _PHONES = Annotated[
     int,
     typer.Option(
         min=0, max=999, help="Phones over MQTT, split between OwnTracks and fixgate JSON."
+    ),
+]
+_TELTONIKA = Annotated[
+    int, typer.Option(min=0, max=999, help="Teltonika trucks sending Codec 8E over TCP.")
+]
+_ROADS = Annotated[
+    bool,
+    typer.Option(
+        help="Drive on OSRM's roads when FIXGATE_ROUTING_URL is set (--no-roads: great circles)."
     ),
 ]
 _RATE = Annotated[float, typer.Option(min=0.001, max=50.0, help="Fixes per second per device.")]
@@ -132,15 +184,33 @@ _DURATION = Annotated[
 def simulate(
     trucks: _TRUCKS = 5,
     phones: _PHONES = 5,
+    teltonika: _TELTONIKA = 0,
     rate: _RATE = 1.0,
     duration: _DURATION = None,
+    trips: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=100_000,
+            help="Trips to drive (engine trips to random destinations, handed round the fleet); without --duration the run ends when they are driven.",
+        ),
+    ] = 0,
+    roads: _ROADS = True,
     tenant: Annotated[str, typer.Option(help="Tenant the simulated devices belong to.")] = "demo",
     center: Annotated[
-        str, typer.Option(help="LAT,LON the fleet drives around (Berlin by default).")
-    ] = "52.5200,13.4050",
+        str | None,
+        typer.Option(
+            help="LAT,LON the fleet drives around (default: the routing extract's middle on roads, else Berlin)."
+        ),
+    ] = None,
     radius_km: Annotated[
-        float, typer.Option(min=0.1, max=500.0, help="Radius of the area the fleet drives in.")
-    ] = 8.0,
+        float | None,
+        typer.Option(
+            min=0.1,
+            max=500.0,
+            help="Radius of the area the fleet drives in (default: the extract's, else 8).",
+        ),
+    ] = None,
     seed: Annotated[
         int | None, typer.Option(help="Seed for repeatable paths (default: random).")
     ] = None,
@@ -151,14 +221,18 @@ def simulate(
         ),
     ] = None,
 ) -> None:
-    """Simulated devices driving around: trucks over TCP NMEA, phones over MQTT; they register themselves."""
+    """Simulated devices driving around: trucks over TCP NMEA and Teltonika, phones over MQTT; they register themselves."""
     from devtools.simulate import FleetError
     from devtools.simulate import simulate as run
     from gateway.logs import setup_logging
 
-    options = _fleet_options(trucks, phones, rate, tenant, center, radius_km, seed, state)
+    options = _fleet_options(
+        trucks, phones, rate, tenant, center, radius_km, seed, state,
+        teltonika=teltonika, trips=trips, routing=routing_url(roads),
+    )  # fmt: skip
     settings = Settings()
     setup_logging(settings.log_level)
+    quiet_http_clients()
     try:
         asyncio.run(run(settings, options, duration))
     except FleetError as e:
@@ -168,22 +242,53 @@ def simulate(
 
 
 def demo(
-    trucks: _TRUCKS = 5,
-    phones: _PHONES = 5,
+    trucks: _TRUCKS = 2,
+    teltonika: _TELTONIKA = 2,
+    technicians: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=50,
+            help="Technicians: phones over MQTT, registered in the dispatch API with their app's WebSocket open.",
+        ),
+    ] = 4,
     rate: _RATE = 1.0,
     duration: _DURATION = None,
+    every_s: Annotated[
+        float, typer.Option(min=10.0, help="A new customer request this often (seconds).")
+    ] = 60.0,
+    job_m: Annotated[
+        float,
+        typer.Option(
+            min=100.0,
+            max=10_000.0,
+            help="Longest road distance from a technician to a customer, metres (the shortest is a third of it).",
+        ),
+    ] = 1500.0,
+    work_s: Annotated[
+        float, typer.Option(min=0.0, help="Seconds between start of work and completion.")
+    ] = 15.0,
+    tenant: Annotated[str, typer.Option(help="Tenant of the demo's fleet and dispatch.")] = "demo",
 ) -> None:
-    """Run fixgate's main job: the gateway fed by a simulated fleet, and where to look."""
+    """The whole flow: gateway, engine and dispatch API with a fleet on the extract's roads and a customer request every minute."""
     from devtools.demo import DemoError, run_demo
+    from devtools.scenario import ScenarioError, ScenarioOptions
     from devtools.simulate import FleetError
+    from devtools.stack import stack_env
     from gateway.logs import setup_logging
 
-    options = _fleet_options(trucks, phones, rate, "demo", "52.5200,13.4050", 8.0, None, None)
+    routing = routing_url(True) or stack_env(StackSettings())["FIXGATE_ROUTING_URL"]
+    options = _fleet_options(
+        trucks, technicians, rate, tenant, None, None, None, None,
+        teltonika=teltonika, routing=routing, walkers=False,
+    )  # fmt: skip
+    scenario = ScenarioOptions(every_s=every_s, job_m=(job_m / 3.0, job_m), work_s=work_s)
     settings = Settings()
     setup_logging(settings.log_level)
+    quiet_http_clients()
     try:
-        code = asyncio.run(run_demo(settings, options, duration))
-    except (DemoError, FleetError) as e:
+        code = asyncio.run(run_demo(settings, options, duration, scenario))
+    except (DemoError, FleetError, ScenarioError) as e:
         raise fail(str(e)) from None
     except (OSError, asyncpg.PostgresError) as e:
         raise fail(f"cannot register the simulated devices: {e}; {DB_HINT}") from None

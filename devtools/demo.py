@@ -1,37 +1,56 @@
-"""`fixgate demo`: the gateway (a child process) fed by a simulated fleet, and where to look.
+"""`fixgate demo`: the whole flow on the routing extract's roads.
 
-Order matters both ways: the gateway must be ready before the fleet drives, and on the
-way out the fleet stops first (its TCP connections close, so the gateway stores their
-last epochs), then the gateway gets SIGTERM and drains. The gateway runs in its own
-process group, so a Ctrl-C in the terminal reaches only the demo, which then stops the
-gateway itself, in that order.
+The gateway, the position engine and the dispatch API run as child processes (each waited
+for on its `/readyz`); a simulated fleet drives the extract's roads (trucks over NMEA and
+Teltonika, technicians' phones over MQTT); the technicians are registered in the dispatch
+API through its REST endpoints with an admin token, each with a WebSocket open as their
+app would have (so the ring finds them connected); then a scripted scenario runs every
+minute or so through the real API (`devtools.scenario`).
+
+Order matters both ways: each process is ready before the next needs it, and on the way
+out the fleet stops first (its connections close, so the gateway stores their last
+fixes), then the API, the engine and the gateway get SIGTERM, in that order. Children run
+in their own process groups, so a Ctrl-C in the terminal reaches only the demo, which
+stops them itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
-import shlex
+import random
 import signal
 import socket
 import sys
 import time
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final
-from urllib.parse import urlsplit
 
-import asyncpg
+import httpx
 
-from devtools.simulate import Counters, FleetOptions, SimDevice, drive_fleet, prepare_fleet
+from api.settings import ApiSettings
+from devtools.driving import RoadPlanner
+from devtools.scenario import DispatchSetup, ScenarioOptions, run_scenarios, technician_apps
+from devtools.simulate import Counters, FleetOptions, drive_fleet, prepare_fleet
+from devtools.stack import stack_env
 from devtools.stack.settings import StackSettings
 from gateway.config import Settings
+from gateway.engine.settings import EngineSettings
 
 READY_TIMEOUT_S: Final = 30.0
 LOG_TAIL_CHARS: Final = 3000
+DEMO_API_SECRET: Final = "fixgate-demo-secret-for-this-machine-only-0000"
+"""FIXGATE_API_SECRET of the demo's API when none is set: 46 characters (the API wants 32
+or more). Anyone who knows it can mint tokens, so it is for a demo on loopback only."""
+ROAD_SAMPLE_ROUTES: Final = 80
+"""Routes sampled to draw the extract's road network on the console's plain background
+(without a tile server): enough to cover Monaco's main streets."""
+STOP_ORDER: Final = ("api", "engine", "gateway")
 
 
 class DemoError(Exception):
@@ -42,20 +61,39 @@ def _connect_host(host: str) -> str:
     return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
 
 
-def check_ports_free(settings: Settings) -> None:
-    """Fail early and clearly when another gateway (or anything) holds our ports."""
-    for port, var in (
-        (settings.tcp_port, "FIXGATE_TCP_PORT"),
-        (settings.metrics_port, "FIXGATE_METRICS_PORT"),
-    ):
-        host = settings.tcp_host if var == "FIXGATE_TCP_PORT" else settings.metrics_host
+@dataclass(frozen=True)
+class Child:
+    name: str
+    args: tuple[str, ...]
+    ready_url: str
+    log_path: Path
+
+
+def _ports(
+    settings: Settings, engine: EngineSettings, api: ApiSettings
+) -> list[tuple[str, int, str]]:
+    ports = [
+        (settings.tcp_host, settings.tcp_port, "FIXGATE_TCP_PORT"),
+        (settings.metrics_host, settings.metrics_port, "FIXGATE_METRICS_PORT"),
+        (settings.teltonika_host, settings.teltonika_port, "FIXGATE_TELTONIKA_PORT"),
+        (settings.gt06_host, settings.gt06_port, "FIXGATE_GT06_PORT"),
+        (settings.osmand_host, settings.osmand_port, "FIXGATE_OSMAND_PORT"),
+        (engine.engine_host, engine.engine_port, "FIXGATE_ENGINE_PORT"),
+        (api.api_host, api.api_port, "FIXGATE_API_PORT"),
+    ]
+    return [p for p in ports if p[1] != 0]
+
+
+def check_ports_free(settings: Settings, engine: EngineSettings, api: ApiSettings) -> None:
+    """Fail early and clearly when another gateway, engine or API (or anything) holds a port."""
+    for host, port, var in _ports(settings, engine, api):
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind((host, port))
             except OSError as e:
                 raise DemoError(
-                    f"port {port} on {host} is in use ({e.strerror}); is a gateway already running? "
+                    f"port {port} on {host} is in use ({e.strerror}); is fixgate already running? "
                     f"Pick another with {var}=..."
                 ) from None
 
@@ -73,12 +111,12 @@ def _open_log(log_path: Path) -> BinaryIO:
     return log_path.open("ab")
 
 
-async def start_gateway(log_path: Path) -> asyncio.subprocess.Process:
-    with _open_log(log_path) as log:  # the child keeps its own copy of the descriptor
+async def start_child(child: Child, env: dict[str, str]) -> asyncio.subprocess.Process:
+    with _open_log(child.log_path) as log:  # the child keeps its own copy of the descriptor
         return await asyncio.create_subprocess_exec(
-            *_fixgate_command(), "gateway",
-            stdout=log, stderr=log,
-            start_new_session=True,  # Ctrl-C reaches the demo only; it stops the gateway in order
+            *_fixgate_command(), *child.args,
+            stdout=log, stderr=log, env=env,
+            start_new_session=True,  # Ctrl-C reaches the demo only; it stops the children in order
         )  # fmt: skip
 
 
@@ -92,25 +130,31 @@ def _ready(url: str) -> bool:
 
 async def wait_ready(
     proc: asyncio.subprocess.Process,
-    url: str,
+    child: Child,
     stop: asyncio.Event,
     timeout_s: float = READY_TIMEOUT_S,
 ) -> bool:
     """True once /readyz answers 200; False when stopped (Ctrl-C) first."""
     deadline = time.monotonic() + timeout_s
-    while not await asyncio.to_thread(_ready, url):
+    while not await asyncio.to_thread(_ready, child.ready_url):
         if proc.returncode is not None:
-            raise DemoError(f"the gateway exited with code {proc.returncode} before it was ready")
+            raise DemoError(
+                f"fixgate {child.name} exited with code {proc.returncode} before it was ready"
+                f"\n--- its log ({child.log_path}) ---\n{_tail(child.log_path)}"
+            )
         if time.monotonic() > deadline:
-            raise DemoError(f"the gateway was not ready after {timeout_s:.0f} s ({url})")
+            raise DemoError(
+                f"fixgate {child.name} was not ready after {timeout_s:.0f} s ({child.ready_url})"
+                f"\n--- its log ({child.log_path}) ---\n{_tail(child.log_path)}"
+            )
         if stop.is_set():
             return False
         await asyncio.sleep(0.2)
     return True
 
 
-async def stop_gateway(proc: asyncio.subprocess.Process, timeout_s: float) -> int:
-    """SIGTERM by PID (the gateway drains), SIGKILL if it overstays; its exit code."""
+async def stop_child(proc: asyncio.subprocess.Process, timeout_s: float) -> int:
+    """SIGTERM by PID (it drains), SIGKILL if it overstays; its exit code."""
     if proc.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGTERM)
@@ -120,70 +164,9 @@ async def stop_gateway(proc: asyncio.subprocess.Process, timeout_s: float) -> in
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGKILL)
             await proc.wait()
-    return proc.returncode if proc.returncode is not None else -1
-
-
-def redis_cli(redis_url: str) -> str:
-    """`redis-cli` with the connection options of `FIXGATE_REDIS_URL`."""
-    parts = urlsplit(redis_url)
-    args = ["redis-cli"]
-    if parts.hostname and parts.hostname not in ("127.0.0.1", "localhost"):
-        args += ["-h", parts.hostname]
-    args += ["-p", str(parts.port or 6379)]
-    db = parts.path.lstrip("/")
-    if db and db != "0":
-        args += ["-n", db]
-    if parts.password:
-        args += ["-a", parts.password]
-    return shlex.join(args)
-
-
-def where_to_look(
-    settings: Settings, options: FleetOptions, devices: list[SimDevice], log_path: Path
-) -> str:
-    metrics = f"http://{_connect_host(settings.metrics_host)}:{settings.metrics_port}"
-    query = (
-        "SELECT time, device_id, protocol, round(lat::numeric, 5) AS lat, round(lon::numeric, 5) AS lon,"
-        f" round(speed::numeric, 1) AS speed_mps FROM positions WHERE tenant_id = '{options.tenant}'"
-        " ORDER BY time DESC LIMIT 10"
-    )
-    cli = redis_cli(settings.redis_url)
-    prefix = settings.redis_prefix
-    lat, lon = options.center
-    radius = round(options.radius_km * 1.5)
-    sample = next((d.id for d in devices), "sim-demo-truck-01")
-    rows = [
-        ("metrics", f"{metrics}/metrics   (health: {metrics}/readyz)"),
-        ("", f"curl -s {metrics}/metrics | grep ^fixgate_fixes"),
-        # Double quotes: the query holds single quotes, and no $, ` or " (the tenant is checked).
-        ("history", f'psql {shlex.quote(settings.database_url)} -c "{query}"'),
-        (
-            "live, all",
-            f"{cli} GEOSEARCH {prefix}live:{options.tenant} FROMLONLAT {lon} {lat} BYRADIUS {radius} km ASC WITHCOORD",
-        ),
-        ("live, one", f"{cli} HGETALL {prefix}device:{sample}"),
-        ("gateway log", str(log_path)),
-    ]
-    width = max(len(name) for name, _ in rows)
-    lines = [f"  {name:{width}}  {text}" for name, text in rows]
-    return "\n".join(lines)
-
-
-async def stored_since(database_url: str, tenant: str, since: datetime) -> int | None:
-    """Positions stored for the tenant since `since` (None when the database is away)."""
-    with contextlib.suppress(OSError, asyncpg.PostgresError):
-        conn = await asyncpg.connect(database_url)
-        try:
-            return int(
-                await conn.fetchval(
-                    "SELECT count(*) FROM positions WHERE tenant_id = $1 AND received_at >= $2",
-                    tenant,
-                    since,
-                )
-            )
-        finally:
-            await conn.close()
-    return None
+    code = proc.returncode if proc.returncode is not None else -1
+    # uvicorn re-raises the SIGTERM it handled once it has shut down cleanly (`fixgate api`).
+    return 0 if code == -signal.SIGTERM else code
 
 
 def _tail(path: Path) -> str:
@@ -196,65 +179,165 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-async def _watch_gateway(proc: asyncio.subprocess.Process, stop: asyncio.Event) -> None:
-    await proc.wait()
-    stop.set()  # the gateway died under us: end the demo (and say so)
+def demo_env(stack: StackSettings, roads_path: Path | None) -> dict[str, str]:
+    """The children's environment: ours, with the demo's defaults where nothing is set
+    (the API secret, OSRM from the stack, the road network drawing)."""
+    env = dict(os.environ)
+    env.setdefault("FIXGATE_API_SECRET", DEMO_API_SECRET)
+    # Not the gateway's default client id: a broker drops one of two clients with the same
+    # id, so a demo next to a running gateway would cut both off every half second.
+    env.setdefault("FIXGATE_MQTT_CLIENT_ID", "fixgate-demo-gateway")
+    env.setdefault("FIXGATE_ROUTING_URL", stack_env(stack)["FIXGATE_ROUTING_URL"])
+    if roads_path is not None and "FIXGATE_MAP_TILES_URL" not in env:
+        env.setdefault("FIXGATE_MAP_ROADS_PATH", str(roads_path))
+    return env
 
 
-async def run_demo(settings: Settings, options: FleetOptions, duration_s: float | None) -> int:
+async def road_network(
+    planner: RoadPlanner, path: Path, count: int = ROAD_SAMPLE_ROUTES
+) -> Path | None:
+    """A GeoJSON drawing of the extract's roads for the console's plain background, from
+    routes between random road points (kept in the stack directory and reused)."""
+    if await asyncio.to_thread(path.exists):
+        return path
+    rng = random.Random(1)
+    features = []
+    for _ in range(count):
+        start = await planner.road_point(rng)
+        r = None if start is None else await planner.random_route(start, rng, (300.0, 6000.0))
+        if r is None:
+            continue
+        coords = [[round(lon, 6), round(lat, 6)] for lat, lon in r.points]
+        features.append(
+            {
+                "type": "Feature",
+                "properties": {"highway": "residential"},
+                "geometry": {"type": "LineString", "coordinates": coords},
+            }
+        )
+    if not features:
+        return None
+    text = json.dumps({"type": "FeatureCollection", "features": features})
+
+    def write() -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+    await asyncio.to_thread(write)
+    return path
+
+
+async def _watch(procs: dict[str, asyncio.subprocess.Process], stop: asyncio.Event) -> None:
+    waits = [asyncio.ensure_future(p.wait()) for p in procs.values()]
+    _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for w in pending:
+        w.cancel()
+    stop.set()  # a child died under us: end the demo (and say so)
+
+
+async def run_demo(
+    settings: Settings,
+    options: FleetOptions,
+    duration_s: float | None,
+    scenario: ScenarioOptions,
+) -> int:
     """The whole demo; its exit code."""
-    check_ports_free(settings)
+    stack = StackSettings()
+    engine_settings, api_settings = EngineSettings(), ApiSettings()
+    check_ports_free(settings, engine_settings, api_settings)
+    assert options.routing_url is not None
+    async with httpx.AsyncClient() as client:
+        planner = RoadPlanner(client, options.routing_url, options.area())
+        roads = await road_network(
+            planner, stack.stack_dir / f"demo-roads-{stack.routing_pbf}.geojson"
+        )
+    env = demo_env(stack, roads)
+    secret = env["FIXGATE_API_SECRET"]
     devices, state = await prepare_fleet(settings, options)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    log_path = StackSettings().stack_dir / "demo-gateway.log"
-    started = datetime.now(UTC)
-    proc = await start_gateway(log_path)
-    metrics = f"http://{_connect_host(settings.metrics_host)}:{settings.metrics_port}"
+
+    api_base = f"http://{_connect_host(api_settings.api_host)}:{api_settings.api_port}"
+    children = [
+        Child("gateway", ("gateway",),
+              f"http://{_connect_host(settings.metrics_host)}:{settings.metrics_port}/readyz",
+              stack.stack_dir / "demo-gateway.log"),
+        Child("engine", ("engine",),
+              f"http://{_connect_host(engine_settings.engine_host)}:{engine_settings.engine_port}/readyz",
+              stack.stack_dir / "demo-engine.log"),
+        Child("api", ("api",), f"{api_base}/readyz", stack.stack_dir / "demo-api.log"),
+    ]  # fmt: skip
+    procs: dict[str, asyncio.subprocess.Process] = {}
     counters: Counters | None = None
-    watcher: asyncio.Task[None] | None = None
+    tasks: list[asyncio.Task[None]] = []
+    died: list[str] = []
     try:
-        if await wait_ready(proc, f"{metrics}/readyz", stop):
-            watcher = asyncio.create_task(_watch_gateway(proc, stop))
-            _say(_banner(settings, options, proc.pid, duration_s))
-            _say(where_to_look(settings, options, devices, log_path))
-            counters = await drive_fleet(
-                settings, options, devices, state, stop, duration_s, out=_say
-            )
-    except DemoError as e:
-        raise DemoError(f"{e}\n--- gateway log ({log_path}) ---\n{_tail(log_path)}") from None
-    finally:
-        if watcher is not None:
-            watcher.cancel()
-        died = proc.returncode  # set only if the gateway ended before we stopped it
-        code = await stop_gateway(proc, settings.shutdown_timeout_s + 5)
-    if died is not None:
-        _say(
-            f"fixgate demo: the gateway exited on its own (code {died}); its log:\n{_tail(log_path)}"
+        for child in children:
+            procs[child.name] = await start_child(child, env)
+            if not await wait_ready(procs[child.name], child, stop):
+                return 130
+        tasks.append(asyncio.create_task(_watch(dict(procs), stop)))
+        fleet = asyncio.create_task(
+            drive_fleet(settings, options, devices, state, stop, duration_s, out=_say)
         )
+        async with httpx.AsyncClient(base_url=api_base, timeout=10.0) as api:
+            setup = await DispatchSetup.create(api, secret, options.tenant, devices, _say)
+            tasks.append(asyncio.create_task(technician_apps(api_base, setup, stop)))
+            _say(_banner(options, procs, duration_s, api_base, setup, scenario, children))
+            tasks.append(
+                asyncio.create_task(
+                    run_scenarios(api, setup, planner_for(options), scenario, stop, _say)
+                )
+            )
+            counters = await fleet
+    finally:
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await asyncio.gather(*tasks, return_exceptions=True)
+        died = [name for name, p in procs.items() if p.returncode is not None]
+        codes = {}
+        for name in STOP_ORDER:
+            if name in procs:
+                codes[name] = await stop_child(procs[name], settings.shutdown_timeout_s + 5)
+    if died:
+        for name in died:
+            log_path = next(c.log_path for c in children if c.name == name)
+            _say(f"fixgate demo: fixgate {name} exited on its own; its log:\n{_tail(log_path)}")
         return 1
     if counters is not None:
-        _report_end(
-            counters, await stored_since(settings.database_url, options.tenant, started), code
+        _say(
+            "fixgate demo: stopped; exit codes "
+            + ", ".join(f"{n} {c}" for n, c in codes.items())
+            + f"; fixes sent {sum(counters.sent.values())}"
         )
-    return 0 if code == 0 else 1
+    return 0 if all(c == 0 for c in codes.values()) else 1
 
 
-def _banner(settings: Settings, options: FleetOptions, pid: int, duration_s: float | None) -> str:
+def planner_for(options: FleetOptions) -> RoadPlanner:
+    """The scenario's own planner (its own HTTP client, closed with the process)."""
+    assert options.routing_url is not None
+    return RoadPlanner(httpx.AsyncClient(), options.routing_url, options.area())
+
+
+def _banner(
+    options: FleetOptions, procs: dict[str, asyncio.subprocess.Process],
+    duration_s: float | None, api_base: str, setup: DispatchSetup, scenario: ScenarioOptions,
+    children: list[Child],
+) -> str:  # fmt: skip
     until = "Ctrl-C stops it" if duration_s is None else f"it stops after {duration_s:g} s"
+    pids = ", ".join(f"{name} pid {p.pid}" for name, p in procs.items())
+    logs = "\n".join(f"  {c.name + ' log':12} {c.log_path}" for c in children)
     return (
-        f"fixgate demo: gateway (pid {pid}) ready, TCP NMEA on {settings.tcp_host}:{settings.tcp_port}.\n"
-        f"Simulated fleet of tenant {options.tenant!r} around {options.center[0]:.4f},{options.center[1]:.4f}:"
-        f" {options.trucks} trucks over TCP NMEA, {options.phones} phones over MQTT (OwnTracks and fixgate"
-        f" JSON), {options.rate:g} fix/s each; {until}.\nWhere to look:"
-    )
-
-
-def _report_end(counters: Counters, stored: int | None, gateway_code: int) -> None:
-    sent = sum(counters.sent.values())
-    stored_text = "unknown (database unreachable)" if stored is None else str(stored)
-    _say(
-        f"fixgate demo: stopped; gateway exit code {gateway_code}; fixes sent {sent}, positions stored {stored_text}"
+        f"fixgate demo: {pids}; ready.\n"
+        f"Fleet of tenant {options.tenant!r} on the roads around "
+        f"{options.center[0]:.4f},{options.center[1]:.4f}: {options.trucks} trucks over NMEA, "
+        f"{options.teltonika} Teltonika trucks, {options.phones} technicians' phones over MQTT "
+        f"(registered as technicians, each with its app's WebSocket open); {until}.\n"
+        f"A customer request every ~{scenario.every_s:g} s: ring, accept, journey, arrival, work, completion, feedback.\n"
+        f"  console      {api_base}/console?token={setup.admin_token}\n"
+        f"{logs}"
     )

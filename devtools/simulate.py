@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import os
 import random
 import re
@@ -36,8 +35,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, NamedTuple
+from typing import Protocol as Protocol_
 
 import asyncpg
+import httpx
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -46,11 +47,22 @@ from devices.jsonfix import encode_json_fixes
 from devices.nmea_write import rmc_gga
 from devices.tcp_nmea import login_sentence
 from devices.units import KNOT_IN_MPS
+from devtools.driving import Errand, RoadPlanner, TripBook, drive_on_roads
+from devtools.roads import (
+    Area,
+    RoadState,
+    bearing_deg,
+    destination,
+    parked,
+    random_point,
+    start_leg,
+)
 from devtools.stack.settings import StackSettings
+from devtools.teltonika_unit import UnitMemory, imei_for, session
 from gateway.config import Settings, mqtt_address
 from gateway.registry import store as registry
 from gateway.registry.tokens import verify_token
-from ingest.filters import EARTH_RADIUS_M, distance_m
+from ingest.filters import distance_m
 
 log = logging.getLogger("simulate")
 
@@ -66,17 +78,15 @@ BACKOFF_MAX_S: Final = 10.0
 MQTT_CONNECT_WAIT_S: Final = 5.0
 MQTT_DRAIN_TIMEOUT_S: Final = 5.0
 STOP_GRACE_S: Final = 5.0
+PLACE_ATTEMPTS: Final = 10
+ARRIVAL_GRACE_S: Final = 15.0
+"""After the last trip's vehicle stopped: the engine's arrival needs 10 s inside the radius
+at the latest (README, Arrival), and a second or two for the fixes to get there."""
 TENANT_PATTERN: Final = re.compile(r"[A-Za-z0-9_.-]{1,40}")
 """Tenants the simulator accepts: they go into device ids, topics and printed shell lines."""
 
 
 # ---- the movement model (pure: no clock, no global randomness) -----------------------
-
-
-class Area(NamedTuple):
-    lat: float
-    lon: float
-    radius_m: float
 
 
 class SpeedRange(NamedTuple):
@@ -109,33 +119,6 @@ class Motion:
     """Draws the next waypoint and speed, so `step` is a function of its arguments alone."""
     area: Area
     speeds: SpeedRange
-
-
-def bearing_deg(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Initial great-circle bearing from point 1 to point 2, degrees true in [0, 360)."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dl = math.radians(lon2 - lon1)
-    y = math.sin(dl) * math.cos(p2)
-    x = math.cos(p1) * math.sin(p2) - math.sin(p1) * math.cos(p2) * math.cos(dl)
-    return math.degrees(math.atan2(y, x)) % 360.0
-
-
-def destination(lat: float, lon: float, bearing: float, distance: float) -> tuple[float, float]:
-    """The point `distance` metres from (lat, lon) along the great circle at `bearing`."""
-    d = distance / EARTH_RADIUS_M
-    p1, l1, b = math.radians(lat), math.radians(lon), math.radians(bearing)
-    p2 = math.asin(math.sin(p1) * math.cos(d) + math.cos(p1) * math.sin(d) * math.cos(b))
-    l2 = l1 + math.atan2(
-        math.sin(b) * math.sin(d) * math.cos(p1), math.cos(d) - math.sin(p1) * math.sin(p2)
-    )
-    return math.degrees(p2), (math.degrees(l2) + 540.0) % 360.0 - 180.0
-
-
-def random_point(area: Area, rng: random.Random) -> tuple[float, float]:
-    """Uniform over the disc (sqrt: equal area per ring, not a pile-up at the centre)."""
-    return destination(
-        area.lat, area.lon, rng.uniform(0, 360), area.radius_m * math.sqrt(rng.random())
-    )
 
 
 def start_motion(
@@ -187,12 +170,46 @@ def _next_leg(m: Motion) -> Motion:
 # ---- what the devices send ------------------------------------------------------------
 
 
-def nmea_epoch(m: Motion, now: float) -> bytes:
+class Moving(Protocol_):
+    """What a payload needs of a vehicle: a position, a speed (m/s) and a course."""
+
+    @property
+    def lat(self) -> float: ...
+    @property
+    def lon(self) -> float: ...
+    @property
+    def speed(self) -> float: ...
+    @property
+    def heading(self) -> float: ...
+
+
+class Sample(NamedTuple):
+    """One fix as the receiver reports it: on roads, with its error and accuracy."""
+
+    lat: float
+    lon: float
+    speed: float
+    heading: float
+    accuracy_m: float | None = None
+    """None: the great-circle model, which has no receiver error."""
+
+
+HDOP_METRES: Final = 5.0
+"""The engine's reading of HDOP (README: error = HDOP x 5 m): NMEA carries accuracy so."""
+
+
+def nmea_epoch(m: Moving, now: float, accuracy_m: float | None = None) -> bytes:
     """One RMC+GGA epoch, as a tracker's receiver emits it."""
-    return rmc_gga(datetime.fromtimestamp(now, UTC), m.lat, m.lon, m.speed / KNOT_IN_MPS, m.heading)
+    hdop = 0.9 if accuracy_m is None else max(0.5, accuracy_m / HDOP_METRES)
+    return rmc_gga(
+        datetime.fromtimestamp(now, UTC), m.lat, m.lon, m.speed / KNOT_IN_MPS, m.heading,
+        hdop=hdop,
+    )  # fmt: skip
 
 
-def owntracks_payload(m: Motion, now: float, battery: int, tid: str) -> bytes:
+def owntracks_payload(
+    m: Moving, now: float, battery: int, tid: str, accuracy_m: float | None = None
+) -> bytes:
     """A `_type: location` message as the OwnTracks app publishes it (vel km/h, cog degrees)."""
     message = {
         "_type": "location",
@@ -201,7 +218,9 @@ def owntracks_payload(m: Motion, now: float, battery: int, tid: str) -> bytes:
         "tst": round(now, 3),
         "lat": round(m.lat, 7),
         "lon": round(m.lon, 7),
-        "acc": 8 if m.speed < WALKING_SPEEDS.high else 5,
+        "acc": round(accuracy_m)
+        if accuracy_m is not None
+        else (8 if m.speed < WALKING_SPEEDS.high else 5),
         "alt": 40,
         "vel": round(m.speed * 3.6),
         "cog": round(m.heading) % 360,
@@ -211,7 +230,10 @@ def owntracks_payload(m: Motion, now: float, battery: int, tid: str) -> bytes:
     return json.dumps(message, separators=(",", ":")).encode()
 
 
-def json_fix_payload(device_id: str, tenant: str, m: Motion, now: float, battery: int) -> bytes:
+def json_fix_payload(
+    device_id: str, tenant: str, m: Moving, now: float, battery: int,
+    accuracy_m: float | None = None,
+) -> bytes:  # fmt: skip
     """fixgate's own JSON fix (a batch of one)."""
     fix = Fix(
         device_id=device_id,
@@ -221,7 +243,7 @@ def json_fix_payload(device_id: str, tenant: str, m: Motion, now: float, battery
         lon=m.lon,
         speed=m.speed,
         heading=m.heading,
-        accuracy=5.0,
+        accuracy=5.0 if accuracy_m is None else round(accuracy_m, 1),
         battery=battery,
     )
     return encode_json_fixes([fix])
@@ -245,6 +267,14 @@ class FleetOptions:
     seed: int | None = None
     state_path: Path | None = None
     """Default: `simulator.json` under `FIXGATE_STACK_DIR`."""
+    walkers: bool = True
+    """Some phones walk; False: every phone drives (the demo's technicians)."""
+    teltonika: int = 0
+    """Teltonika trucks (Codec 8E over TCP)."""
+    trips: int = 0
+    """Trips to drive in all (each started in the engine); needs `routing_url`."""
+    routing_url: str | None = None
+    """OSRM: vehicles follow its roads; None: great circles."""
 
     def area(self) -> Area:
         return Area(self.center[0], self.center[1], self.radius_km * 1000.0)
@@ -274,15 +304,36 @@ class SimDevice:
     topic: str = ""
     """MQTT topic (phones)."""
     battery: int = 80
+    imei: str | None = None
+    """Teltonika trucks: how the unit logs in."""
+    road: RoadState | None = None
+    """On roads (routing on): the road motion that replaces `motion`."""
+    errand: Errand | None = None
+    """Where the demo sends this vehicle (a technician to a customer)."""
+    unit: UnitMemory = field(default_factory=UnitMemory)
+    """Teltonika trucks: the records not acknowledged yet."""
 
-    def advance(self, now: float) -> Motion:
-        self.motion = step(self.motion, now - self.moved_at)
+    def advance(self, now: float) -> Sample:
+        dt = now - self.moved_at
         self.moved_at = now
-        return self.motion
+        if self.road is None:
+            self.motion = step(self.motion, dt)
+            m = self.motion
+            return Sample(m.lat, m.lon, m.speed, m.heading)
+        motion, lat, lon, accuracy = self.road.advance(dt)
+        return Sample(lat, lon, motion.speed, motion.heading, accuracy)
+
+    @property
+    def position(self) -> tuple[float, float]:
+        """Where the vehicle really is (no receiver error)."""
+        if self.road is not None:
+            return self.road.motion.lat, self.road.motion.lon
+        return self.motion.lat, self.motion.lon
 
 
-def plan_fleet(trucks: int, phones: int, tenant: str) -> list[Slot]:
-    """Trucks over TCP NMEA; phones alternate OwnTracks and JSON (OwnTracks gets the odd one)."""
+def plan_fleet(trucks: int, phones: int, tenant: str, teltonika: int = 0) -> list[Slot]:
+    """Trucks over TCP NMEA; phones alternate OwnTracks and JSON (OwnTracks gets the odd
+    one); Teltonika trucks last."""
     slots = [
         Slot(f"sim-{tenant}-truck-{i:02d}", Protocol.NMEA, "tow_truck")
         for i in range(1, trucks + 1)
@@ -295,6 +346,10 @@ def plan_fleet(trucks: int, phones: int, tenant: str) -> list[Slot]:
     slots += [
         Slot(f"sim-{tenant}-phone-{i:02d}", Protocol.JSON, "phone")
         for i in range(1, json_phones + 1)
+    ]
+    slots += [
+        Slot(f"sim-{tenant}-fmb-{i:02d}", Protocol.TELTONIKA, "tow_truck")
+        for i in range(1, teltonika + 1)
     ]
     return slots
 
@@ -328,7 +383,8 @@ def save_state(path: Path, state: State) -> None:
 
 def remember_positions(state: State, devices: list[SimDevice]) -> None:
     for dev in devices:
-        state.setdefault(dev.id, {}).update(token=dev.token, lat=dev.motion.lat, lon=dev.motion.lon)
+        lat, lon = dev.position
+        state.setdefault(dev.id, {}).update(token=dev.token, lat=lat, lon=lon)
 
 
 def _candidates(base_id: str) -> Iterator[str]:
@@ -345,7 +401,9 @@ def _reusable(device: registry.Device, token: str | None, tenant: str, slot: Slo
     """An existing device is ours when we hold its token and it has the shape we need."""
     if token is None or not verify_token(token, device.token_hash) or device.tenant_id != tenant:
         return False
-    return (device.owntracks_user is not None) == (slot.protocol is Protocol.OWNTRACKS)
+    return (device.owntracks_user is not None) == (slot.protocol is Protocol.OWNTRACKS) and (
+        device.imei is not None
+    ) == (slot.protocol is Protocol.TELTONIKA)
 
 
 async def _claim(
@@ -362,12 +420,15 @@ async def _claim(
                 if slot.protocol is Protocol.OWNTRACKS
                 else None
             )
+            imei = imei_for(device_id) if slot.protocol is Protocol.TELTONIKA else None
             try:
                 token = await registry.add_device(
                     conn, device_id, tenant_id=tenant, kind=slot.kind, token=token,
-                    owntracks=owntracks, protocols=(slot.protocol.value,),
+                    owntracks=owntracks, protocols=(slot.protocol.value,), imei=imei,
                 )  # fmt: skip
-            except (registry.DeviceExists, registry.OwnTracksIdentityTaken):
+            except (
+                registry.DeviceExists, registry.OwnTracksIdentityTaken, registry.IdentifierTaken
+            ):  # fmt: skip
                 continue  # someone else took it a moment ago
             existing = await registry.get_device(conn, device_id)
         elif not _reusable(existing, token, tenant, slot):
@@ -398,14 +459,22 @@ def _build_device(
     )  # per device: adding one leaves the others' paths alone
     speeds = (
         TRUCK_SPEEDS
-        if slot.protocol is Protocol.NMEA
-        else rng.choice((WALKING_SPEEDS, DRIVING_SPEEDS))
+        if slot.protocol in (Protocol.NMEA, Protocol.TELTONIKA)
+        else rng.choice((WALKING_SPEEDS, DRIVING_SPEEDS) if options.walkers else (DRIVING_SPEEDS,))
     )
     area = options.area()
     motion = start_motion(area, speeds, rng.getrandbits(63), _saved_position(saved, area))
     dev = SimDevice(
-        device.id, device.tenant_id, slot.protocol, token, motion, now, battery=rng.randint(35, 100)
-    )
+        device.id, device.tenant_id, slot.protocol, token, motion, now, battery=rng.randint(35, 100),
+        imei=device.imei,
+    )  # fmt: skip
+    if options.routing_url is not None:
+        # Parked where it stopped last time (or at the random start) until placed on a road.
+        walking = (speeds.low, speeds.high) if speeds is WALKING_SPEEDS else None
+        dev.road = RoadState(
+            start_leg(parked((motion.lat, motion.lon))), random.Random(rng.getrandbits(63)),
+            walking=walking,
+        )  # fmt: skip
     if slot.protocol is Protocol.OWNTRACKS:
         dev.topic = f"{topic_prefix}owntracks/{device.owntracks_user}/{device.owntracks_device}"
     elif slot.protocol is Protocol.JSON:
@@ -434,7 +503,7 @@ async def prepare_fleet(settings: Settings, options: FleetOptions) -> tuple[list
     conn = await asyncpg.connect(settings.database_url)
     try:
         devices = []
-        for slot in plan_fleet(options.trucks, options.phones, options.tenant):
+        for slot in plan_fleet(options.trucks, options.phones, options.tenant, options.teltonika):
             device, token = await _claim(conn, slot, options.tenant, state)
             state.setdefault(device.id, {})["token"] = token
             saved = state[device.id]
@@ -453,7 +522,34 @@ async def prepare_fleet(settings: Settings, options: FleetOptions) -> tuple[list
     finally:
         await conn.close()
     save_state(state_path, state)  # tokens of new devices are kept even if the run dies
+    if options.routing_url is not None:
+        await place_on_roads(devices, options)
     return devices, state
+
+
+async def place_on_roads(devices: list[SimDevice], options: FleetOptions) -> None:
+    """Give every vehicle a first leg on the roads: from where it stopped last time when
+    that is on a road, else from a random road point of the area."""
+    assert options.routing_url is not None
+    async with httpx.AsyncClient() as client:
+        planner = RoadPlanner(client, options.routing_url, options.area())
+        for dev in devices:
+            road = dev.road
+            assert road is not None
+            first = await planner.random_route(dev.position, road.rng)
+            # A random start can land on a piece of road cut off from the rest (a private
+            # drive, a car park exit): try a few.
+            for _ in range(PLACE_ATTEMPTS):
+                if first is not None:
+                    break
+                first = await planner.start_on_road(road.rng)
+            if first is None:
+                raise FleetError(
+                    f"OSRM at {options.routing_url} gives no route inside the area "
+                    f"{options.center[0]:.4f},{options.center[1]:.4f} +{options.radius_km:g} km: "
+                    "is it running (fixgate stack status), and is the area on its extract?"
+                )
+            road.drive(first)
 
 
 # ---- running the fleet ----------------------------------------------------------------
@@ -470,10 +566,11 @@ class Counters:
     connected: set[str] = field(default_factory=set)
     """Trucks with an open TCP connection."""
     started: float = field(default_factory=time.monotonic)
+    trips: TripBook | None = None
 
     def summary(self, trucks: int | None = None, mqtt_up: bool | None = None) -> str:
         """One line; the connection states only while running (`trucks`, `mqtt_up` given)."""
-        sent = " ".join(f"{p}={self.sent[p]}" for p in ("nmea", "owntracks", "json"))
+        sent = " ".join(f"{p}={self.sent[p]}" for p in ("nmea", "owntracks", "json", "teltonika"))
         line = f"simulate: {time.monotonic() - self.started:.0f} s, sent {sent} (total {sum(self.sent.values())})"
         if trucks:
             line += f"; trucks connected {len(self.connected)}/{trucks}"
@@ -481,6 +578,9 @@ class Counters:
             line += f"; mqtt {'connected' if mqtt_up else 'DISCONNECTED'}"
         if self.reconnects:
             line += f"; tcp reconnects {self.reconnects}"
+        if self.trips is not None:
+            t = self.trips
+            line += f"; trips started {t.started}/{t.total}, driven {t.arrived}"
         return line + (f"; mqtt dropped {self.dropped}" if self.dropped else "")
 
 
@@ -540,7 +640,7 @@ async def _stream_nmea(
             motion = dev.advance(now)  # the truck moves whether or not the fix gets through
             if hung_up.done():
                 raise ConnectionResetError("the gateway closed the connection")
-            writer.write(nmea_epoch(motion, now))
+            writer.write(nmea_epoch(motion, now, motion.accuracy_m))
             await writer.drain()
             sent += 1
             counters.sent[Protocol.NMEA.value] += 1
@@ -661,13 +761,53 @@ async def run_phone(
         now = time.time()
         motion = dev.advance(now)
         if dev.protocol is Protocol.OWNTRACKS:
-            payload = owntracks_payload(motion, now, dev.battery, tid)
+            payload = owntracks_payload(motion, now, dev.battery, tid, motion.accuracy_m)
         else:
-            payload = json_fix_payload(dev.id, dev.tenant, motion, now, dev.battery)
+            payload = json_fix_payload(
+                dev.id, dev.tenant, motion, now, dev.battery, motion.accuracy_m
+            )
         if publisher.publish(dev.topic, payload):
             counters.sent[dev.protocol.value] += 1
         else:
             counters.dropped += 1
+
+
+async def record_teltonika(dev: SimDevice, ticker: Ticker, stop: asyncio.Event) -> None:
+    """The unit records a fix every tick, connected or not."""
+    last = dev.position
+    while await ticker.wait(stop):
+        now = time.time()
+        sample = dev.advance(now)
+        here = dev.position
+        dev.unit.record(
+            now, sample.lat, sample.lon, sample.speed, sample.heading,
+            distance_m(last[0], last[1], here[0], here[1]),
+        )  # fmt: skip
+        last = here
+
+
+async def run_teltonika(
+    dev: SimDevice, host: str, port: int, counters: Counters, stop: asyncio.Event
+) -> None:
+    """The unit's TCP sessions: batches acknowledged by record count, resent after a
+    failure; reconnected with backoff."""
+    assert dev.imei is not None
+    rng = random.Random(dev.imei)
+    attempt = 0
+    while not stop.is_set():
+        acked = dev.unit.acked
+        try:
+            counters.connected.add(dev.id)
+            await session(dev.imei, host, port, dev.unit, stop, rng, CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError, ConnectionError) as e:
+            attempt = 1 if dev.unit.acked > acked else attempt + 1
+            if attempt <= 2:
+                log.warning("simulate: %s: %s; reconnecting", dev.id, e or type(e).__name__)
+            counters.reconnects += 1
+            if await _sleep_or_stop(stop, _backoff_s(attempt)):
+                return
+        finally:
+            counters.connected.discard(dev.id)
 
 
 async def _cancel_stragglers(tasks: list[asyncio.Task[None]], stop: asyncio.Event) -> None:
@@ -677,6 +817,24 @@ async def _cancel_stragglers(tasks: list[asyncio.Task[None]], stop: asyncio.Even
     _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
     for task in pending:
         task.cancel()
+
+
+async def _stop_when_driven(trips: TripBook, stop: asyncio.Event) -> None:
+    """`--trips N` without `--duration`: the run ends once every trip is driven (and its
+    vehicle had a moment for the engine to see it stop)."""
+    await _first_of(trips.done, stop)
+    if not stop.is_set():
+        await _sleep_or_stop(stop, ARRIVAL_GRACE_S)
+        stop.set()
+
+
+async def _first_of(a: asyncio.Event, b: asyncio.Event) -> None:
+    waits = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
 
 
 async def _report(
@@ -702,7 +860,8 @@ async def drive_fleet(
     out = out or _print_flush
     counters = Counters()
     trucks = [d for d in devices if d.protocol is Protocol.NMEA]
-    phones = [d for d in devices if d.protocol is not Protocol.NMEA]
+    units = [d for d in devices if d.protocol is Protocol.TELTONIKA]
+    phones = [d for d in devices if d.protocol in (Protocol.OWNTRACKS, Protocol.JSON)]
     publisher = None
     if phones:
         publisher = MqttPublisher(settings.mqtt_url, f"fixgate-sim-{uuid.uuid4().hex[:12]}")
@@ -715,9 +874,17 @@ async def drive_fleet(
     loop = asyncio.get_running_loop()
     timer = loop.call_later(duration_s, stop.set) if duration_s is not None else None
     host, port = _connect_host(settings.tcp_host), settings.tcp_port
+    teltonika_at = _connect_host(settings.teltonika_host), settings.teltonika_port
     period = 1.0 / options.rate
+    routing = httpx.AsyncClient() if options.routing_url is not None else None
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2) if (
+        options.trips and routing is not None
+    ) else None  # fmt: skip
+    trips = TripBook(options.trips, pool) if pool is not None else None
+    counters.trips = trips
 
     def checkpoint() -> None:
+        counters.sent[Protocol.TELTONIKA.value] = sum(d.unit.acked for d in units)
         remember_positions(state, devices)
         save_state(state_path, state)
 
@@ -731,18 +898,35 @@ async def drive_fleet(
                     vehicles.append(
                         tg.create_task(run_truck(dev, host, port, ticker, counters, stop))
                     )
+                elif dev.protocol is Protocol.TELTONIKA:
+                    vehicles.append(tg.create_task(record_teltonika(dev, ticker, stop)))
+                    vehicles.append(
+                        tg.create_task(run_teltonika(dev, *teltonika_at, counters, stop))
+                    )
                 else:
                     assert publisher is not None
                     vehicles.append(
                         tg.create_task(run_phone(dev, publisher, ticker, counters, stop))
                     )
-            tg.create_task(_report(counters, len(trucks), publisher, stop, checkpoint, out))
+                if routing is not None:
+                    assert options.routing_url is not None
+                    planner = RoadPlanner(routing, options.routing_url, options.area())
+                    vehicles.append(tg.create_task(drive_on_roads(dev, planner, stop, trips)))
+            if trips is not None and duration_s is None:
+                tg.create_task(_stop_when_driven(trips, stop))
+            tg.create_task(
+                _report(counters, len(trucks) + len(units), publisher, stop, checkpoint, out)
+            )
             tg.create_task(_cancel_stragglers(vehicles, stop))
     finally:
         if timer is not None:
             timer.cancel()
         if publisher is not None:
             await publisher.close()
+        if routing is not None:
+            await routing.aclose()
+        if pool is not None:
+            await pool.close()
         checkpoint()
     out(counters.summary())
     return counters
@@ -755,12 +939,29 @@ async def simulate(settings: Settings, options: FleetOptions, duration_s: float 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    print(
-        f"simulate: {options.trucks} trucks -> tcp {settings.tcp_host}:{settings.tcp_port}, "
-        f"{options.phones} phones -> {settings.mqtt_url}, {options.rate:g} fix/s each, tenant {options.tenant}",
-        flush=True,
-    )
+    print(banner(settings, options), flush=True)
     return await drive_fleet(settings, options, devices, state, stop, duration_s)
+
+
+def banner(settings: Settings, options: FleetOptions) -> str:
+    """What the fleet is and where it sends."""
+    parts = [
+        f"{options.trucks} trucks -> tcp {settings.tcp_host}:{settings.tcp_port}",
+        f"{options.phones} phones -> {settings.mqtt_url}",
+    ]
+    if options.teltonika:
+        parts.append(
+            f"{options.teltonika} Teltonika trucks -> tcp {settings.teltonika_host}:{settings.teltonika_port}"
+        )
+    where = (
+        f"on the roads of {options.routing_url} around {options.center[0]:.4f},{options.center[1]:.4f}"
+        if options.routing_url is not None
+        else f"along great circles around {options.center[0]:.4f},{options.center[1]:.4f}"
+    )
+    line = f"simulate: {', '.join(parts)}, {options.rate:g} fix/s each, tenant {options.tenant}, {where}"
+    if options.trips:
+        line += f"; {options.trips} trips"
+    return line
 
 
 def _print_flush(line: str) -> None:

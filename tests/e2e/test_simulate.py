@@ -164,6 +164,7 @@ def _simulate(env: dict[str, str], state: Path, duration: str) -> subprocess.Com
         duration,
         "--seed",
         "1",
+        "--no-roads",  # great circles here, whatever FIXGATE_ROUTING_URL says
     ]
     return subprocess.run(
         [FIXGATE_BIN, *args, "--state", str(state)],

@@ -1,0 +1,423 @@
+"""The demo's dispatch side, all through the real API: the catalog (services, customers
+with vehicles, technicians linked to the fleet's phones), each technician's app (a
+WebSocket to `/ws`, so the ring finds them connected), and the scripted scenario: a
+customer request on the roads, the ring, the nearest rung technician accepts, drives
+there along the OSRM route (the engine's trip detects the arrival), works, completes;
+the customer leaves feedback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import httpx
+import websockets
+
+from api.auth import Role, issue_token
+from devtools.driving import Errand, RoadPlanner
+from devtools.simulate import SimDevice
+from ingest.filters import distance_m
+
+log = logging.getLogger("demo")
+
+TOKEN_TTL_S: Final = 12 * 3600
+"""The printed console and tracking links stay logged in for a working day."""
+RING_SETTLE_S: Final = 3.0
+"""After the first ring of a request, wait this long for the other technicians' rings
+(a phase rings them all at once; their events arrive within milliseconds)."""
+RING_WAIT_S: Final = 40.0
+"""No ring within this (nobody connected and near): the dispatcher assigns by hand."""
+ARRIVAL_WAIT_S: Final = 900.0
+"""Longest a journey may take before the scenario gives up on it (Monaco: minutes)."""
+POLL_S: Final = 1.0
+APPS_WAIT_S: Final = 15.0
+FIRST_FIXES_S: Final = 3.0
+WS_RETRY_S: Final = 2.0
+SERVICES: Final = (
+    ("DEMO-JUMP", "Jump start", 49.0, 15),
+    ("DEMO-TYRE", "Flat tyre change", 79.0, 30),
+    ("DEMO-TOW", "Tow to garage", 149.0, 45),
+)
+CUSTOMERS: Final = (
+    ("DEMO-CUST-01", "Grace", "Kelly", "WBADT43452G915187", "BMW"),
+    ("DEMO-CUST-02", "Louis", "Chiron", "VF1RFB00X56789012", "Renault"),
+    ("DEMO-CUST-03", "Charlene", "Wittstock", "ZFA31200000123456", "Fiat"),
+)
+FIRST_NAMES: Final = ("Mike", "Ana", "Luca", "Sofia", "Jean", "Marta", "Omar", "Lea")
+OPEN_STATES: Final = ("Ringing", "Pending", "Assigned", "EnRoute", "InProgress")
+
+
+@dataclass(frozen=True)
+class ScenarioOptions:
+    every_s: float = 60.0
+    """A new customer request this long after the previous one started (or at once when
+    the previous took longer)."""
+    job_m: tuple[float, float] = (500.0, 1500.0)
+    """Road distance from the nearest technician to the customer."""
+    work_s: float = 15.0
+    """Between start of work and completion."""
+
+
+class ScenarioError(Exception):
+    """An API call answered something the scenario cannot go on with."""
+
+
+@dataclass
+class Technician:
+    id: str
+    name: str
+    device: SimDevice
+    token: str
+    rings: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+    """Request ids this technician's app was rung for."""
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+    """The app's WebSocket got its `welcome` (and is open)."""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass
+class Customer:
+    id: str
+    vehicle_id: str
+    name: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+@dataclass
+class DispatchSetup:
+    tenant: str
+    secret: str
+    admin_token: str
+    services: list[str]
+    customers: list[Customer]
+    technicians: list[Technician]
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.admin_token}"}
+
+    @classmethod
+    async def create(
+        cls, api: httpx.AsyncClient, secret: str, tenant: str, devices: list[SimDevice],
+        say: Callable[[str], None],
+    ) -> DispatchSetup:  # fmt: skip
+        """The catalog, reused by code when a previous demo created it."""
+        admin_token = issue_token(
+            secret, subject="demo-admin", tenant=tenant, role=Role.ADMIN, ttl_s=TOKEN_TTL_S
+        )
+        setup = cls(tenant, secret, admin_token, [], [], [])
+        await setup._close_leftovers(api)
+        for code, name, price, minutes in SERVICES:
+            body = {"serviceCode": code, "serviceName": name, "servicePrice": price,
+                    "durationMinutes": minutes}  # fmt: skip
+            setup.services.append(await setup._ensure(api, "/services", "serviceCode", body))
+        for code, first, last, vin, make in CUSTOMERS:
+            body = {"customerCode": code, "firstName": first, "lastName": last,
+                    "email": f"{first.lower()}@example.mc", "phoneNumber": "+377 0000 0000"}  # fmt: skip
+            customer_id = await setup._ensure(api, "/customers", "customerCode", body)
+            vehicle_id = await setup._vehicle(api, customer_id, vin, make)
+            token = setup.token(Role.CUSTOMER, customer_id)
+            setup.customers.append(Customer(customer_id, vehicle_id, f"{first} {last}", token))
+        phones = [d for d in devices if d.road is not None and d.topic]
+        for i, dev in enumerate(phones):
+            first = FIRST_NAMES[i % len(FIRST_NAMES)]
+            body = {"technicianCode": f"DEMO-{dev.id}", "firstName": first,
+                    "lastName": f"({dev.id})", "deviceId": dev.id,
+                    "availabilityStatus": "Available"}  # fmt: skip
+            technician_id = await setup._ensure(api, "/technicians", "technicianCode", body)
+            token = setup.token(Role.TECHNICIAN, technician_id)
+            tech = Technician(technician_id, first, dev, token)
+            await setup._call(
+                api, "PUT", "/technician/availability", tech.headers,
+                {"availabilityStatus": "Available"},
+            )  # fmt: skip
+            setup.technicians.append(tech)
+        say(
+            f"fixgate demo: dispatch catalog ready: {len(setup.services)} services, "
+            f"{len(setup.customers)} customers, {len(setup.technicians)} technicians "
+            f"({', '.join(f'{t.name} on {t.device.id}' for t in setup.technicians)})"
+        )
+        return setup
+
+    def token(self, role: Role, subject: str) -> str:
+        return issue_token(self.secret, subject=subject, tenant=self.tenant, role=role,
+                           ttl_s=TOKEN_TTL_S)  # fmt: skip
+
+    async def _call(
+        self, api: httpx.AsyncClient, method: str, path: str, headers: dict[str, str],
+        body: dict[str, Any] | None = None, params: dict[str, Any] | None = None,
+    ) -> Any:  # fmt: skip
+        response = await api.request(method, path, headers=headers, json=body, params=params)
+        if response.status_code != 200:
+            raise ScenarioError(f"{method} {path}: {response.status_code} {response.text[:300]}")
+        return response.json().get("data")
+
+    async def _ensure(
+        self, api: httpx.AsyncClient, path: str, code_field: str, body: dict[str, Any]
+    ) -> str:
+        found = await self._call(
+            api, "GET", path, self.admin,
+            params={"searchKeyword": body[code_field], "rowsPerPage": 100},
+        )  # fmt: skip
+        id_field = {"/services": "serviceId", "/customers": "customerId"}.get(path, "technicianId")
+        for row in found or []:
+            if row.get(code_field) == body[code_field]:
+                return str(row[id_field])
+        created = await self._call(api, "POST", path, self.admin, body)
+        return str(created["id"])
+
+    async def _vehicle(self, api: httpx.AsyncClient, customer_id: str, vin: str, make: str) -> str:
+        path = f"/customers/{customer_id}/vehicles"
+        found = await self._call(api, "GET", path, self.admin, params={"rowsPerPage": 100})
+        for row in found or []:
+            if row.get("vin") == vin:
+                return str(row["vehicleId"])
+        created = await self._call(api, "POST", path, self.admin, {"vin": vin, "make": make})
+        return str(created["id"])
+
+    async def _close_leftovers(self, api: httpx.AsyncClient) -> None:
+        """Requests a killed demo left open would keep its technicians busy: cancel them."""
+        for status in OPEN_STATES:
+            rows = await self._call(
+                api, "GET", "/service-requests", self.admin,
+                params={"requestStatus": status, "rowsPerPage": 100},
+            )  # fmt: skip
+            for row in rows or []:
+                await api.put(
+                    f"/service-request/{row['requestId']}/3",
+                    headers=self.admin,
+                    json={"reason": "demo restarted"},
+                )
+
+
+async def _app(api_base: str, tech: Technician, stop: asyncio.Event) -> None:
+    """One technician's app: a WebSocket kept open, rings noted, reconnected if it drops."""
+    ws_base = api_base.replace("http://", "ws://", 1)
+    last_id: str | None = None
+    while not stop.is_set():
+        url = f"{ws_base}/ws?token={tech.token}" + (f"&last_event_id={last_id}" if last_id else "")
+        try:
+            async with websockets.connect(url, open_timeout=10) as ws:
+                async for text in ws:
+                    message = json.loads(text)
+                    if message.get("id"):
+                        last_id = message["id"]
+                    if message.get("event") == "welcome":
+                        tech.connected.set()
+                    if message.get("event") == "ring_notification_received":
+                        info = message["data"]["serviceRequestInfo"]
+                        tech.rings.put_nowait(str(info["requestId"]))
+        except (OSError, websockets.WebSocketException, TimeoutError) as e:
+            log.debug("demo: %s's app: %r; reconnecting", tech.name, e)
+        tech.connected.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), WS_RETRY_S)
+
+
+async def technician_apps(api_base: str, setup: DispatchSetup, stop: asyncio.Event) -> None:
+    async with asyncio.TaskGroup() as tg:
+        for tech in setup.technicians:
+            tg.create_task(_app(api_base, tech, stop))
+
+
+# ---- the scenario ----------------------------------------------------------------------
+
+
+@dataclass
+class Step:
+    """What the scenario prints as it goes."""
+
+    number: int
+    request_number: str = ""
+    started: float = field(default_factory=time.monotonic)
+
+    def line(self, text: str) -> str:
+        return f"scenario {self.number} {self.request_number} +{time.monotonic() - self.started:.0f} s: {text}"
+
+
+async def _request(
+    api: httpx.AsyncClient, setup: DispatchSetup, customer: Customer, at: tuple[float, float],
+    services: list[str],
+) -> tuple[str, str]:  # fmt: skip
+    data = await setup._call(
+        api, "POST", "/service-request", customer.headers,
+        {"vehicleId": customer.vehicle_id, "latitude": at[0], "longitude": at[1],
+         "services": services, "description": "Broke down, please come",
+         "location": f"{at[0]:.5f}, {at[1]:.5f}"},
+    )  # fmt: skip
+    return str(data["requestId"]), str(data["requestNumber"])
+
+
+async def _rung(setup: DispatchSetup, request_id: str, stop: asyncio.Event) -> list[Technician]:
+    """The technicians whose apps were rung for this request (first phase)."""
+    deadline = time.monotonic() + RING_WAIT_S
+    rung: list[Technician] = []
+    settle_until: float | None = None
+    while not stop.is_set():
+        for tech in setup.technicians:
+            while not tech.rings.empty():
+                if tech.rings.get_nowait() == request_id and tech not in rung:
+                    rung.append(tech)
+                    settle_until = settle_until or time.monotonic() + RING_SETTLE_S
+        now = time.monotonic()
+        if (settle_until is not None and now >= settle_until) or now >= deadline:
+            break
+        await asyncio.sleep(0.2)
+    return rung
+
+
+def _nearest(techs: list[Technician], at: tuple[float, float]) -> Technician:
+    def away_m(t: Technician) -> float:
+        lat, lon = t.device.position
+        return distance_m(lat, lon, at[0], at[1])
+
+    return min(techs, key=away_m)
+
+
+async def _pick_job(
+    setup: DispatchSetup, planner: RoadPlanner, job_m: tuple[float, float], rng: random.Random
+) -> tuple[Technician, tuple[float, float]] | None:
+    """A customer location on the road, `job_m` by road from a free technician."""
+    free = [t for t in setup.technicians if t.device.errand is None]
+    if not free:
+        return None
+    tech = rng.choice(free)
+    r = await planner.random_route(tech.device.position, rng, job_m, nearby=True)
+    return None if r is None else (tech, r.points[-1])
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> bool:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+    return stop.is_set()
+
+
+async def _wait(check: Callable[[], Any], stop: asyncio.Event, timeout_s: float) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while not stop.is_set() and time.monotonic() < deadline:
+        result = await check()
+        if result:
+            return result
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), POLL_S)
+    return None
+
+
+async def run_one(
+    api: httpx.AsyncClient, setup: DispatchSetup, planner: RoadPlanner, job_m: tuple[float, float],
+    work_s: float, number: int, rng: random.Random, stop: asyncio.Event,
+    say: Callable[[str], None], api_base: str,
+) -> None:  # fmt: skip
+    step = Step(number)
+    job = await _pick_job(setup, planner, job_m, rng)
+    if job is None:
+        say(step.line("no free technician or no road point found; next time"))
+        return
+    _, at = job
+    customer = setup.customers[(number - 1) % len(setup.customers)]
+    services = rng.sample(setup.services, k=rng.choice((1, 2)))
+    request_id, step.request_number = await _request(api, setup, customer, at, services)
+    say(step.line(f"{customer.name} asks for help at {at[0]:.5f},{at[1]:.5f}"))
+    say(f"  tracking page  {api_base}/track/{request_id}?token={customer.token}")
+
+    rung = await _rung(setup, request_id, stop)
+    if stop.is_set():
+        return
+    if rung:
+        tech = _nearest(rung, at)
+        await setup._call(api, "PUT", f"/service-request/{request_id}/1", tech.headers)
+        say(step.line(f"rang {len(rung)} technicians; {tech.name} (the nearest) accepted"))
+    else:
+        free = [t for t in setup.technicians if t.device.errand is None] or setup.technicians
+        tech = _nearest(free, at)
+        await setup._call(
+            api, "POST", "/service-request/assign", setup.admin,
+            {"requestId": request_id, "technicianId": tech.id},
+        )  # fmt: skip
+        say(step.line(f"nobody was rung; the dispatcher assigned {tech.name}"))
+
+    errand = Errand(at[0], at[1])
+    tech.device.errand = errand
+    try:
+        await setup._call(api, "POST", f"/service-request/{request_id}/start-journey", tech.headers)
+        say(step.line(f"{tech.name} is on the way (the engine's trip: ETA and route live)"))
+
+        async def arrived() -> str | None:
+            d = await setup._call(api, "GET", f"/service-request/{request_id}", setup.admin)
+            return str(d["arrivedAt"]) if d.get("arrivedAt") else None
+
+        if await _wait(arrived, stop, ARRIVAL_WAIT_S) is None:
+            say(step.line("no arrival in time; giving up on this one"))
+            return
+        say(step.line(f"{tech.name} arrived (the engine's trip_arrived -> technician_arrived)"))
+        await setup._call(
+            api, "PUT", f"/service-request/{request_id}", tech.headers, params={"workAction": 1}
+        )
+        say(step.line("work started"))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), work_s)
+        if stop.is_set():
+            return
+        await setup._call(
+            api, "PUT", f"/service-request/{request_id}", tech.headers,
+            {"mileage": rng.randint(20_000, 180_000),
+             "evidences": [f"demo://photos/{request_id}/after.jpg"],
+             "completedServices": services},
+            params={"workAction": 2},
+        )  # fmt: skip
+        say(step.line("completed"))
+    finally:
+        errand.released.set()
+    rating = rng.choice((4, 5, 5))
+    await setup._call(
+        api, "POST", f"/service-request/feedback/{request_id}", customer.headers,
+        {"rating": rating, "feedback": "Quick and friendly"},
+    )  # fmt: skip
+    say(step.line(f"{customer.name} rated it {rating}/5"))
+
+
+async def run_scenarios(
+    api: httpx.AsyncClient, setup: DispatchSetup, planner: RoadPlanner,
+    options: ScenarioOptions, stop: asyncio.Event, say: Callable[[str], None],
+) -> None:  # fmt: skip
+    """One scenario after the other, each starting `every_s` after the previous started."""
+    rng = random.Random()
+    api_base = str(api.base_url).rstrip("/")
+    number = 0
+    try:
+        # The ring wants connected technicians with a fresh live position: the apps' sockets
+        # open and the first fixes stored take a second or two after the fleet starts.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(APPS_WAIT_S):
+                for tech in setup.technicians:
+                    await tech.connected.wait()
+        if await _sleep(stop, FIRST_FIXES_S):
+            return
+        while not stop.is_set():
+            number += 1
+            started = time.monotonic()
+            try:
+                await run_one(api, setup, planner, options.job_m, options.work_s, number, rng,
+                              stop, say, api_base)  # fmt: skip
+            except (ScenarioError, httpx.HTTPError) as e:
+                say(f"scenario {number}: {e}")
+            left = options.every_s - (time.monotonic() - started)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(5.0, left))
+    finally:
+        await planner.client.aclose()
