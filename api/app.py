@@ -20,6 +20,7 @@ from api.routes import (
     console,
     customers,
     devices,
+    geofences,
     health,
     service_requests,
     services,
@@ -82,7 +83,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     errors.install(app)
     app.middleware("http")(observe)
-    modules = (health, customers, vans, technicians, services, service_requests, devices, console)
+    modules = (
+        health, customers, vans, technicians, services, service_requests, devices, geofences,
+        console,
+    )  # fmt: skip
     for module in modules:
         app.include_router(module.router)
     app.include_router(endpoint.router)
