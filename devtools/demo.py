@@ -34,6 +34,7 @@ from typing import BinaryIO, Final
 import httpx
 
 from api.settings import ApiSettings
+from devtools.demo_geofences import ensure_geofences, print_engine_events
 from devtools.driving import RoadPlanner
 from devtools.scenario import DispatchSetup, ScenarioOptions, run_scenarios, technician_apps
 from devtools.simulate import Counters, FleetOptions, drive_fleet, prepare_fleet
@@ -284,6 +285,14 @@ async def run_demo(
         )
         async with httpx.AsyncClient(base_url=api_base, timeout=10.0) as api:
             setup = await DispatchSetup.create(api, secret, options.tenant, devices, _say)
+            fences = await ensure_geofences(api, setup.admin, options.area(), _say)
+            tasks.append(
+                asyncio.create_task(
+                    print_engine_events(
+                        settings.redis_url, settings.redis_prefix, fences, stop, _say
+                    )
+                )
+            )
             tasks.append(asyncio.create_task(technician_apps(api_base, setup, stop)))
             _say(_banner(options, procs, duration_s, api_base, setup, scenario, children))
             tasks.append(

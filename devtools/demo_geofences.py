@@ -1,0 +1,93 @@
+"""The demo's geofences and the engine events it prints as they happen.
+
+Through the dispatch API (`/geofences`, an admin token): a service area over half of the
+demo's area and a depot circle at its centre, created once (reused by name afterwards).
+Then a reader of the engine's `{prefix}events` stream prints each geofence event and
+arrival as it comes, with the fence's name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+from typing import Any, cast
+
+import httpx
+import redis.asyncio as aioredis
+
+from devtools.roads import Area
+from geofence.geodesy import metres_per_degree
+
+SERVICE_AREA = "Demo service area (east half)"
+DEPOT = "Demo depot"
+DEPOT_RADIUS_M = 150.0
+DEPOT_DWELL_S = 20.0
+"""A vehicle waiting at the depot this long gets a geofence_dwell."""
+PRINTED = ("geofence_enter", "geofence_exit", "geofence_dwell", "geofence_crossed", "trip_arrived")
+
+
+def _service_area(area: Area) -> dict[str, Any]:
+    """The east half of the area's square: vehicles cross its west edge often."""
+    m_lat, m_lon = metres_per_degree(area.lat)
+    dlat, dlon = area.radius_m / m_lat, area.radius_m / m_lon
+    w, e, s, n = area.lon, area.lon + dlon, area.lat - dlat, area.lat + dlat
+    return {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
+
+
+async def ensure_geofences(
+    api: httpx.AsyncClient, admin: dict[str, str], area: Area, say: Callable[[str], None]
+) -> dict[int, str]:
+    """The demo's fences by id, created when missing."""
+    listed = await api.get("/geofences", params={"rowsPerPage": 100}, headers=admin)
+    listed.raise_for_status()
+    found = {g["name"]: g["geofenceId"] for g in listed.json()["data"]}
+    wanted: list[dict[str, Any]] = [
+        {"name": SERVICE_AREA, "kind": "service_area", "geometry": _service_area(area)},
+        {
+            "name": DEPOT, "kind": "depot", "radiusM": DEPOT_RADIUS_M, "dwellS": DEPOT_DWELL_S,
+            "geometry": {"type": "Point", "coordinates": [area.lon, area.lat]},
+        },
+    ]  # fmt: skip
+    for body in wanted:
+        if body["name"] not in found:
+            made = await api.post("/geofences", json=body, headers=admin)
+            made.raise_for_status()
+            found[body["name"]] = made.json()["data"]["id"]
+            say(f"demo: geofence {body['name']!r} created (id {found[body['name']]})")
+    return {int(fid): name for name, fid in found.items()}
+
+
+async def print_engine_events(
+    redis_url: str, prefix: str, fences: dict[int, str], stop: asyncio.Event,
+    say: Callable[[str], None],
+) -> None:  # fmt: skip
+    """Follow `{prefix}events` from now on and print what a dispatcher would watch."""
+    client = aioredis.from_url(redis_url)
+    last = "$"
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(OSError, aioredis.RedisError):
+                got = await client.xread({f"{prefix}events": last}, block=1000, count=100)
+                # [[stream, [(id, fields), ...]], ...]; redis-py types the reply loosely.
+                for _stream, entries in cast(list[tuple[Any, list[tuple[Any, Any]]]], got or []):
+                    for entry_id, fields in entries:
+                        last = entry_id
+                        event = json.loads(fields[b"event"])
+                        if event["type"] in PRINTED:
+                            say(_line(event, fences))
+    finally:
+        await client.aclose()
+
+
+def _line(event: dict[str, Any], fences: dict[int, str]) -> str:
+    kind = event["type"]
+    if kind == "trip_arrived":
+        return (
+            f"engine: {event['device']} arrived (trip {event['trip'][:8]}, at {event['fix_time']})"
+        )
+    fence = fences.get(event["geofence"], f"geofence {event['geofence']}")
+    extra = f" after {event['dwell_s']:.0f} s" if kind == "geofence_dwell" else ""
+    verb = kind.removeprefix("geofence_")
+    return f"engine: {event['device']} {verb} {fence!r}{extra} (at {event['fix_time']})"
