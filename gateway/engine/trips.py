@@ -16,7 +16,7 @@ import asyncpg
 import msgspec
 
 from gateway.db import DbConnection
-from geofence.trips import TripSpec
+from geofence.trips import TripRowState, TripSpec
 
 OPEN_STATES = ("waiting", "active")
 
@@ -30,7 +30,8 @@ class TripRow(msgspec.Struct, frozen=True, kw_only=True):
     radius_m: float
     service_s: float
     ref: str | None
-    state: str
+    state: TripRowState
+    """The table's CHECK admits exactly these values."""
     seq: int
     created_at: datetime
     activated_at: datetime | None
@@ -40,7 +41,7 @@ class TripRow(msgspec.Struct, frozen=True, kw_only=True):
     def spec(self) -> TripSpec:
         return TripSpec(
             id=self.id, seq=self.seq, lat=self.dest_lat, lon=self.dest_lon, radius_m=self.radius_m,
-            service_s=self.service_s, ref=self.ref, state=self.state,  # type: ignore[arg-type]
+            service_s=self.service_s, ref=self.ref, state=self.state,
         )  # fmt: skip
 
 
