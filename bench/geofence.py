@@ -1,6 +1,18 @@
-"""Fix evaluations per second in the engine core: 10,000 devices against 10,000 geofences.
+"""Fix evaluations per second in the engine core: 10,000 devices against 10,000 geofences;
+and (--mode lag) the event lag of a real gateway and engine under a fixed offered rate.
 
     python -m bench.geofence [--devices 10000] [--fences 10000] [--batches 20]
+    python -m bench.geofence --mode lag [--rate 10000] [--duration 30] [--devices 2000]
+
+--mode lag: a fresh database with --fences geofences (circles of 25-250 m and small
+polygons where the fleet drives) and a trip per device (local ETAs: every fix of every
+device is evaluated against its trip and the fences, and yields a `trip_update`); a real
+`fixgate gateway` and `fixgate engine`; bench/ingest's paced TCP NMEA senders offer
+--rate fixes/s for --duration s. Figure: the engine's own histogram
+`fixgate_engine_event_lag_seconds` (fix received by the gateway -> its event committed to
+`{prefix}events`), p50/p99 over the run after a warm-up (linear within its buckets), and
+how many fixes the gateway received and events the engine wrote. Needs the stack
+(`eval "$(fixgate stack env)"`).
 
 (as a module: run as a file, its own name would hide the `geofence` package.)
 
@@ -94,15 +106,150 @@ class Walker:
         )  # fmt: skip
 
 
+def lag_mode(a: argparse.Namespace) -> None:
+    """Gateway + engine, fences and trips, a paced TCP load: the event lag p50/p99."""
+    import asyncio
+    import os
+    import subprocess
+    import sys
+    import tempfile
+    import urllib.request
+    import uuid
+    from pathlib import Path
+
+    import asyncpg
+    import psycopg
+
+    from bench.ingest import (
+        free_port,
+        make_database,
+        quantile,
+        register_all,
+        scrape,
+        start_gateway,
+        wait_ready,
+    )
+    from bench.load import TcpLoad, device_lat
+    from gateway.config import Settings
+    from gateway.engine.fences import add_geofence
+    from gateway.engine.trips import start_trip
+
+    settings = Settings()
+    admin = settings.database_url.rsplit("/", 1)[0] + "/postgres"
+    name = f"bench_lag_{uuid.uuid4().hex[:8]}"
+    db_url = make_database(admin, name)
+    prefix = f"benchlag{uuid.uuid4().hex[:6]}:"
+    devices = [f"lag-{i}" for i in range(a.devices)]
+    rng = random.Random(a.seed)
+    tokens = register_all(db_url, devices)
+
+    async def setup() -> None:
+        conn = await asyncpg.connect(db_url)
+        try:
+            for i in range(a.fences):
+                # Where the fleet drives: lat 48.0-49.0 (bench/load.device_lat), lon 11.0.
+                lat, lon = 48.0 + rng.uniform(0, 1.0), 11.0 + rng.uniform(-0.01, 0.01)
+                if i % 5:
+                    geom = shapely.Point(lon, lat)
+                    radius: float | None = rng.uniform(25, 250)
+                else:
+                    geom = shapely.from_wkb(_polygon(rng, lat, lon, rng.uniform(20, 200), 12))
+                    radius = None
+                await add_geofence(conn, tenant="bench", name=f"f{i}", geometry=geom,
+                                   radius_m=radius)  # fmt: skip
+            for d in devices:
+                await start_trip(conn, tenant="bench", device=d, lat=device_lat(d) + 0.05, lon=11.0)
+        finally:
+            await conn.close()
+
+    asyncio.run(setup())
+    env = {**os.environ, "FIXGATE_DATABASE_URL": db_url, "FIXGATE_REDIS_PREFIX": prefix}
+    env.pop("FIXGATE_ROUTING_URL", None)
+    log_dir = Path(tempfile.mkdtemp(prefix="fixgate-bench-lag-"))
+    engine_port = free_port()
+    fixgate = str(Path(sys.executable).parent / "fixgate")
+    gw = start_gateway({**env, "FIXGATE_SPOOL_DIR": str(log_dir / "spool")},
+                       log_dir / "gateway.log", free_port(), free_port())  # fmt: skip
+    with open(log_dir / "engine.log", "ab") as out:
+        engine = subprocess.Popen(
+            [fixgate, "engine"], env={**env, "FIXGATE_ENGINE_PORT": str(engine_port)},
+            stdout=out, stderr=out,
+        )  # fmt: skip
+    try:
+        wait_ready(gw, 60)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{engine_port}/readyz") as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline and engine.poll() is None, "engine not ready"
+            time.sleep(0.2)
+        per_device = max(1, round(a.rate * a.duration / len(devices)))
+        # Fix times from now on: a device's fixes are 1 s apart and go out every
+        # devices/rate s, so fix time stays within the gateway's clock-skew tolerance.
+        load = TcpLoad(gw.tcp_port, [(d, tokens[d], per_device) for d in devices],
+                       int(time.time()), a.rate, a.senders)  # fmt: skip
+        load.wait_ready(600)
+        go = load.go()
+        time.sleep(a.warmup)
+        before_e, before_g = scrape(engine_port), scrape(gw.metrics_port)
+        t_before = time.monotonic()
+        time.sleep(max(0.0, go + a.duration - time.monotonic()))
+        after_e, after_g = scrape(engine_port), scrape(gw.metrics_port)
+        window = time.monotonic() - t_before
+        sent, took = load.wait(a.duration * 3 + 120)
+    finally:
+        engine.terminate()
+        engine.wait(30)
+        gw.stop()
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        import redis
+
+        client = redis.Redis.from_url(settings.redis_url)
+        keys = list(client.scan_iter(match=f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+    def delta(b: dict[str, float], af: dict[str, float], key: str) -> float:
+        return sum(v - b.get(k, 0.0) for k, v in af.items() if k.startswith(key))
+
+    lag = "fixgate_engine_event_lag_seconds"
+    got = delta(before_g, after_g, "fixgate_fixes_received_total{")
+    events = delta(before_e, after_e, "fixgate_engine_events_total{")
+    print(f"offered {a.rate:,} fixes/s for {a.duration:.0f} s from {len(devices)} TCP devices"
+          f" ({sent:,} fixes sent in {took:.1f} s: {sent / took:,.0f}/s achieved);"
+          f" {a.fences:,} geofences, a trip per device")  # fmt: skip
+    print(f"measured {window:.0f} s after {a.warmup:.0f} s warm-up: gateway received"
+          f" {got / window:,.0f} fixes/s, engine wrote {events / window:,.0f} events/s")  # fmt: skip
+    print(f"event lag (gateway received -> event in stream): p50 {quantile(before_e, after_e, lag, 0.5) * 1000:.0f} ms,"
+          f" p99 {quantile(before_e, after_e, lag, 0.99) * 1000:.0f} ms"
+          f" ({delta(before_e, after_e, lag + '_count'):,.0f} batches with events)")  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--devices", type=int, default=10_000)
+    p.add_argument("--mode", choices=("core", "lag"), default="core")
+    p.add_argument("--devices", type=int, default=None, help="core: 10000; lag: 2000")
     p.add_argument("--fences", type=int, default=10_000)
     p.add_argument("--batches", type=int, default=20)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--rate", type=int, default=10_000, help="lag: fixes/s offered")
+    p.add_argument("--duration", type=float, default=30.0, help="lag: seconds of load")
+    p.add_argument("--warmup", type=float, default=5.0, help="lag: seconds before measuring")
+    p.add_argument("--senders", type=int, default=2, help="lag: TCP sender processes")
     a = p.parse_args()
+    if a.mode == "lag":
+        a.devices = a.devices or 2000
+        lag_mode(a)
+        return
+    a.devices = a.devices or 10_000
     rng = random.Random(a.seed)
     started = time.perf_counter()
     index = FenceIndex(fences(a.fences, rng))

@@ -112,10 +112,15 @@ async def register(db_url: str, device: str, tenant: str) -> None:
 async def feed(
     client: aioredis.Redis, prefix: str, batches: list[list[Fix]], pause_s: float = 0.0
 ) -> None:
-    """Each batch as the gateway's live writer writes it: one stream entry per batch."""
+    """Each batch as the gateway's live writer writes it: each device's newest fix to its
+    live position, and every fix of the batch to the positions stream."""
     writer = LiveWriter(client, prefix)
     for batch in batches:
-        await writer.write(batch, batch)  # the hash (newest wins) and every fix on the stream
+        newest: dict[str, Fix] = {}
+        for f in batch:
+            if f.device_id not in newest or f.time >= newest[f.device_id].time:
+                newest[f.device_id] = f
+        await writer.write(list(newest.values()), batch)
         if pause_s:
             await asyncio.sleep(pause_s)
 

@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from api.auth import Role
-from tests.support.api import token
+from tests.support.api import running_app, token
 from tests.support.engine import EngineProcess, feed, register, wait_events
 from tests.support.geofence import fix, offset
 
@@ -139,7 +139,7 @@ async def test_bad_geofences_are_refused_naming_the_field(client: httpx.AsyncCli
 
 
 async def test_a_fence_created_over_the_api_is_the_running_engines(
-    client: httpx.AsyncClient,
+    make_settings: Any,
     fixgate_env: dict[str, str],
     db_url: str,
     redis_client: aioredis.Redis,
@@ -150,11 +150,13 @@ async def test_a_fence_created_over_the_api_is_the_running_engines(
     engine = EngineProcess(fixgate_env, tmp_path / "engine.log")
     try:
         await asyncio.to_thread(engine.wait_ready)
-        fid = await _create(
-            client,
-            {"name": "yard", "geometry": {"type": "Polygon", "coordinates": square(100)}},
-            ADMIN,
-        )
+        # The app only for the write (its engine-event consumer is not what is tested here).
+        async with running_app(make_settings()) as client:
+            fid = await _create(
+                client,
+                {"name": "yard", "geometry": {"type": "Polygon", "coordinates": square(100)}},
+                ADMIN,
+            )
         await asyncio.sleep(1.0)  # the engine's reload: within a second of the change
         drive = [
             fix(t, *offset(LAT, LON, 0.0, -300.0 + 10.0 * t), device="truck-1", tenant="acme")
