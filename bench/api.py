@@ -1,0 +1,302 @@
+"""bench/api: the dispatch API's latencies under load, through a real `fixgate api`.
+
+    eval "$(fixgate stack env)"
+    .venv/bin/python -m bench.api --technicians 1000 --clients 100 --requests 300
+
+A fresh database of its own (dropped afterwards) and a real `fixgate api` process; N
+technicians, each linked to a registered device whose live position is written through
+the gateway's own Redis writer, spread 0-80 miles from the customers so each ring phase
+has its share. Then `--clients` concurrent customer clients each create requests in a
+loop; for each request one rung technician rejects and another accepts. Printed, p50/p99:
+  - request creation -> first ring logged (`technicianringlog`, polled every 5 ms)
+  - accept and reject latency (the HTTP call)
+  - ETA calculation: `GET /service-request/{id}/queue` (queue position and queue ETA)
+With `--fleet-rate R` a gateway runs beside it and R fixes/s are sent to it over TCP NMEA
+by the technicians' devices (their live positions then come from the gateway).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import psycopg
+import redis.asyncio as aioredis
+
+from api.auth import Role, issue_token
+from devices.fix import Fix
+from devices.nmea_write import rmc_gga
+from devices.tcp_nmea import login_sentence
+from gateway.config import Settings
+from gateway.migrate import migrate, migrations_dir
+from gateway.registry.store import add_device
+from gateway.sinks.live import LiveWriter
+
+SECRET = "bench-api-secret-0123456789abcdef0123456789"
+TENANT = "bench"
+ORIGIN = (43.7384, 7.4246)
+METERS_PER_MILE = 1609.344
+FIXGATE = str(Path(sys.executable).parent / "fixgate")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(args: list[str], env: dict[str, str], log_path: str) -> subprocess.Popen[bytes]:
+    with open(log_path, "ab") as log:
+        return subprocess.Popen([FIXGATE, *args], env=env, stdout=log, stderr=log)
+
+
+def wait_ready(url: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} not ready after {timeout_s:.0f} s")
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)] * 1000.0
+
+
+def line(name: str, values: list[float]) -> str:
+    if not values:
+        return f"  {name:38} no samples"
+    return (
+        f"  {name:38} n={len(values):5}  p50 {pct(values, 0.5):7.1f} ms  p99 {pct(values, 0.99):7.1f} ms"
+        f"  mean {statistics.fmean(values) * 1000:7.1f} ms"
+    )
+
+
+def token(role: Role, subject: str) -> dict[str, str]:
+    raw = issue_token(SECRET, subject=subject, tenant=TENANT, role=role, ttl_s=3600)
+    return {"Authorization": f"Bearer {raw}"}
+
+
+def position(n: int, count: int) -> tuple[float, float]:
+    """Technician n of count, at a distance spread evenly over 0-80 miles, any bearing."""
+    miles = 80.0 * (n + 0.5) / count
+    bearing = random.uniform(0, 2 * math.pi)
+    d = miles * METERS_PER_MILE
+    lat = ORIGIN[0] + d * math.cos(bearing) / 111_195.0
+    lon = ORIGIN[1] + d * math.sin(bearing) / (111_195.0 * math.cos(math.radians(lat)))
+    return lat, lon
+
+
+async def setup(api: httpx.AsyncClient, pool: asyncpg.Pool, redis_url: str, prefix: str,
+                count: int) -> tuple[list[tuple[str, str, dict[str, str]]], list[tuple[str, dict[str, str]]],
+                                     str, dict[str, str]]:  # fmt: skip
+    admin = token(Role.ADMIN, "bench-admin")
+
+    async def post(path: str, body: dict[str, Any]) -> str:
+        r = await api.post(path, json=body, headers=admin)
+        r.raise_for_status()
+        return str(r.json()["data"]["id"])
+
+    service = await post("/services", {"serviceCode": "TOW", "serviceName": "Tow",
+                                        "servicePrice": 99.0, "durationMinutes": 30})  # fmt: skip
+    techs: list[tuple[str, str, dict[str, str]]] = []
+    tokens: dict[str, str] = {}
+    redis = aioredis.from_url(redis_url)
+    writer = LiveWriter(redis, prefix)
+    fixes = []
+    for n in range(count):
+        device = f"bench-van-{n:04d}"
+        async with pool.acquire() as conn:
+            tokens[device] = await add_device(conn, device, tenant_id=TENANT, kind="service_van")
+        tid = await post("/technicians", {"technicianCode": f"T{n:04d}", "firstName": "Tech",
+                                           "lastName": f"{n}", "availabilityStatus": "Available",
+                                           "deviceId": device})  # fmt: skip
+        techs.append((tid, device, token(Role.TECHNICIAN, tid)))
+        lat, lon = position(n, count)
+        now = datetime.now(UTC)
+        fixes.append(
+            Fix(device_id=device, tenant_id=TENANT, time=now, lat=lat, lon=lon, received_at=now)
+        )
+    await writer.write(fixes, fixes)
+    await redis.aclose()
+    customers = []
+    for c in range(20):
+        cid = await post("/customers", {"customerCode": f"C{c:03d}", "firstName": "Cus",
+                                         "lastName": f"{c}", "email": f"c{c}@example.org"})  # fmt: skip
+        vid = await post(f"/customers/{cid}/vehicles", {"vin": f"VIN{c:014d}", "make": "VW"})
+        customers.append((cid, token(Role.CUSTOMER, cid), vid))
+    return techs, [(vid, hdr) for _, hdr, vid in customers], service, tokens
+
+
+async def one_request(api: httpx.AsyncClient, pool: asyncpg.Pool, customer: tuple[str, dict[str, str]],
+                      service: str, by_id: dict[str, dict[str, str]], out: dict[str, list[float]]) -> None:  # fmt: skip
+    vehicle, headers = customer
+    body = {"vehicleId": vehicle, "latitude": ORIGIN[0], "longitude": ORIGIN[1],
+            "location": "bench", "services": [service]}  # fmt: skip
+    started = time.perf_counter()
+    r = await api.post("/service-request", json=body, headers=headers)
+    r.raise_for_status()
+    request_id = r.json()["data"]["requestId"]
+    rung: list[str] = []
+    deadline = started + 10.0
+    while time.perf_counter() < deadline:
+        async with pool.acquire() as conn:
+            rows = await conn.fetch("SELECT technicianid FROM technicianringlog WHERE requestid = $1",
+                                    uuid.UUID(request_id))  # fmt: skip
+        if rows:
+            out["create -> first ring logged"].append(time.perf_counter() - started)
+            rung = [str(r["technicianid"]) for r in rows]
+            break
+        await asyncio.sleep(0.005)
+    if len(rung) < 2:
+        return
+    loser, winner = random.sample(rung, 2)
+    t = time.perf_counter()
+    r = await api.put(
+        f"/service-request/{request_id}/2", json={"reason": "busy"}, headers=by_id[loser]
+    )
+    out["reject"].append(time.perf_counter() - t)
+    t = time.perf_counter()
+    r = await api.put(f"/service-request/{request_id}/1", json={}, headers=by_id[winner])
+    out["accept"].append(time.perf_counter() - t)
+    if r.status_code == 200:
+        t = time.perf_counter()
+        q = await api.get(f"/service-request/{request_id}/queue", headers=headers)
+        if q.status_code == 200:
+            out["ETA (queue position and ETA)"].append(time.perf_counter() - t)
+        # Free the technician again so the queue limit never stops the bench.
+        await api.put(f"/service-request/{request_id}/3", json={"reason": "bench"}, headers=headers)
+
+
+def fleet_load(port: int, tokens: dict[str, str], rate: float, stop: threading.Event,
+               sent: list[int]) -> None:  # fmt: skip
+    """R fixes/s over TCP NMEA from the technicians' devices, one connection each."""
+    socks = []
+    for device, tok in tokens.items():
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(login_sentence(device, tok))
+        socks.append((device, s))
+    t0 = datetime.now(UTC)
+    n = 0
+    start = time.monotonic()
+    while not stop.is_set():
+        due = int((time.monotonic() - start) * rate)
+        while n < due:
+            device, s = socks[n % len(socks)]
+            k = n // len(socks)
+            i = int(device.rsplit("-", 1)[1])
+            lat, lon = position(i, len(socks))
+            s.sendall(rmc_gga(t0 + timedelta(seconds=k), lat, lon))
+            n += 1
+        time.sleep(0.01)
+    sent.append(n)
+    for _, s in socks:
+        s.close()
+
+
+async def run(args: argparse.Namespace) -> None:
+    settings = Settings()
+    name = f"bench_api_{uuid.uuid4().hex[:8]}"
+    admin_url = settings.database_url.rsplit("/", 1)[0] + "/postgres"
+    db_url = settings.database_url.rsplit("/", 1)[0] + f"/{name}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    prefix = f"benchapi{uuid.uuid4().hex[:6]}:"
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        migrate(db_url, migrations_dir())
+        port, tcp_port, metrics_port = free_port(), free_port(), free_port()
+        env = {**os.environ, "FIXGATE_DATABASE_URL": db_url, "FIXGATE_REDIS_PREFIX": prefix,
+               "FIXGATE_API_SECRET": SECRET, "FIXGATE_API_PORT": str(port),
+               "FIXGATE_RING_REQUIRE_CONNECTED": "false", "FIXGATE_TCP_PORT": str(tcp_port),
+               "FIXGATE_METRICS_PORT": str(metrics_port), "FIXGATE_MQTT_CLIENT_ID": f"bench-api-{prefix}",
+               "FIXGATE_SPOOL_DIR": f"/tmp/{name}-spool", "FIXGATE_TELTONIKA_PORT": "0",
+               "FIXGATE_GT06_PORT": "0", "FIXGATE_OSMAND_PORT": "0"}  # fmt: skip
+        log_path = f"/tmp/{name}.log"
+        procs.append(start(["api"], env, log_path))
+        base = f"http://127.0.0.1:{port}"
+        await asyncio.to_thread(wait_ready, f"{base}/readyz")
+        async with httpx.AsyncClient(
+            base_url=base, timeout=30.0, limits=httpx.Limits(max_connections=200)
+        ) as api:
+            pool = await asyncpg.create_pool(db_url, min_size=2, max_size=20)
+            print(f"setting up {args.technicians} technicians ...", flush=True)
+            techs, customers, service, tokens = await setup(
+                api, pool, settings.redis_url, prefix, args.technicians
+            )
+            by_id = {tid: hdr for tid, _, hdr in techs}
+            stop, sent = threading.Event(), []
+            fleet = None
+            if args.fleet_rate > 0:
+                procs.append(start(["gateway"], env, log_path))
+                await asyncio.to_thread(wait_ready, f"http://127.0.0.1:{metrics_port}/readyz")
+                fleet = threading.Thread(
+                    target=fleet_load, args=(tcp_port, tokens, args.fleet_rate, stop, sent)
+                )
+                fleet.start()
+            out: dict[str, list[float]] = {k: [] for k in
+                ("create -> first ring logged", "accept", "reject", "ETA (queue position and ETA)")}  # fmt: skip
+            todo = iter(range(args.requests))
+
+            async def client(k: int) -> None:
+                for _ in todo:
+                    await one_request(api, pool, customers[k % len(customers)], service, by_id, out)
+
+            started = time.perf_counter()
+            await asyncio.gather(*(client(k) for k in range(args.clients)))
+            took = time.perf_counter() - started
+            stop.set()
+            if fleet is not None:
+                fleet.join()
+            await pool.close()
+        fleet_note = (
+            f", fleet {sent[0] / took:,.0f} fixes/s through the gateway"
+            if sent
+            else ", no fleet load"
+        )
+        print(f"\nbench/api: {args.requests} requests by {args.clients} concurrent clients in {took:.1f} s, "
+              f"{args.technicians} technicians online{fleet_note}")  # fmt: skip
+        for key, values in out.items():
+            print(line(key, values))
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(timeout=20)
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--technicians", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument(
+        "--fleet-rate", type=float, default=0.0, help="fixes/s through a gateway beside it"
+    )
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
