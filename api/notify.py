@@ -59,15 +59,16 @@ class Notifier:
     async def new_service_request(self, d: ServiceRequestDetailedResponse, tenant: str) -> None:
         await self._send(tenant, "new_service_request", _json(d), self._groups(d))
 
-    async def ring(
+    async def rings(
         self,
         d: ServiceRequestDetailedResponse,
         tenant: str,
-        technician_id: str,
+        technician_ids: list[str],
         max_miles: float,
         timeout_s: float,
         started_at: datetime,
     ) -> None:
+        """`ring_notification_received` to each technician rung in one phase."""
         payload = {
             "serviceRequestInfo": _json(basic_info(d)),
             "customerInfo": _json(d.customer),
@@ -76,8 +77,8 @@ class Notifier:
             "ringTimeoutSeconds": timeout_s,
             "ringStartedAt": started_at.isoformat(),
         }
-        groups = [technician_group(technician_id)]
-        await self._send(tenant, "ring_notification_received", payload, groups)
+        groups_each = [[technician_group(t)] for t in technician_ids]
+        await self.sink.publish_each(tenant, "ring_notification_received", payload, groups_each)
 
     async def status_changed(
         self, d: ServiceRequestDetailedResponse, tenant: str, extra_technicians: list[str]

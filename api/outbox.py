@@ -94,6 +94,16 @@ class OutboxWriter:
             event_id or uuid.uuid4(),
         )
 
+    async def publish_each(
+        self, tenant: str, event: str, payload: Any, groups_each: list[list[str]]
+    ) -> None:
+        body = to_json(payload)  # encoded once for the whole phase
+        await self.conn.executemany(
+            "INSERT INTO dispatchoutbox (tenant_id, event, groups, payload, eventid)"
+            " VALUES ($1, $2, $3::json, $4::json, $5)",
+            [(tenant, event, to_json(groups), body, uuid.uuid4()) for groups in groups_each],
+        )
+
 
 class Outbox:
     """The relay from `dispatchoutbox` to `{prefix}dispatch`."""

@@ -241,15 +241,14 @@ async def _announce(state: ApiState, conn: asyncpg.Connection, rang: Rang) -> No
         await notifier.status_changed(detail, rang.tenant, [])
         return
     assert rang.started_at is not None
-    for technician in rang.technicians:
-        await notifier.ring(
-            detail,
-            rang.tenant,
-            technician,
-            rang.max_miles,
-            state.settings.ring_phase_s,
-            rang.started_at,
-        )
+    await notifier.rings(
+        detail,
+        rang.tenant,
+        list(rang.technicians),
+        rang.max_miles,
+        state.settings.ring_phase_s,
+        rang.started_at,
+    )
 
 
 async def worker(state: ApiState) -> None:
