@@ -121,3 +121,31 @@ class FixBatch(msgspec.Struct, frozen=True, kw_only=True):
 
     fixes: tuple[Fix, ...]
     reply: bytes
+
+
+class ErrorBudget:
+    """Decode errors a session tolerates since its last good fix or frame; past the bound
+    it gives up on the peer. One mechanism for every stream protocol (NMEA, Teltonika,
+    GT06): a healthy device's occasional bad sentence never costs it the connection, a
+    peer speaking something else is cut off after `max_errors` + 1 errors."""
+
+    __slots__ = ("max_errors", "spent")
+
+    def __init__(self, max_errors: int) -> None:
+        if max_errors < 0:
+            raise ValueError(f"max_errors must not be negative, not {max_errors}")
+        self.max_errors = max_errors
+        self.spent = 0
+
+    def reset(self) -> None:
+        """A good fix or frame: the count starts again."""
+        self.spent = 0
+
+    def spend(self, since: str) -> CloseConnection | None:
+        """Count one error; the close event once the budget is exhausted."""
+        self.spent += 1
+        if self.spent <= self.max_errors:
+            return None
+        return CloseConnection(
+            CloseReason.TOO_MANY_ERRORS, f"{self.spent} decode errors since {since}"
+        )

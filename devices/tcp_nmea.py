@@ -19,9 +19,9 @@ from typing import Final
 from devices.checksum import split_sentence, with_checksum
 from devices.events import (
     CloseConnection,
-    CloseReason,
     DecodeError,
     DecodeErrorReason,
+    ErrorBudget,
     Ignored,
     LoginRequest,
 )
@@ -103,9 +103,9 @@ class TcpNmeaSession:
         timeout_epoch_idle_s: float = DEFAULT_TIMEOUT_EPOCH_IDLE_S,
         parser: Parser = "fast",
     ) -> None:
-        if max_errors < 0 or max_pending_lines < 0:
-            raise ValueError("max_errors and max_pending_lines must not be negative")
-        self.max_errors = max_errors
+        if max_pending_lines < 0:
+            raise ValueError("max_pending_lines must not be negative")
+        self.errors = ErrorBudget(max_errors)
         self.max_pending_lines = max_pending_lines
         self.timeout_epoch_idle_s = timeout_epoch_idle_s
         self._parser: Parser = parser
@@ -114,7 +114,6 @@ class TcpNmeaSession:
         self._decoder: NmeaDecoder | None = None
         self._pending: list[bytes] = []
         self._eof = False  # `close()` was called (possibly while the login was verified)
-        self._errors = 0  # decode errors since the last fix
 
     @property
     def state(self) -> SessionState:
@@ -266,15 +265,14 @@ class TcpNmeaSession:
                     return
             else:
                 if isinstance(event, Fix):
-                    self._errors = 0
+                    self.errors.reset()
                 out.append(event)
 
     def _take_error(self, error: DecodeError, out: list[SessionEvent]) -> None:
         out.append(error)
-        self._errors += 1
-        if self._errors > self.max_errors:
-            detail = f"{self._errors} decode errors since the last fix, last: {error.reason}"
-            out.append(CloseConnection(CloseReason.TOO_MANY_ERRORS, detail))
+        closing = self.errors.spend(f"the last fix, last: {error.reason}")
+        if closing is not None:
+            out.append(closing)
             self._state = SessionState.CLOSED
             self._pending.clear()
 

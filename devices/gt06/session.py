@@ -35,6 +35,7 @@ from devices.events import (
     DecodeError,
     DecodeErrorReason,
     DeviceLogin,
+    ErrorBudget,
     FixBatch,
     Ignored,
 )
@@ -99,9 +100,7 @@ class Gt06Session:
     """Login, then messages, for one GT06 TCP connection."""
 
     def __init__(self, *, max_errors: int = DEFAULT_MAX_ERRORS) -> None:
-        if max_errors < 0:
-            raise ValueError(f"max_errors must not be negative, not {max_errors}")
-        self.max_errors = max_errors
+        self.errors = ErrorBudget(max_errors)
         self._framer = Gt06Framer()
         self._state = SessionState.AWAIT_LOGIN
         self._imei: str | None = None
@@ -109,7 +108,6 @@ class Gt06Session:
         self._utc_offset_s = 0
         self._device_id: str | None = None
         self._tenant_id: str | None = None
-        self._errors = 0
 
     @property
     def state(self) -> SessionState:
@@ -205,7 +203,7 @@ class Gt06Session:
             detail = f"protocol 0x{frame.protocol:02X} before the login"
             self._error(DecodeError(DecodeErrorReason.NOT_LOGGED_IN, detail), out)
             return
-        self._errors = 0
+        self.errors.reset()
         if isinstance(message, Ignored):
             out.append(message)
             return
@@ -235,10 +233,10 @@ class Gt06Session:
             self._login_serial = serial
             self._utc_offset_s = login.utc_offset_s or 0
             self._state = SessionState.AWAIT_ACCEPT
-            self._errors = 0
+            self.errors.reset()
             out.append(DeviceLogin(login.imei))
         elif login.imei == self._imei:  # a repeated login (it missed our response): answer
-            self._errors = 0
+            self.errors.reset()
             out.append(
                 Gt06Packet(
                     fixes=(),
@@ -275,10 +273,9 @@ class Gt06Session:
 
     def _error(self, error: DecodeError, out: list[Gt06Event]) -> None:
         out.append(error)
-        self._errors += 1
-        if self._errors > self.max_errors:
-            detail = f"{self._errors} decode errors since the last good frame"
-            self._close(CloseConnection(CloseReason.TOO_MANY_ERRORS, detail), out)
+        closing = self.errors.spend("the last good frame")
+        if closing is not None:
+            self._close(closing, out)
 
     def _close(self, event: CloseConnection, out: list[Gt06Event]) -> None:
         out.append(event)

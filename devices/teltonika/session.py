@@ -42,6 +42,7 @@ from devices.events import (
     DecodeError,
     DecodeErrorReason,
     DeviceLogin,
+    ErrorBudget,
     FixBatch,
     Ignored,
 )
@@ -109,15 +110,12 @@ class TeltonikaSession:
         max_avl_data_bytes: int = MAX_AVL_DATA_BYTES,
         max_errors: int = DEFAULT_MAX_ERRORS,
     ) -> None:
-        if max_errors < 0:
-            raise ValueError(f"max_errors must not be negative, not {max_errors}")
-        self.max_errors = max_errors
+        self.errors = ErrorBudget(max_errors)
         self._framer = TeltonikaFramer(max_avl_data_bytes=max_avl_data_bytes)
         self._state = SessionState.AWAIT_LOGIN
         self._imei: str | None = None
         self._device_id: str | None = None
         self._tenant_id: str | None = None
-        self._errors = 0
 
     @property
     def state(self) -> SessionState:
@@ -225,7 +223,7 @@ class TeltonikaSession:
                 if received_at is None:
                     received_at = datetime.fromtimestamp(now, UTC)
                 out.append(self._packet(parsed, received_at))
-                self._errors = 0
+                self.errors.reset()
             elif isinstance(item, Keepalive):
                 out.append(_IGNORED_KEEPALIVE)
             elif isinstance(item, Desync):
@@ -248,10 +246,9 @@ class TeltonikaSession:
 
     def _error(self, error: DecodeError, out: list[TeltonikaEvent]) -> None:
         out.append(error)
-        self._errors += 1
-        if self._errors > self.max_errors:
-            detail = f"{self._errors} decode errors since the last good frame"
-            self._close(CloseConnection(CloseReason.TOO_MANY_ERRORS, detail), out)
+        closing = self.errors.spend("the last good frame")
+        if closing is not None:
+            self._close(closing, out)
 
     def _fatal(self, error: DecodeError, out: list[TeltonikaEvent]) -> None:
         out.append(error)
