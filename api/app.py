@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -37,6 +38,9 @@ class ConfigError(Exception):
     pass
 
 
+log = logging.getLogger("fixgate.api")
+
+
 def create_app(settings: ApiSettings) -> FastAPI:
     if len(settings.api_secret) < MIN_SECRET_CHARS:
         raise ConfigError(f"FIXGATE_API_SECRET must be at least {MIN_SECRET_CHARS} characters")
@@ -67,11 +71,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         try:
             yield
         finally:
-            for task in state.tasks:
-                task.cancel()
-            await asyncio.gather(*state.tasks, return_exceptions=True)
-            await client.aclose()
-            await pool.close()
+            await _shut_down(state.tasks, client, pool)
 
     app = FastAPI(
         title="fixgate dispatch API",
@@ -92,3 +92,35 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(endpoint.router)
     console.mount_static(app)
     return app
+
+
+SHUTDOWN_STEP_S = 5.0
+"""Each shutdown step (background tasks, Redis, the pool) gets this long; the whole stays
+well under the 30 s a supervisor waits after SIGTERM before SIGKILL."""
+
+
+async def _shut_down(
+    tasks: list[asyncio.Task[None]], client: aioredis.Redis, pool: asyncpg.Pool
+) -> None:
+    """Background tasks, then Redis, then the pool, each under a deadline: a task stuck in a
+    blocking read or a connection that is never released must not keep the process from
+    exiting (uvicorn's order: stop, cancel stragglers with a count, close the pools)."""
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        _, stuck = await asyncio.wait(tasks, timeout=SHUTDOWN_STEP_S)
+        if stuck:
+            log.warning(
+                "api: %d background tasks did not stop within %.0f s", len(stuck), SHUTDOWN_STEP_S
+            )
+    try:
+        await asyncio.wait_for(client.aclose(), SHUTDOWN_STEP_S)
+    except TimeoutError:
+        log.warning("api: Redis client not closed within %.0f s", SHUTDOWN_STEP_S)
+    try:
+        await asyncio.wait_for(pool.close(), SHUTDOWN_STEP_S)
+    except TimeoutError:
+        log.warning(
+            "api: database connections not released within %.0f s; terminated", SHUTDOWN_STEP_S
+        )
+        pool.terminate()
