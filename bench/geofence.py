@@ -229,6 +229,17 @@ def lag_mode(a: argparse.Namespace) -> None:
     print(f"event lag (gateway received -> event in stream): p50 {quantile(before_e, after_e, lag, 0.5) * 1000:.0f} ms,"
           f" p99 {quantile(before_e, after_e, lag, 0.99) * 1000:.0f} ms"
           f" ({delta(before_e, after_e, lag + '_count'):,.0f} batches with events)")  # fmt: skip
+    wait, stored = "fixgate_engine_stream_wait_seconds", "fixgate_receive_to_stored_seconds"
+    print(f"  of which gateway received -> stored: p50 {quantile(before_g, after_g, stored, 0.5) * 1000:.0f} ms,"
+          f" p99 {quantile(before_g, after_g, stored, 0.99) * 1000:.0f} ms;"
+          f" positions entry waiting for the engine: p50 {quantile(before_e, after_e, wait, 0.5) * 1000:.0f} ms,"
+          f" p99 {quantile(before_e, after_e, wait, 0.99) * 1000:.0f} ms")  # fmt: skip
+    batch = "fixgate_engine_batch_seconds"
+    batches = delta(before_e, after_e, batch + "_count")
+    fixes_read = delta(before_e, after_e, "fixgate_engine_fixes_total{")
+    print(f"  engine batches: {batches / window:,.1f}/s of {fixes_read / max(batches, 1):,.0f} fixes,"
+          f" read -> acknowledged p50 {quantile(before_e, after_e, batch, 0.5) * 1000:.0f} ms,"
+          f" p99 {quantile(before_e, after_e, batch, 0.99) * 1000:.0f} ms")  # fmt: skip
 
 
 def main() -> None:

@@ -24,9 +24,21 @@ BANDS: Final = (
 """Remaining-distance bands: at the door, in the neighbourhood, across town, far."""
 WITHIN_S: Final = 120.0
 """The report's "on time" share: |error| within 2 minutes."""
-MAX_BUFFERED: Final = 10_000
-"""Predictions held in memory before a flush is forced (a database outage drops the
-oldest beyond it: the measurement is statistics, not a ledger)."""
+MAX_BUFFERED: Final = 200_000
+"""Predictions held in memory while the database is away (about 20 s of a fleet with
+10,000 trip updates a second; some 40 MB); beyond it the oldest are dropped: the
+measurement is statistics, not a ledger."""
+_COLUMNS: Final = (
+    "time", "trip_id", "device_id", "tenant_id", "distance_m", "eta_s", "calculation", "event_id",
+)  # fmt: skip
+_STAGING: Final = (
+    "CREATE TEMP TABLE IF NOT EXISTS eta_predictions_staging"
+    " (LIKE eta_predictions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+)
+_MOVE: Final = (
+    f"INSERT INTO eta_predictions ({', '.join(_COLUMNS)})"
+    f" SELECT {', '.join(_COLUMNS)} FROM eta_predictions_staging ON CONFLICT DO NOTHING"
+)
 
 ETA_ERROR = Histogram(
     "fixgate_engine_eta_abs_error_seconds",
@@ -69,19 +81,25 @@ class EtaRecorder:
                 event.calculation, event.id,
             )
         )  # fmt: skip
-        del self.pending[:-MAX_BUFFERED]
+        if len(self.pending) > MAX_BUFFERED:
+            del self.pending[:-MAX_BUFFERED]
 
     async def flush(self, conn: DbConnection) -> int:
         rows, self.pending = self.pending, []
         if not rows:
             return 0
         try:
-            await conn.executemany(
-                "INSERT INTO eta_predictions"
-                " (time, trip_id, device_id, tenant_id, distance_m, eta_s, calculation, event_id)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
-                [tuple(msgspec.structs.astuple(r)) for r in rows],
-            )
+            # COPY into a staging table, then one INSERT ... ON CONFLICT DO NOTHING (a
+            # redelivered trip_update is stored once): ~10x cheaper for the database and
+            # this process than a row-by-row executemany at 10,000 predictions a second.
+            async with conn.transaction():
+                await conn.execute(_STAGING)
+                await conn.copy_records_to_table(
+                    "eta_predictions_staging",
+                    records=[msgspec.structs.astuple(r) for r in rows],
+                    columns=_COLUMNS,
+                )
+                await conn.execute(_MOVE)
         except BaseException:
             self.pending = rows + self.pending
             raise
