@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from api import consumer, errors, ring
-from api.metrics import observe
+from api.metrics import RequestMetrics
 from api.models.common import ErrorEnvelope
 from api.outbox import Outbox
 from api.realtime import endpoint, fanout
@@ -41,6 +41,15 @@ class ConfigError(Exception):
 log = logging.getLogger("fixgate.api")
 
 
+async def _release(conn: asyncpg.Connection) -> None:
+    """What a pooled connection needs on release: nothing of a session is ever set on one
+    (`SET LOCAL` only; no LISTEN, advisory locks or cursors outside a transaction), so
+    asyncpg's reset query (a round trip per request) is skipped; a transaction left open
+    by a cancelled request is rolled back."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 def create_app(settings: ApiSettings) -> FastAPI:
     if len(settings.api_secret) < MIN_SECRET_CHARS:
         raise ConfigError(f"FIXGATE_API_SECRET must be at least {MIN_SECRET_CHARS} characters")
@@ -51,6 +60,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             settings.database_url,
             min_size=min(DB_POOL_MIN, settings.api_db_pool_max),
             max_size=settings.api_db_pool_max,
+            reset=_release,
         )
         client = aioredis.from_url(settings.redis_url)
         state = ApiState(
@@ -63,7 +73,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
         app.state.api = state
         # First: relays at once what a dead process committed but did not relay.
         state.tasks.append(asyncio.create_task(state.outbox.run(), name="outbox-relay"))
-        state.tasks.append(asyncio.create_task(ring.worker(state), name="ring"))
+        # Phases are I/O (a dozen statements and a Redis search each): several at once,
+        # each its own due row (SKIP LOCKED), so one slow phase does not hold up the rest.
+        state.tasks += [
+            asyncio.create_task(ring.worker(state), name=f"ring-{n}")
+            for n in range(settings.ring_workers)
+        ]
         state.tasks.append(asyncio.create_task(consumer.worker(state), name="engine-events"))
         state.tasks.append(asyncio.create_task(fanout.run(state), name="ws-fanout"))
         state.tasks.append(asyncio.create_task(fanout.fleet_maps(state), name="ws-fleet"))
@@ -82,7 +97,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         responses={code: {"model": ErrorEnvelope} for code in (400, 401, 403, 404, 409, 422, 500)},
     )
     errors.install(app)
-    app.middleware("http")(observe)
+    app.add_middleware(RequestMetrics)
     modules = (
         health, customers, vans, technicians, services, service_requests, devices, geofences,
         console,

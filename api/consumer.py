@@ -81,7 +81,6 @@ async def handle(state: ApiState, event: dict[str, Any]) -> None:
     async with state.tx() as conn:
         notifier = Notifier(OutboxWriter(conn))
         await notifier.location_updated(tenant, str(request_id), payload, event_id)
-    await state.outbox.flush()
 
 
 async def _ensure_group(client: aioredis.Redis, stream: str) -> None:

@@ -1,9 +1,10 @@
 """`Annotated` dependencies: the state, a database connection, Redis, the principal and
-role guards."""
+role guards. All `async def`, though none awaits: FastAPI runs a plain `def` dependency in
+its threadpool, a thread hop (and GIL contention) per dependency per request."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, cast
 
 import asyncpg
@@ -19,7 +20,7 @@ from api.state import ApiState
 _bearer = HTTPBearer(auto_error=False, description="A token from `fixgate token issue`.")
 
 
-def get_state(request: Request) -> ApiState:
+async def get_state(request: Request) -> ApiState:
     state: ApiState = request.app.state.api
     return state
 
@@ -27,7 +28,7 @@ def get_state(request: Request) -> ApiState:
 StateDep = Annotated[ApiState, Depends(get_state)]
 
 
-def get_settings(state: StateDep) -> ApiSettings:
+async def get_settings(state: StateDep) -> ApiSettings:
     return state.settings
 
 
@@ -43,14 +44,14 @@ async def get_db(state: StateDep) -> AsyncIterator[asyncpg.Connection]:
 DbDep = Annotated[asyncpg.Connection, Depends(get_db)]
 
 
-def get_redis(state: StateDep) -> aioredis.Redis:
+async def get_redis(state: StateDep) -> aioredis.Redis:
     return state.redis
 
 
 RedisDep = Annotated[aioredis.Redis, Depends(get_redis)]
 
 
-def get_principal(
+async def get_principal(
     state: StateDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
@@ -65,8 +66,8 @@ def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
-def require(*roles: Role) -> Callable[[Principal], Principal]:
-    def guard(principal: PrincipalDep) -> Principal:
+def require(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
+    async def guard(principal: PrincipalDep) -> Principal:
         if principal.role not in roles:
             allowed = ", ".join(r.value for r in roles)
             raise forbidden(f"Only {allowed} may do this (you are {principal.role.value})")

@@ -60,10 +60,3 @@ class EventSink(Protocol):
         *,
         event_id: uuid.UUID | None = None,
     ) -> None: ...
-
-    async def publish_each(
-        self, tenant: str, event: str, payload: Any, groups_each: list[list[str]]
-    ) -> None:
-        """One event per entry of `groups_each`, all with the same payload (a ring phase:
-        one notification per technician), in one round trip."""
-        ...

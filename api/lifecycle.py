@@ -276,7 +276,6 @@ async def create(
         )
         notifier = Notifier(OutboxWriter(conn))
         await notifier.new_service_request(await _detail(conn, tenant, request_id), tenant)
-    await state.outbox.flush()
     state.ring_wakeup.set()
     return request_id, number
 
@@ -331,37 +330,35 @@ async def accept(
             )
             if not won:
                 raise conflict(TAKEN, await _state_of(conn, request_id))
-            await conn.execute(
-                "INSERT INTO technicianengagementdetails (tenant_id, requestid, technicianid,"
-                " action) VALUES ($1, $2, $3, 'ACCEPTED')",
+            # One statement (one round trip): the winner's ACCEPTED, every open ring of
+            # the request ended, the ring's schedule gone, the audit; the others rung
+            # still hear that it was taken.
+            ended = await conn.fetch(
+                """
+                WITH accepted AS (
+                    INSERT INTO technicianengagementdetails
+                        (tenant_id, requestid, technicianid, action)
+                    VALUES ($1, $2, $3, 'ACCEPTED')
+                ), ended AS (
+                    UPDATE technicianringlog SET ringendedat = now(), updatedat = now()
+                    WHERE requestid = $2 AND ringendedat IS NULL RETURNING technicianid
+                ), unscheduled AS (
+                    DELETE FROM ringschedule WHERE requestid = $2
+                ), audited AS (
+                    INSERT INTO dispatchaudit (tenant_id, requestid, action, actorrole,
+                        actorsubject, oldstate, newstate, outcome)
+                    VALUES ($1, $2, 'accept', $4, $5, $6, 'Assigned', 'ok')
+                )
+                SELECT technicianid FROM ended WHERE technicianid <> $3
+                """,
                 tenant,
                 request_id,
                 technician_id,
+                principal.role.value,
+                principal.subject,
+                cur.state,
             )
-            ended = await conn.fetch(
-                "UPDATE technicianringlog SET ringendedat = now(), updatedat = now()"
-                " WHERE requestid = $1 AND ringendedat IS NULL AND technicianid <> $2"
-                " RETURNING technicianid",
-                request_id,
-                technician_id,
-            )
-            await conn.execute(
-                "UPDATE technicianringlog SET ringendedat = now(), updatedat = now()"
-                " WHERE requestid = $1 AND technicianid = $2 AND ringendedat IS NULL",
-                request_id,
-                technician_id,
-            )
-            await conn.execute("DELETE FROM ringschedule WHERE requestid = $1", request_id)
             rung = [str(r["technicianid"]) for r in ended]
-            await audit.record(
-                conn,
-                tenant=tenant,
-                request_id=request_id,
-                action="accept",
-                actor=principal,
-                old_state=cur.state,
-                new_state="Assigned",
-            )
             detail = await _detail(conn, tenant, request_id)
             notifier = Notifier(OutboxWriter(conn))
             await notifier.accepted(detail, tenant, location)
@@ -372,7 +369,6 @@ async def accept(
         await _refused(state, principal, request_id, "accept", e, old)
         raise
     ACCEPTS.labels("ok").inc()
-    await state.outbox.flush()
 
 
 async def reject(
@@ -490,7 +486,6 @@ async def cancel(
     except ApiError as e:
         await _refused(state, principal, request_id, "cancel", e, old)
         raise
-    await state.outbox.flush()
 
 
 async def _leave_queue(conn: asyncpg.Connection, tenant: str, cur: Current) -> None:
@@ -575,7 +570,6 @@ async def assign(
     except ApiError as e:
         await _refused(state, principal, request_id, "assign", e, old)
         raise
-    await state.outbox.flush()
 
 
 async def unassign(state: ApiState, principal: Principal, request_id: UUID) -> None:
@@ -619,7 +613,6 @@ async def unassign(state: ApiState, principal: Principal, request_id: UUID) -> N
     except ApiError as e:
         await _refused(state, principal, request_id, "unassign", e, old)
         raise
-    await state.outbox.flush()
 
 
 async def reorder(
@@ -664,7 +657,6 @@ async def reorder(
                 detail=f"position {order.index(rid) + 1}",
             )
         await publish_queue(state, conn, tenant, technician_id)
-    await state.outbox.flush()
 
 
 # ---- the journey and the work ------------------------------------------------------------
@@ -741,7 +733,6 @@ async def start_journey(state: ApiState, principal: Principal, request_id: UUID)
     except ApiError as e:
         await _refused(state, principal, request_id, "start_journey", e, old)
         raise
-    await state.outbox.flush()
 
 
 async def start_work(state: ApiState, principal: Principal, request_id: UUID) -> None:
@@ -779,7 +770,6 @@ async def start_work(state: ApiState, principal: Principal, request_id: UUID) ->
     except ApiError as e:
         await _refused(state, principal, request_id, "start_work", e, old)
         raise
-    await state.outbox.flush()
 
 
 async def complete(
@@ -885,7 +875,6 @@ async def complete(
     except ApiError as e:
         await _refused(state, principal, request_id, "complete", e, old)
         raise
-    await state.outbox.flush()
     return float(price)
 
 
@@ -951,5 +940,4 @@ async def arrived(state: ApiState, tenant: str, request_id: UUID) -> bool:
             new_state="EnRoute",
         )
         await Notifier(OutboxWriter(conn)).arrived(await _detail(conn, tenant, request_id), tenant)
-    await state.outbox.flush()
     return True

@@ -68,7 +68,8 @@ class Notifier:
         timeout_s: float,
         started_at: datetime,
     ) -> None:
-        """`ring_notification_received` to each technician rung in one phase."""
+        """`ring_notification_received` to the technicians rung in one phase: one event
+        (its payload is the same for each) addressed to each of them."""
         payload = {
             "serviceRequestInfo": _json(basic_info(d)),
             "customerInfo": _json(d.customer),
@@ -77,8 +78,8 @@ class Notifier:
             "ringTimeoutSeconds": timeout_s,
             "ringStartedAt": started_at.isoformat(),
         }
-        groups_each = [[technician_group(t)] for t in technician_ids]
-        await self.sink.publish_each(tenant, "ring_notification_received", payload, groups_each)
+        groups = [technician_group(t) for t in technician_ids]
+        await self._send(tenant, "ring_notification_received", payload, groups)
 
     async def status_changed(
         self, d: ServiceRequestDetailedResponse, tenant: str, extra_technicians: list[str]

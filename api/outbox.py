@@ -2,24 +2,29 @@
 
 An action writes its events into `dispatchoutbox` in the transaction of the state change
 they report (`OutboxWriter`), so they commit or roll back with it. The relay (`Outbox`)
-moves committed rows to the stream `{prefix}dispatch` and deletes them: right after each
-commit (the request path awaits it, so the events are on the stream before the response)
-and every `RELAY_POLL_S` in the background (rows that a process committed but died before
-relaying).
+moves committed rows to the stream `{prefix}dispatch` and deletes them:
+  - `flush`, right after the action's commit, relays the rows that action wrote and no
+    others (the request path awaits it, so its events are on the stream before the
+    response, and concurrent actions never wait for each other's rows);
+  - `recover`, every `RELAY_POLL_S` in the background, relays rows older than
+    `RELAY_GRACE_S`: those of a process that died between its commit and its relay, or of
+    a relay that failed.
 
-Exactly once into the stream: a row is deleted only after its XADD, in the transaction that
-locked it, so a relay that dies leaves the row to the next one; the XADD runs in a Lua
-script that skips an event whose marker `{prefix}outbox:{eventid}` exists and sets the
-marker with the entry, atomically, so a row relayed but not deleted is not added twice.
+Exactly once into the stream: a row is deleted in the transaction that XADDs it (the
+DELETE ... RETURNING locks it; a relay that dies or fails rolls back and leaves the row to
+the next one); the XADD runs in a Lua script that skips an event whose marker
+`{prefix}outbox:{eventid}` exists and sets the marker with the entry, atomically, so a row
+relayed but not deleted is not added twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
 import asyncpg
@@ -30,15 +35,14 @@ from api.events import DEFAULT_RETENTION_S, MAX_STREAM_ENTRIES, to_json
 log = logging.getLogger("fixgate.api.outbox")
 
 RELAY_POLL_S = 1.0
-"""How soon the background relay picks up rows a dead process left: the request path relays
-its own at once, this only bounds the delay of recovery."""
+"""How often the background relay looks for rows left behind: with `RELAY_GRACE_S` it
+bounds the delay of recovery."""
+RELAY_GRACE_S = 2.0
+"""Rows older than this are the background relay's: the request path relays its own within
+milliseconds of its commit, so older ones were left by a process that died or a relay that
+failed (and the two relays rarely reach for the same rows)."""
 MAX_BATCH_ROWS = 500
-"""Rows per relay transaction: one Redis round trip (pipelined) and one DELETE; an action
-writes a handful, so one batch holds a burst of concurrent actions."""
-MAX_WAIT_MS = 5000
-"""Longest the request path waits for rows another relay holds (a relay takes milliseconds;
-one stuck on a dead Redis connection must not hold up the responses: the background relay
-gets the rows later)."""
+"""Rows per relay transaction: one DELETE and one Redis round trip (pipelined)."""
 MARKER_TTL_S = 3600
 """How long a relayed event's marker is kept: far longer than a relay takes between XADD
 and DELETE, even across a crash and the next relay pass."""
@@ -69,8 +73,23 @@ return id
 """
 
 
+_written: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "fixgate_outbox_written", default=None
+)
+"""Seqs of the rows the current task wrote since its last `Outbox.flush`."""
+
+
+def _note(seqs: Sequence[int]) -> None:
+    mine = _written.get()
+    if mine is None:
+        mine = []
+        _written.set(mine)
+    mine.extend(seqs)
+
+
 class OutboxWriter:
-    """The Notifier's sink inside an action's transaction: the events commit with it."""
+    """The Notifier's sink inside an action's transaction: the events commit with it, and
+    the task's next `Outbox.flush` relays them."""
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
@@ -84,25 +103,16 @@ class OutboxWriter:
         *,
         event_id: uuid.UUID | None = None,
     ) -> None:
-        await self.conn.execute(
+        seq: int = await self.conn.fetchval(
             "INSERT INTO dispatchoutbox (tenant_id, event, groups, payload, eventid)"
-            " VALUES ($1, $2, $3::json, $4::json, $5)",
+            " VALUES ($1, $2, $3::json, $4::json, $5) RETURNING seq",
             tenant,
             event,
             to_json(groups),
             to_json(payload),
             event_id or uuid.uuid4(),
         )
-
-    async def publish_each(
-        self, tenant: str, event: str, payload: Any, groups_each: list[list[str]]
-    ) -> None:
-        body = to_json(payload)  # encoded once for the whole phase
-        await self.conn.executemany(
-            "INSERT INTO dispatchoutbox (tenant_id, event, groups, payload, eventid)"
-            " VALUES ($1, $2, $3::json, $4::json, $5)",
-            [(tenant, event, to_json(groups), body, uuid.uuid4()) for groups in groups_each],
-        )
+        _note([seq])
 
 
 class Outbox:
@@ -148,53 +158,65 @@ class Outbox:
         )
         return added
 
-    async def _relay(self, conn: asyncpg.Connection, upto: int, *, wait: bool) -> int:
-        """One batch of rows up to seq `upto`, in one transaction: XADD each, then DELETE.
-        `wait`: take the rows another relay holds once it is done with them (none left if
-        it committed, all of them if it died), instead of skipping them."""
-        lock = "FOR UPDATE" if wait else "FOR UPDATE SKIP LOCKED"
+    async def _relay(self, conn: asyncpg.Connection, where: str, arg: object) -> int:
+        """One batch of the rows `where` selects (skipping rows another relay holds), in
+        one transaction: DELETE them, XADD each, commit; a failed XADD rolls back."""
         async with conn.transaction():
-            if wait:
-                await conn.execute(f"SET LOCAL lock_timeout = {MAX_WAIT_MS}")
             rows = await conn.fetch(
-                f"SELECT {COLUMNS} FROM dispatchoutbox WHERE seq <= $1 ORDER BY seq LIMIT $2"
-                f" {lock}",
-                upto,
-                MAX_BATCH_ROWS,
+                "DELETE FROM dispatchoutbox WHERE seq IN (SELECT seq FROM dispatchoutbox"
+                f" WHERE {where} ORDER BY seq LIMIT {MAX_BATCH_ROWS} FOR UPDATE SKIP LOCKED)"
+                f" RETURNING {COLUMNS}",
+                arg,
             )
             if not rows:
                 return 0
             pipe = self.client.pipeline(transaction=False)
-            for row in rows:
+            for row in sorted(rows, key=lambda r: int(r["seq"])):
                 await self.xadd(row, client=pipe)
             await pipe.execute()
-            await conn.execute(
-                "DELETE FROM dispatchoutbox WHERE seq = ANY($1::bigint[])",
-                [row["seq"] for row in rows],
-            )
         return len(rows)
 
-    async def flush(self) -> int:
-        """Relay every row committed before the call; on return they are on the stream
-        (rows another relay holds are waited for). Never raises: the state change is
-        committed, and what is left goes out with the next pass."""
+    async def flush(self, conn: asyncpg.Connection | None = None) -> int:
+        """Relay the rows this task wrote (committed) since its last flush, on `conn` (the
+        action's own, after its commit) or a pooled one; on return they are on the stream.
+        Never raises: the state change is committed, and what is left goes out with the
+        background relay after `RELAY_GRACE_S`."""
+        seqs = _written.get()
+        if not seqs:
+            return 0
+        _written.set(None)
+        try:
+            if conn is not None:
+                return await self._relay_seqs(conn, seqs)
+            async with self._conn() as pooled:
+                return await self._relay_seqs(pooled, seqs)
+        except Exception:  # the database or Redis away: the background relay retries
+            log.exception("outbox relay")
+            return 0
+
+    async def _relay_seqs(self, conn: asyncpg.Connection, seqs: list[int]) -> int:
+        total = 0
+        for first in range(0, len(seqs), MAX_BATCH_ROWS):
+            chunk = seqs[first : first + MAX_BATCH_ROWS]
+            total += await self._relay(conn, "seq = ANY($1::bigint[])", chunk)
+        return total
+
+    async def recover(self) -> int:
+        """Relay every row older than `RELAY_GRACE_S` (left by a process that died or a
+        relay that failed). Never raises: the next pass retries."""
         total = 0
         try:
             async with self._conn() as conn:
-                upto: int | None = await conn.fetchval("SELECT max(seq) FROM dispatchoutbox")
-                if upto is None:
-                    return 0
-                for wait in (False, True):
-                    while relayed := await self._relay(conn, upto, wait=wait):
-                        total += relayed
-        except asyncpg.LockNotAvailableError:
-            log.warning("outbox rows held by another relay for %d ms: left to it", MAX_WAIT_MS)
-        except Exception:  # the database or Redis away: the rows wait for the next pass
-            log.exception("outbox relay")
+                while relayed := await self._relay(
+                    conn, "createdat < now() - make_interval(secs => $1::float8)", RELAY_GRACE_S
+                ):
+                    total += relayed
+        except Exception:
+            log.exception("outbox recovery")
         return total
 
     async def run(self) -> None:
         """The background relay: recovery of rows whose process died before relaying."""
         while True:
-            await self.flush()
+            await self.recover()
             await asyncio.sleep(RELAY_POLL_S)

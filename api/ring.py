@@ -107,7 +107,6 @@ async def run_one_due(state: ApiState) -> Rang | None:
         return None
     if rang.technicians:
         RINGS.labels(str(rang.phase + 1)).inc(len(rang.technicians))
-    await state.outbox.flush()
     return rang
 
 
@@ -150,6 +149,7 @@ async def _run_phase(state: ApiState, conn: asyncpg.Connection) -> Rang | None:
         connected = _uuids(await connected_technicians(state.redis, prefix, tenant))
     rung = await conn.fetch(
         """
+        WITH rung AS (
         INSERT INTO technicianringlog (tenant_id, requestid, technicianid, phase,
                                        ringminradius, ringmaxradius)
         SELECT $1, $2, t.technicianid, $3, $4, $5
@@ -162,6 +162,11 @@ async def _run_phase(state: ApiState, conn: asyncpg.Connection) -> Rang | None:
                  AND q.requeststatus = ANY($7::text[])) < $8
         ON CONFLICT (requestid, technicianid) DO NOTHING
         RETURNING technicianid, ringstartedat
+        ), notified AS (
+        INSERT INTO technicianengagementdetails (tenant_id, requestid, technicianid, action)
+        SELECT $1, $2, technicianid, 'NOTIFIED' FROM rung
+        )
+        SELECT technicianid, ringstartedat FROM rung
         """,
         tenant,
         request_id,
@@ -172,11 +177,6 @@ async def _run_phase(state: ApiState, conn: asyncpg.Connection) -> Rang | None:
         list(QUEUED_STATES),
         state.settings.queue_limit,
         connected,
-    )
-    await conn.executemany(
-        "INSERT INTO technicianengagementdetails (tenant_id, requestid, technicianid,"
-        " action) VALUES ($1, $2, $3, 'NOTIFIED')",
-        [(tenant, request_id, r["technicianid"]) for r in rung],
     )
     if phase == 0 and req["requeststatus"] == "Pending":  # a Scheduled request's time
         await conn.execute(

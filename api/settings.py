@@ -45,6 +45,12 @@ class ApiSettings(BaseSettings):
     ring_poll_s: float = Field(
         0.25, gt=0, description="How often an API process looks for due ring phases, seconds."
     )
+    ring_workers: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Ring phases one API process runs at once (each takes its own due phase).",
+    )
     scheduled_ring_lead_s: float = Field(
         3600.0,
         ge=0,

@@ -36,5 +36,9 @@ class ApiState:
 
     @contextlib.asynccontextmanager
     async def tx(self) -> AsyncIterator[asyncpg.Connection]:
-        async with self.conn() as conn, conn.transaction():
-            yield conn
+        """An action's transaction; after its commit, its events are relayed on the same
+        connection (api/outbox.py), so they are on the stream when this returns."""
+        async with self.conn() as conn:
+            async with conn.transaction():
+                yield conn
+            await self.outbox.flush(conn)

@@ -8,25 +8,30 @@ technicians, each linked to a registered device whose live position is written t
 the gateway's own Redis writer, spread 0-80 miles from the customers so each ring phase
 has its share. Then `--clients` concurrent customer clients each create requests in a
 loop; for each request one rung technician rejects and another accepts. Printed, p50/p99:
-  - request creation -> first ring logged (`technicianringlog`, polled every 5 ms)
+  - request creation -> first ring: from sending the create to the first phase's
+    `ring_notification_received` on the dispatch stream (the entry's Redis time; the
+    phase is logged in `technicianringlog` in the transaction before), read by one
+    XREAD loop as the real-time layer reads it
   - accept and reject latency (the HTTP call)
   - ETA calculation: `GET /service-request/{id}/queue` (queue position and queue ETA)
 With `--fleet-rate R` a gateway runs beside it and R fixes/s are sent to it over TCP NMEA
-by the technicians' devices (their live positions then come from the gateway).
+by the technicians' devices from a process of its own (each device at its own place, so
+their live positions stay in their rings and fresh).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
+import multiprocessing
 import os
 import random
 import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -108,7 +113,7 @@ def position(n: int, count: int) -> tuple[float, float]:
 
 async def setup(api: httpx.AsyncClient, pool: asyncpg.Pool, redis_url: str, prefix: str,
                 count: int) -> tuple[list[tuple[str, str, dict[str, str]]], list[tuple[str, dict[str, str]]],
-                                     str, dict[str, str]]:  # fmt: skip
+                                     str, dict[str, str], dict[str, tuple[float, float]]]:  # fmt: skip
     admin = token(Role.ADMIN, "bench-admin")
 
     async def post(path: str, body: dict[str, Any]) -> str:
@@ -120,6 +125,7 @@ async def setup(api: httpx.AsyncClient, pool: asyncpg.Pool, redis_url: str, pref
                                         "servicePrice": 99.0, "durationMinutes": 30})  # fmt: skip
     techs: list[tuple[str, str, dict[str, str]]] = []
     tokens: dict[str, str] = {}
+    spots: dict[str, tuple[float, float]] = {}
     redis = aioredis.from_url(redis_url)
     writer = LiveWriter(redis, prefix)
     fixes = []
@@ -132,6 +138,7 @@ async def setup(api: httpx.AsyncClient, pool: asyncpg.Pool, redis_url: str, pref
                                            "deviceId": device})  # fmt: skip
         techs.append((tid, device, token(Role.TECHNICIAN, tid)))
         lat, lon = position(n, count)
+        spots[device] = (lat, lon)
         now = datetime.now(UTC)
         fixes.append(
             Fix(device_id=device, tenant_id=TENANT, time=now, lat=lat, lon=lon, received_at=now)
@@ -144,29 +151,90 @@ async def setup(api: httpx.AsyncClient, pool: asyncpg.Pool, redis_url: str, pref
                                          "lastName": f"{c}", "email": f"c{c}@example.org"})  # fmt: skip
         vid = await post(f"/customers/{cid}/vehicles", {"vin": f"VIN{c:014d}", "make": "VW"})
         customers.append((cid, token(Role.CUSTOMER, cid), vid))
-    return techs, [(vid, hdr) for _, hdr, vid in customers], service, tokens
+    return techs, [(vid, hdr) for _, hdr, vid in customers], service, tokens, spots
 
 
-async def one_request(api: httpx.AsyncClient, pool: asyncpg.Pool, customer: tuple[str, dict[str, str]],
+def server_side(text: str, method: str, route: str) -> str:
+    """p50/p99 of the API's own `fixgate_api_request_seconds` for one route (all statuses),
+    from its histogram buckets (linear within a bucket)."""
+    buckets: dict[float, float] = {}
+    prefix = "fixgate_api_request_seconds_bucket{"
+    for row in text.splitlines():
+        if not row.startswith(prefix) or f'method="{method}"' not in row:
+            continue
+        if f'route="{route}"' not in row:
+            continue
+        labels, _, value = row.rpartition(" ")
+        le = labels.split('le="')[1].split('"')[0]
+        bound = math.inf if le == "+Inf" else float(le)
+        buckets[bound] = buckets.get(bound, 0.0) + float(value)
+    if not buckets or buckets[math.inf] == 0:
+        return "no samples"
+    ordered = sorted(buckets.items())
+    total = ordered[-1][1]
+
+    def q(frac: float) -> float:
+        lower, below = 0.0, 0.0
+        for bound, count in ordered:
+            if count >= frac * total:
+                if math.isinf(bound):
+                    return lower
+                share = (frac * total - below) / max(count - below, 1e-9)
+                return lower + (bound - lower) * share
+            lower, below = bound, count
+        return lower
+
+    return f"n={total:5.0f}  p50 {q(0.5) * 1000:7.1f} ms  p99 {q(0.99) * 1000:7.1f} ms"
+
+
+class Rings:
+    """The first ring notification of each request, read off the dispatch stream."""
+
+    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+        self.client = client
+        self.stream = f"{prefix}dispatch"
+        self.first: dict[str, asyncio.Future[tuple[float, list[str]]]] = {}
+
+    def of(self, request_id: str) -> asyncio.Future[tuple[float, list[str]]]:
+        """(Unix time the ring went out, technician ids rung) of the request's first phase."""
+        return self.first.setdefault(request_id, asyncio.get_running_loop().create_future())
+
+    async def read(self) -> None:
+        last: bytes | str = "0-0"
+        while True:
+            try:
+                reply = await self.client.xread({self.stream: last}, count=1000, block=1000)
+            except aioredis.ConnectionError:
+                await asyncio.sleep(0.1)  # reconnects on the next call, from `last` on
+                continue
+            for _, entries in reply or []:
+                for entry_id, fields in entries:
+                    last = entry_id
+                    if fields[b"event"] != b"ring_notification_received":
+                        continue
+                    payload = json.loads(fields[b"payload"])
+                    found = self.of(payload["serviceRequestInfo"]["requestId"])
+                    if not found.done():
+                        at = int(entry_id.split(b"-")[0]) / 1000
+                        groups = json.loads(fields[b"groups"])
+                        found.set_result((at, [g.split("-", 1)[1] for g in groups]))
+
+
+async def one_request(api: httpx.AsyncClient, rings: Rings, customer: tuple[str, dict[str, str]],
                       service: str, by_id: dict[str, dict[str, str]], out: dict[str, list[float]]) -> None:  # fmt: skip
     vehicle, headers = customer
     body = {"vehicleId": vehicle, "latitude": ORIGIN[0], "longitude": ORIGIN[1],
             "location": "bench", "services": [service]}  # fmt: skip
-    started = time.perf_counter()
+    sent_at = time.time()
     r = await api.post("/service-request", json=body, headers=headers)
     r.raise_for_status()
     request_id = r.json()["data"]["requestId"]
-    rung: list[str] = []
-    deadline = started + 10.0
-    while time.perf_counter() < deadline:
-        async with pool.acquire() as conn:
-            rows = await conn.fetch("SELECT technicianid FROM technicianringlog WHERE requestid = $1",
-                                    uuid.UUID(request_id))  # fmt: skip
-        if rows:
-            out["create -> first ring logged"].append(time.perf_counter() - started)
-            rung = [str(r["technicianid"]) for r in rows]
-            break
-        await asyncio.sleep(0.005)
+    try:
+        rung_at, rung = await asyncio.wait_for(rings.of(request_id), 10.0)
+    except TimeoutError:
+        out["no ring within 10 s"].append(10.0)
+        return
+    out["create -> first ring"].append(max(0.0, rung_at - sent_at))
     if len(rung) < 2:
         return
     loser, winner = random.sample(rung, 2)
@@ -187,9 +255,10 @@ async def one_request(api: httpx.AsyncClient, pool: asyncpg.Pool, customer: tupl
         await api.put(f"/service-request/{request_id}/3", json={"reason": "bench"}, headers=headers)
 
 
-def fleet_load(port: int, tokens: dict[str, str], rate: float, stop: threading.Event,
-               sent: list[int]) -> None:  # fmt: skip
-    """R fixes/s over TCP NMEA from the technicians' devices, one connection each."""
+def fleet_load(port: int, tokens: dict[str, str], spots: dict[str, tuple[float, float]],
+               rate: float, stop: Any, sent: Any) -> None:  # fmt: skip
+    """R fixes/s over TCP NMEA from the technicians' devices, one connection each, each
+    device at its own place (a process of its own: the clients' timings stay its own)."""
     socks = []
     for device, tok in tokens.items():
         s = socket.create_connection(("127.0.0.1", port))
@@ -203,12 +272,10 @@ def fleet_load(port: int, tokens: dict[str, str], rate: float, stop: threading.E
         while n < due:
             device, s = socks[n % len(socks)]
             k = n // len(socks)
-            i = int(device.rsplit("-", 1)[1])
-            lat, lon = position(i, len(socks))
-            s.sendall(rmc_gga(t0 + timedelta(seconds=k), lat, lon))
+            s.sendall(rmc_gga(t0 + timedelta(seconds=k), *spots[device]))
             n += 1
         time.sleep(0.01)
-    sent.append(n)
+    sent.value = n
     for _, s in socks:
         s.close()
 
@@ -240,47 +307,83 @@ async def run(args: argparse.Namespace) -> None:
         ) as api:
             pool = await asyncpg.create_pool(db_url, min_size=2, max_size=20)
             print(f"setting up {args.technicians} technicians ...", flush=True)
-            techs, customers, service, tokens = await setup(
+            techs, customers, service, tokens, spots = await setup(
                 api, pool, settings.redis_url, prefix, args.technicians
             )
             by_id = {tid: hdr for tid, _, hdr in techs}
-            stop, sent = threading.Event(), []
+            spawn = multiprocessing.get_context("spawn")
+            stop, sent = spawn.Event(), spawn.Value("q", -1)
             fleet = None
             if args.fleet_rate > 0:
                 procs.append(start(["gateway"], env, log_path))
                 await asyncio.to_thread(wait_ready, f"http://127.0.0.1:{metrics_port}/readyz")
-                fleet = threading.Thread(
-                    target=fleet_load, args=(tcp_port, tokens, args.fleet_rate, stop, sent)
+                fleet = spawn.Process(
+                    target=fleet_load,
+                    args=(tcp_port, tokens, spots, args.fleet_rate, stop, sent),
+                    daemon=True,  # a failed run must not hang on it
                 )
                 fleet.start()
+            redis = aioredis.from_url(settings.redis_url)
+            rings = Rings(redis, prefix)
+            reader = asyncio.create_task(rings.read())
             out: dict[str, list[float]] = {k: [] for k in
-                ("create -> first ring logged", "accept", "reject", "ETA (queue position and ETA)")}  # fmt: skip
+                ("create -> first ring", "accept", "reject", "ETA (queue position and ETA)",
+                 "no ring within 10 s")}  # fmt: skip
             todo = iter(range(args.requests))
+
+            errors: list[str] = []
 
             async def client(k: int) -> None:
                 for _ in todo:
-                    await one_request(api, pool, customers[k % len(customers)], service, by_id, out)
+                    try:
+                        await one_request(
+                            api, rings, customers[k % len(customers)], service, by_id, out
+                        )
+                    except httpx.TransportError as e:
+                        # e.g. a keep-alive connection the server closed as it was reused
+                        errors.append(type(e).__name__)
 
             started = time.perf_counter()
-            await asyncio.gather(*(client(k) for k in range(args.clients)))
+            try:
+                await asyncio.gather(*(client(k) for k in range(args.clients)))
+            finally:
+                stop.set()
+                reader.cancel()
             took = time.perf_counter() - started
-            stop.set()
+            metrics = (await api.get("/metrics")).text
             if fleet is not None:
-                fleet.join()
+                fleet.join(30)
+            await redis.aclose()
             await pool.close()
         fleet_note = (
-            f", fleet {sent[0] / took:,.0f} fixes/s through the gateway"
-            if sent
+            f", fleet {sent.value / took:,.0f} fixes/s through the gateway"
+            if sent.value >= 0
             else ", no fleet load"
         )
         print(f"\nbench/api: {args.requests} requests by {args.clients} concurrent clients in {took:.1f} s, "
               f"{args.technicians} technicians online{fleet_note}")  # fmt: skip
         for key, values in out.items():
-            print(line(key, values))
+            if values or key != "no ring within 10 s":
+                print(line(key, values))
+        if errors:
+            print(f"  {len(errors)} requests ended by a transport error: {sorted(set(errors))}")
+        print("the API's own view (fixgate_api_request_seconds, from its histogram buckets):")
+        for label, method, route in (
+            ("create", "POST", "/service-request"),
+            ("accept, reject, cancel", "PUT", "/service-request/{requestId}/{actionType}"),
+            ("queue position and ETA", "GET", "/service-request/{requestId}/queue"),
+        ):
+            print(f"  {label:38} {server_side(metrics, method, route)}")
     finally:
         for proc in procs:
             proc.terminate()
-            proc.wait(timeout=20)
+        for proc in procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                print(f"{proc.args} did not stop in 30 s: killed", file=sys.stderr)
+                proc.kill()
+                proc.wait()
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 

@@ -27,7 +27,7 @@ from api.state import ApiState
 
 
 class DyingOutbox(Outbox):
-    async def flush(self) -> int:
+    async def flush(self, conn: asyncpg.Connection | None = None) -> int:
         os.kill(os.getpid(), signal.SIGKILL)
         raise AssertionError("SIGKILL did not kill")  # pragma: no cover
 
