@@ -294,10 +294,12 @@ async def accept(
             cur = await _current(conn, principal, request_id)
             old = cur.state
             # Serializes this technician's own accepts, so two requests cannot both
-            # take the last queue slot.
+            # take the last queue slot. NO KEY UPDATE: it does not wait for the ring
+            # phases of other requests, whose ring-log rows hold KEY SHARE locks on the
+            # technician (their foreign key) until they commit.
             tech = await conn.fetchrow(
                 "SELECT availabilitystatus FROM technicianmaster WHERE technicianid = $1"
-                " AND tenant_id = $2 AND enabled FOR UPDATE",
+                " AND tenant_id = $2 AND enabled FOR NO KEY UPDATE",
                 technician_id,
                 tenant,
             )
@@ -515,7 +517,7 @@ async def assign(
             old = cur.state
             tech = await conn.fetchrow(
                 "SELECT availabilitystatus FROM technicianmaster WHERE technicianid = $1"
-                " AND tenant_id = $2 AND enabled FOR UPDATE",
+                " AND tenant_id = $2 AND enabled FOR NO KEY UPDATE",
                 technician_id,
                 tenant,
             )
@@ -622,7 +624,7 @@ async def reorder(
     async with state.tx() as conn:
         tech = await conn.fetchval(
             "SELECT true FROM technicianmaster WHERE technicianid = $1 AND tenant_id = $2"
-            " FOR UPDATE",
+            " FOR NO KEY UPDATE",
             technician_id,
             tenant,
         )

@@ -53,38 +53,38 @@ class Rang:
     timed_out: bool
 
 
+_CANDIDATES = """
+local found = redis.call('GEOSEARCH', KEYS[1], 'FROMLONLAT', ARGV[1], ARGV[2],
+  'BYRADIUS', ARGV[4], 'mi', 'ASC', 'COUNT', ARGV[6], 'WITHDIST')
+local out = {}
+for _, pair in ipairs(found) do
+  local miles = tonumber(pair[2])
+  if miles >= tonumber(ARGV[3]) and miles < tonumber(ARGV[4]) then
+    local ts = redis.call('HGET', ARGV[7] .. pair[1], 'ts')
+    if ts and tonumber(ts) >= tonumber(ARGV[5]) then
+      out[#out + 1] = pair[1]
+    end
+  end
+end
+return out
+"""
+"""Devices of a tenant's GEO set within [ARGV[3], ARGV[4]) miles of (lon, lat), nearest
+first, whose newest fix (`ts` of their hash) is not older than ARGV[5]: one round trip
+instead of a search and a read per device. The device hashes are read by name (ARGV[7]
+prefix), which needs a single Redis: the supported deployment (gateway/engine/store.py)."""
+
+
 async def _candidates(
     state: ApiState, tenant: str, lat: float, lon: float, min_mi: float, max_mi: float
 ) -> list[str]:
     """Device ids with a fresh live position in [min_mi, max_mi) miles, nearest first."""
     prefix = state.settings.redis_prefix
-    found = await state.redis.geosearch(
-        f"{prefix}live:{tenant}",
-        longitude=lon,
-        latitude=lat,
-        radius=max_mi,
-        unit="mi",
-        sort="ASC",
-        count=MAX_CANDIDATES,
-        withdist=True,
-    )
-    # WITHDIST answers [member, distance] pairs; redis-py types the reply loosely.
-    pairs = cast(list[tuple[bytes | str, float]], found)
-    in_ring = [
-        (m.decode() if isinstance(m, bytes) else m)
-        for m, dist in pairs
-        if min_mi <= float(dist) < max_mi
-    ]
-    if not in_ring:
-        return []
-    pipe = state.redis.pipeline(transaction=False)
-    for device in in_ring:
-        pipe.hget(f"{prefix}device:{device}", "ts")
-    stamps = await pipe.execute()
     oldest = time.time() - state.settings.online_max_age_s
-    return [
-        d for d, ts in zip(in_ring, stamps, strict=True) if ts is not None and float(ts) >= oldest
-    ]
+    found = await state.redis.eval(
+        _CANDIDATES, 1, f"{prefix}live:{tenant}", lon, lat, min_mi, max_mi, oldest,
+        MAX_CANDIDATES, f"{prefix}device:",
+    )  # fmt: skip
+    return [m.decode() if isinstance(m, bytes) else m for m in cast(list[bytes | str], found)]
 
 
 def _uuids(ids: set[str]) -> list[UUID]:

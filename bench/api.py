@@ -334,14 +334,18 @@ async def run(args: argparse.Namespace) -> None:
             errors: list[str] = []
 
             async def client(k: int) -> None:
-                for _ in todo:
-                    try:
-                        await one_request(
-                            api, rings, customers[k % len(customers)], service, by_id, out
-                        )
-                    except httpx.TransportError as e:
-                        # e.g. a keep-alive connection the server closed as it was reused
-                        errors.append(type(e).__name__)
+                # A client of its own per simulated user, as users are: httpx's shared pool
+                # scans every connection per request (O(connections) each), which at 100
+                # concurrent users cost the bench process more than the API took to answer.
+                async with httpx.AsyncClient(base_url=base, timeout=30.0) as own:
+                    for _ in todo:
+                        try:
+                            await one_request(
+                                own, rings, customers[k % len(customers)], service, by_id, out
+                            )
+                        except httpx.TransportError as e:
+                            # e.g. a keep-alive connection the server closed as it was reused
+                            errors.append(type(e).__name__)
 
             started = time.perf_counter()
             try:
