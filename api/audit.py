@@ -10,6 +10,11 @@ import asyncpg
 from api.auth import Principal
 
 SYSTEM = "system"
+COLUMNS = (
+    "tenant_id, requestid, action, actorrole, actorsubject, oldstate, newstate, outcome, detail"
+)
+"""An audit row's columns, in `record`'s order (an action may insert its row in a statement
+of its own writes: the accept does)."""
 
 
 async def record(
@@ -25,8 +30,7 @@ async def record(
     detail: str | None = None,
 ) -> None:
     await conn.execute(
-        "INSERT INTO dispatchaudit (tenant_id, requestid, action, actorrole, actorsubject,"
-        " oldstate, newstate, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        f"INSERT INTO dispatchaudit ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         tenant,
         request_id,
         action,

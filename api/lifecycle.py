@@ -336,7 +336,7 @@ async def accept(
             # the request ended, the ring's schedule gone, the audit; the others rung
             # still hear that it was taken.
             ended = await conn.fetch(
-                """
+                f"""
                 WITH accepted AS (
                     INSERT INTO technicianengagementdetails
                         (tenant_id, requestid, technicianid, action)
@@ -347,9 +347,8 @@ async def accept(
                 ), unscheduled AS (
                     DELETE FROM ringschedule WHERE requestid = $2
                 ), audited AS (
-                    INSERT INTO dispatchaudit (tenant_id, requestid, action, actorrole,
-                        actorsubject, oldstate, newstate, outcome)
-                    VALUES ($1, $2, 'accept', $4, $5, $6, 'Assigned', 'ok')
+                    INSERT INTO dispatchaudit ({audit.COLUMNS})
+                    VALUES ($1, $2, 'accept', $4, $5, $6, 'Assigned', 'ok', NULL)
                 )
                 SELECT technicianid FROM ended WHERE technicianid <> $3
                 """,

@@ -24,7 +24,7 @@ import contextlib
 import contextvars
 import logging
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Any, cast
 
 import asyncpg
@@ -79,12 +79,12 @@ _written: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
 """Seqs of the rows the current task wrote since its last `Outbox.flush`."""
 
 
-def _note(seqs: Sequence[int]) -> None:
+def _note(seq: int) -> None:
     mine = _written.get()
     if mine is None:
         mine = []
         _written.set(mine)
-    mine.extend(seqs)
+    mine.append(seq)
 
 
 class OutboxWriter:
@@ -112,7 +112,7 @@ class OutboxWriter:
             to_json(payload),
             event_id or uuid.uuid4(),
         )
-        _note([seq])
+        _note(seq)
 
 
 class Outbox:
@@ -187,33 +187,33 @@ class Outbox:
         _written.set(None)
         try:
             if conn is not None:
-                return await self._relay_seqs(conn, seqs)
+                return await self._relay_all(conn, "seq = ANY($1::bigint[])", seqs)
             async with self._conn() as pooled:
-                return await self._relay_seqs(pooled, seqs)
+                return await self._relay_all(pooled, "seq = ANY($1::bigint[])", seqs)
         except Exception:  # the database or Redis away: the background relay retries
             log.exception("outbox relay")
             return 0
 
-    async def _relay_seqs(self, conn: asyncpg.Connection, seqs: list[int]) -> int:
+    async def _relay_all(self, conn: asyncpg.Connection, where: str, arg: object) -> int:
+        """Batches of `_relay` until one is not full (an action's own rows: one batch)."""
         total = 0
-        for first in range(0, len(seqs), MAX_BATCH_ROWS):
-            chunk = seqs[first : first + MAX_BATCH_ROWS]
-            total += await self._relay(conn, "seq = ANY($1::bigint[])", chunk)
-        return total
+        while True:
+            relayed = await self._relay(conn, where, arg)
+            total += relayed
+            if relayed < MAX_BATCH_ROWS:
+                return total
 
     async def recover(self) -> int:
         """Relay every row older than `RELAY_GRACE_S` (left by a process that died or a
         relay that failed). Never raises: the next pass retries."""
-        total = 0
         try:
             async with self._conn() as conn:
-                while relayed := await self._relay(
+                return await self._relay_all(
                     conn, "createdat < now() - make_interval(secs => $1::float8)", RELAY_GRACE_S
-                ):
-                    total += relayed
+                )
         except Exception:
             log.exception("outbox recovery")
-        return total
+            return 0
 
     async def run(self) -> None:
         """The background relay: recovery of rows whose process died before relaying."""
