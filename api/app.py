@@ -86,7 +86,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         try:
             yield
         finally:
-            await _shut_down(state.tasks, client, pool)
+            await _shut_down(state.tasks, state.outbox, client, pool)
 
     app = FastAPI(
         title="fixgate dispatch API",
@@ -115,9 +115,10 @@ well under the 30 s a supervisor waits after SIGTERM before SIGKILL."""
 
 
 async def _shut_down(
-    tasks: list[asyncio.Task[None]], client: aioredis.Redis, pool: asyncpg.Pool
+    tasks: list[asyncio.Task[None]], outbox: Outbox, client: aioredis.Redis, pool: asyncpg.Pool
 ) -> None:
-    """Background tasks, then Redis, then the pool, each under a deadline: a task stuck in a
+    """Background tasks, the outbox's last deletes, then Redis, then the pool, each under a
+    deadline: a task stuck in a
     blocking read or a connection that is never released must not keep the process from
     exiting (uvicorn's order: stop, cancel stragglers with a count, close the pools)."""
     for task in tasks:
@@ -128,6 +129,11 @@ async def _shut_down(
             log.warning(
                 "api: %d background tasks did not stop within %.0f s", len(stuck), SHUTDOWN_STEP_S
             )
+    try:
+        # The rows relayed last are deleted here, not left to another process's recovery.
+        await asyncio.wait_for(outbox.delete_relayed(), SHUTDOWN_STEP_S)
+    except TimeoutError:
+        log.warning("api: relayed outbox rows not deleted within %.0f s", SHUTDOWN_STEP_S)
     try:
         await asyncio.wait_for(client.aclose(), SHUTDOWN_STEP_S)
     except TimeoutError:

@@ -17,6 +17,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+from redis.exceptions import RedisError
 
 from api import audit, engine, queue
 from api.auth import Principal, Role
@@ -60,13 +61,18 @@ class Current:
         self.arrived = row["arrivedat"] is not None
 
 
+_CURRENT_COLUMNS = (
+    "r.requestid, r.requeststatus, r.version, r.currenttechnicianid, r.customerid, r.tripid,"
+    " r.latitude::float8 AS lat, r.longitude::float8 AS lon, r.arrivedat"
+)
+"""What `Current` reads of the request."""
+
+
 async def _current(conn: asyncpg.Connection, principal: Principal, request_id: UUID) -> Current:
     args: list[Any] = [request_id]
     where = scope(principal, args)
     row = await conn.fetchrow(
-        "SELECT r.requestid, r.requeststatus, r.version, r.currenttechnicianid, r.customerid,"
-        " r.tripid, r.latitude::float8 AS lat, r.longitude::float8 AS lon, r.arrivedat"
-        f" FROM servicerequests r WHERE r.requestid = $1 AND {where}",
+        f"SELECT {_CURRENT_COLUMNS} FROM servicerequests r WHERE r.requestid = $1 AND {where}",
         *args,
     )
     if row is None:
@@ -172,10 +178,10 @@ async def publish_queue(
         return
     notifier = Notifier(OutboxWriter(conn))
     try:
-        # A savepoint: a failed read (Redis away) costs the queue events, not the action.
-        async with conn.transaction():
-            items = await queue.entries(conn, state.redis, state.settings, tenant, technician_id)
-    except Exception:
+        items = await queue.entries(conn, state.redis, state.settings, tenant, technician_id)
+    except (RedisError, OSError):
+        # Redis away (the queue's one database read came first and the transaction is
+        # intact): the action stands without its queue events.
         log.exception("queue of technician %s", technician_id)
         return
     await notifier.queue_updated(tenant, str(technician_id), items)
@@ -283,83 +289,95 @@ async def create(
 # ---- accept / reject ---------------------------------------------------------------------
 
 
+_ACCEPT = f"""
+WITH queued AS (
+    SELECT count(*) AS n FROM servicerequests
+    WHERE tenant_id = $1 AND currenttechnicianid = $3 AND requeststatus = ANY($7::text[])
+), won AS (
+    UPDATE servicerequests SET requeststatus = 'Assigned', version = version + 1,
+        updatedat = now(), currenttechnicianid = $3, assignedat = now(),
+        queueposition = (SELECT n FROM queued) + 1,
+        ringendtime = coalesce(ringendtime, now())
+    WHERE requestid = $2 AND tenant_id = $1 AND version = $8
+      AND (SELECT n FROM queued) < $9
+    RETURNING requestid
+), accepted AS (
+    INSERT INTO technicianengagementdetails (tenant_id, requestid, technicianid, action)
+    SELECT $1, $2, $3, 'ACCEPTED' FROM won
+), ended AS (
+    UPDATE technicianringlog SET ringendedat = now(), updatedat = now()
+    WHERE requestid = $2 AND ringendedat IS NULL AND EXISTS (SELECT FROM won)
+    RETURNING technicianid
+), unscheduled AS (
+    DELETE FROM ringschedule WHERE requestid = $2 AND EXISTS (SELECT FROM won)
+), audited AS (
+    INSERT INTO dispatchaudit ({audit.COLUMNS})
+    SELECT $1, $2, 'accept', $4, $5, $6, 'Assigned', 'ok', NULL FROM won
+)
+SELECT (SELECT n FROM queued) AS queued, EXISTS (SELECT FROM won) AS won,
+       ARRAY(SELECT technicianid FROM ended WHERE technicianid <> $3) AS rung
+"""
+"""The accept's decision and writes in one statement, run after the technician's row is
+locked (so its snapshot sees every accept of theirs that committed before): the queue
+count, the conditional update (version and queue limit in the WHERE), and only if it won
+the ACCEPTED row, the end of every open ring, the ring's schedule gone and the audit; the
+others rung still hear that it was taken."""
+
+
 async def accept(
     state: ApiState, principal: Principal, request_id: UUID, location: dict[str, Any] | None
 ) -> None:
     tenant, technician_id = principal.tenant, subject_id(principal)
+    limit = state.settings.queue_limit
     old: str | None = None
-    rung: list[str] = []
     try:
         async with state.tx() as conn:
-            cur = await _current(conn, principal, request_id)
-            old = cur.state
-            # Serializes this technician's own accepts, so two requests cannot both
-            # take the last queue slot. NO KEY UPDATE: it does not wait for the ring
-            # phases of other requests, whose ring-log rows hold KEY SHARE locks on the
-            # technician (their foreign key) until they commit.
-            tech = await conn.fetchrow(
-                "SELECT availabilitystatus FROM technicianmaster WHERE technicianid = $1"
-                " AND tenant_id = $2 AND enabled FOR NO KEY UPDATE",
-                technician_id,
-                tenant,
+            # The request and this technician's row, locked: that serializes their own
+            # accepts, so two requests cannot both take the last queue slot. NO KEY
+            # UPDATE: it does not wait for the ring phases of other requests, whose
+            # ring-log rows hold KEY SHARE locks on the technician (their foreign key).
+            args: list[Any] = [request_id, technician_id]
+            where = scope(principal, args)
+            row = await conn.fetchrow(
+                f"SELECT {_CURRENT_COLUMNS}, t.availabilitystatus"
+                " FROM servicerequests r LEFT JOIN LATERAL ("
+                "   SELECT availabilitystatus FROM technicianmaster"
+                "   WHERE technicianid = $2 AND tenant_id = r.tenant_id AND enabled"
+                "   FOR NO KEY UPDATE) t ON true"
+                f" WHERE r.requestid = $1 AND {where}",
+                *args,
             )
-            if tech is None:
+            if row is None:
+                raise not_found("Service request")
+            cur = Current(row)
+            old = cur.state
+            if row["availabilitystatus"] is None:
                 raise not_found("Technician")
             if cur.state not in ("Ringing", "Pending"):
                 raise conflict(TAKEN if cur.state in OPEN_STATES else
                                f"Request is {cur.state}", cur.state)  # fmt: skip
-            if tech["availabilitystatus"] == "Offline":
+            if row["availabilitystatus"] == "Offline":
                 raise conflict("You are Offline: set your availability first", cur.state)
-            queued = await conn.fetchval(
-                "SELECT count(*) FROM servicerequests WHERE tenant_id = $1"
-                " AND currenttechnicianid = $2 AND requeststatus = ANY($3::text[])",
-                tenant,
-                technician_id,
-                list(QUEUED_STATES),
-            )
-            if queued >= state.settings.queue_limit:
-                raise conflict(
-                    f"Your queue is full ({queued} of {state.settings.queue_limit})", cur.state
-                )
-            won = await _transition(
-                conn,
-                tenant,
-                cur,
-                "Assigned",
-                "currenttechnicianid = $5, assignedat = now(), queueposition = $6,"
-                " ringendtime = coalesce(ringendtime, now())",
-                (technician_id, queued + 1),
-            )
-            if not won:
-                raise conflict(TAKEN, await _state_of(conn, request_id))
-            # One statement (one round trip): the winner's ACCEPTED, every open ring of
-            # the request ended, the ring's schedule gone, the audit; the others rung
-            # still hear that it was taken.
-            ended = await conn.fetch(
-                f"""
-                WITH accepted AS (
-                    INSERT INTO technicianengagementdetails
-                        (tenant_id, requestid, technicianid, action)
-                    VALUES ($1, $2, $3, 'ACCEPTED')
-                ), ended AS (
-                    UPDATE technicianringlog SET ringendedat = now(), updatedat = now()
-                    WHERE requestid = $2 AND ringendedat IS NULL RETURNING technicianid
-                ), unscheduled AS (
-                    DELETE FROM ringschedule WHERE requestid = $2
-                ), audited AS (
-                    INSERT INTO dispatchaudit ({audit.COLUMNS})
-                    VALUES ($1, $2, 'accept', $4, $5, $6, 'Assigned', 'ok', NULL)
-                )
-                SELECT technicianid FROM ended WHERE technicianid <> $3
-                """,
+            outcome = await conn.fetchrow(
+                _ACCEPT,
                 tenant,
                 request_id,
                 technician_id,
                 principal.role.value,
                 principal.subject,
                 cur.state,
+                list(QUEUED_STATES),
+                cur.version,
+                limit,
             )
-            rung = [str(r["technicianid"]) for r in ended]
+            assert outcome is not None  # the final SELECT returns one row
+            if not outcome["won"]:
+                if outcome["queued"] >= limit:
+                    raise conflict(
+                        f"Your queue is full ({outcome['queued']} of {limit})", cur.state
+                    )
+                raise conflict(TAKEN, await _state_of(conn, request_id))
+            rung = [str(t) for t in outcome["rung"]]
             detail = await _detail(conn, tenant, request_id)
             notifier = Notifier(OutboxWriter(conn))
             await notifier.accepted(detail, tenant, location)

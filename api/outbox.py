@@ -1,34 +1,43 @@
 """The transactional outbox of the dispatch events.
 
 An action writes its events into `dispatchoutbox` in the transaction of the state change
-they report (`OutboxWriter`), so they commit or roll back with it. The relay (`Outbox`)
-moves committed rows to the stream `{prefix}dispatch` and deletes them:
-  - `flush`, right after the action's commit, relays the rows that action wrote and no
-    others (the request path awaits it, so its events are on the stream before the
-    response, and concurrent actions never wait for each other's rows);
+they report (`OutboxWriter`), so they commit or roll back with it. Inside
+`Outbox.transaction` (every action's, through `ApiState.tx`) the writer collects them and
+they are inserted in one statement just before the commit; elsewhere each is inserted at
+once. The relay moves committed rows to the stream `{prefix}dispatch`:
+  - right after an action's commit, its own events, from memory (one Redis round trip);
+    their rows are deleted by the background loop a moment later, in one statement for
+    every action of that moment (the request path awaits the relay, so its events are on
+    the stream before the response, and concurrent actions never wait for each other);
+  - `flush` relays the rows this task inserted one by one (outside such a transaction);
   - `recover`, every `RELAY_POLL_S` in the background, relays rows older than
     `RELAY_GRACE_S`: those of a process that died between its commit and its relay, or of
     a relay that failed.
 
-Exactly once into the stream: a row is deleted in the transaction that XADDs it (the
-DELETE ... RETURNING locks it; a relay that dies or fails rolls back and leaves the row to
-the next one); the XADD runs in a Lua script that skips an event whose marker
-`{prefix}outbox:{eventid}` exists and sets the marker with the entry, atomically, so a row
-relayed but not deleted is not added twice.
+Exactly once into the stream: the XADD runs in a Lua script that skips an event whose
+marker `{prefix}outbox:{eventid}` exists and sets the marker with the entry, atomically,
+so a row relayed but not yet deleted (the request path's, waiting for the background
+delete; or one whose relay died before its DELETE committed) is not added twice, whichever
+relay reaches it next. The database relays (`flush`, `recover`) delete a row in the
+transaction that XADDs it (the DELETE ... RETURNING locks it, so two of them do not both
+take it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import asyncpg
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 
 from api.events import DEFAULT_RETENTION_S, MAX_STREAM_ENTRIES, to_json
 
@@ -76,7 +85,38 @@ return id
 _written: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
     "fixgate_outbox_written", default=None
 )
-"""Seqs of the rows the current task wrote since its last `Outbox.flush`."""
+"""Seqs of the rows the current task inserted one by one since its last `Outbox.flush`."""
+
+DELETE_POLL_S = 0.1
+"""How long a row relayed from memory waits for its DELETE: the rows of every action of
+that moment go in one statement, far inside `RELAY_GRACE_S`."""
+MAX_DELETE_BACKLOG = 100_000
+"""Seqs waiting for their DELETE kept while the database is away; beyond it some are left
+to `recover` (their markers skip them, and it deletes them)."""
+
+
+@dataclass(slots=True)
+class _Event:
+    tenant_id: str
+    event: str
+    groups: str
+    payload: str
+    eventid: uuid.UUID
+
+
+@dataclass(slots=True)
+class Batch:
+    """The events of one `Outbox.transaction`, collected until its commit."""
+
+    conn: asyncpg.Connection
+    events: list[_Event] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    """The committed rows (what the stream entries are made of), set at the insert."""
+
+
+_batch: contextvars.ContextVar[Batch | None] = contextvars.ContextVar(
+    "fixgate_outbox_batch", default=None
+)
 
 
 def _note(seq: int) -> None:
@@ -88,8 +128,10 @@ def _note(seq: int) -> None:
 
 
 class OutboxWriter:
-    """The Notifier's sink inside an action's transaction: the events commit with it, and
-    the task's next `Outbox.flush` relays them."""
+    """The Notifier's sink inside an action's transaction: the events commit with it.
+    Within `Outbox.transaction` on the same connection they are collected and inserted
+    together before the commit; otherwise each is inserted at once and the task's next
+    `Outbox.flush` relays them."""
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
@@ -103,14 +145,19 @@ class OutboxWriter:
         *,
         event_id: uuid.UUID | None = None,
     ) -> None:
+        pending = _Event(tenant, event, to_json(groups), to_json(payload), event_id or uuid.uuid4())
+        batch = _batch.get()
+        if batch is not None and batch.conn is self.conn:
+            batch.events.append(pending)
+            return
         seq: int = await self.conn.fetchval(
             "INSERT INTO dispatchoutbox (tenant_id, event, groups, payload, eventid)"
             " VALUES ($1, $2, $3::json, $4::json, $5) RETURNING seq",
-            tenant,
-            event,
-            to_json(groups),
-            to_json(payload),
-            event_id or uuid.uuid4(),
+            pending.tenant_id,
+            pending.event,
+            pending.groups,
+            pending.payload,
+            pending.eventid,
         )
         _note(seq)
 
@@ -131,32 +178,101 @@ class Outbox:
         self.marker_prefix = f"{prefix}outbox:"
         self.retention_ms = int(retention_s * 1000)
         self.script = client.register_script(RELAY_SCRIPT)
+        self.relayed: collections.deque[int] = collections.deque(maxlen=MAX_DELETE_BACKLOG)
+        """Seqs on the stream whose rows wait for the background DELETE."""
 
     @contextlib.asynccontextmanager
     async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
         async with self.pool.acquire() as conn:
             yield cast(asyncpg.Connection, conn)
 
-    async def xadd(
-        self, row: asyncpg.Record, client: aioredis.Redis | None = None
-    ) -> bytes | str | None:
-        """The row's entry on the stream (its id), unless it was added before (None)."""
-        added: bytes | str | None = await self.script(
-            keys=[self.stream, f"{self.marker_prefix}{row['eventid']}"],
-            args=[
-                MARKER_TTL_S,
-                MAX_STREAM_ENTRIES,
-                self.retention_ms,
-                str(row["eventid"]),
-                row["event"],
-                row["tenant_id"],
-                row["groups"],
-                row["payload"],
-                row["createdat"].isoformat(),
-            ],
-            client=client,
+    @contextlib.asynccontextmanager
+    async def transaction(self, conn: asyncpg.Connection) -> AsyncIterator[None]:
+        """A transaction on `conn` whose events (`OutboxWriter(conn)`) are inserted in one
+        statement before its commit and relayed right after it (`after_commit`)."""
+        batch = Batch(conn)
+        token = _batch.set(batch)
+        try:
+            async with conn.transaction():
+                yield
+                await self._insert(batch)
+        finally:
+            _batch.reset(token)
+        await self.after_commit(batch)
+
+    async def _insert(self, batch: Batch) -> None:
+        if not batch.events:
+            return
+        events = batch.events
+        rows = await batch.conn.fetch(
+            "INSERT INTO dispatchoutbox (tenant_id, event, groups, payload, eventid)"
+            " SELECT * FROM unnest($1::text[], $2::text[], $3::json[], $4::json[], $5::uuid[])"
+            " RETURNING seq, eventid, createdat",
+            [e.tenant_id for e in events],
+            [e.event for e in events],
+            [e.groups for e in events],
+            [e.payload for e in events],
+            [e.eventid for e in events],
         )
+        by_id = {r["eventid"]: r for r in rows}
+        batch.rows = [
+            {"seq": by_id[e.eventid]["seq"], "tenant_id": e.tenant_id, "event": e.event,
+             "groups": e.groups, "payload": e.payload, "eventid": e.eventid,
+             "createdat": by_id[e.eventid]["createdat"]}
+            for e in events
+        ]  # fmt: skip
+
+    async def after_commit(self, batch: Batch) -> None:
+        """Relay what the committed transaction of `batch` wrote: its collected events
+        from memory, and rows this task inserted one by one (`flush`). Never raises: the
+        state change is committed, and what is left goes out with `recover`."""
+        await self.flush(batch.conn)
+        if not batch.rows:
+            return
+        try:
+            await self._xadd_rows(batch.rows)
+        except Exception:  # Redis away: the rows stay, `recover` relays them
+            log.exception("outbox relay")
+            return
+        self.relayed.extend(int(row["seq"]) for row in batch.rows)
+
+    def _script_args(self, row: asyncpg.Record | dict[str, Any]) -> list[Any]:
+        """KEYS and ARGV of `RELAY_SCRIPT` for one row."""
+        return [
+            f"{self.marker_prefix}{row['eventid']}",
+            MARKER_TTL_S,
+            MAX_STREAM_ENTRIES,
+            self.retention_ms,
+            str(row["eventid"]),
+            row["event"],
+            row["tenant_id"],
+            row["groups"],
+            row["payload"],
+            row["createdat"].isoformat(),
+        ]
+
+    async def xadd(self, row: asyncpg.Record | dict[str, Any]) -> bytes | str | None:
+        """The row's entry on the stream (its id), unless it was added before (None)."""
+        marker, *args = self._script_args(row)
+        added: bytes | str | None = await self.script(keys=[self.stream, marker], args=args)
         return added
+
+    async def _xadd_rows(self, rows: Sequence[asyncpg.Record | dict[str, Any]]) -> None:
+        """`xadd` of each row, in order, in one round trip. EVALSHA in a plain pipeline:
+        redis-py's pipelined Script objects ask SCRIPT EXISTS first, a round trip more
+        each time; a Redis that lost its scripts (a restart) answers NOSCRIPT, and the
+        pipeline is sent again after a SCRIPT LOAD (the markers skip what went in)."""
+        for attempt in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            for row in rows:
+                pipe.evalsha(self.script.sha, 2, self.stream, *self._script_args(row))
+            try:
+                await pipe.execute()
+                return
+            except NoScriptError:
+                if attempt:
+                    raise
+                await self.client.script_load(RELAY_SCRIPT)
 
     async def _relay(self, conn: asyncpg.Connection, where: str, arg: object) -> int:
         """One batch of the rows `where` selects (skipping rows another relay holds), in
@@ -170,15 +286,13 @@ class Outbox:
             )
             if not rows:
                 return 0
-            pipe = self.client.pipeline(transaction=False)
-            for row in sorted(rows, key=lambda r: int(r["seq"])):
-                await self.xadd(row, client=pipe)
-            await pipe.execute()
+            await self._xadd_rows(sorted(rows, key=lambda r: int(r["seq"])))
         return len(rows)
 
     async def flush(self, conn: asyncpg.Connection | None = None) -> int:
-        """Relay the rows this task wrote (committed) since its last flush, on `conn` (the
-        action's own, after its commit) or a pooled one; on return they are on the stream.
+        """Relay the rows this task inserted one by one (committed) since its last flush, on
+        `conn` (the action's own, after its commit) or a pooled one; on return they are on
+        the stream.
         Never raises: the state change is committed, and what is left goes out with the
         background relay after `RELAY_GRACE_S`."""
         seqs = _written.get()
@@ -215,8 +329,30 @@ class Outbox:
             log.exception("outbox recovery")
             return 0
 
+    async def delete_relayed(self) -> int:
+        """Delete the rows relayed from memory so far, in one statement. Never raises: on
+        failure they wait for the next pass (or `recover`, which their markers skip)."""
+        if not self.relayed:
+            return 0
+        seqs = list(self.relayed)
+        self.relayed.clear()
+        try:
+            async with self._conn() as conn:
+                await conn.execute("DELETE FROM dispatchoutbox WHERE seq = ANY($1::bigint[])", seqs)
+        except Exception:
+            log.exception("outbox delete")
+            self.relayed.extendleft(reversed(seqs))
+            return 0
+        return len(seqs)
+
     async def run(self) -> None:
-        """The background relay: recovery of rows whose process died before relaying."""
+        """The background relay: deletes the rows relayed from memory, and recovers rows
+        whose process died (or whose relay failed) before relaying them."""
+        loop = asyncio.get_running_loop()
+        next_recovery = loop.time()
         while True:
-            await self.recover()
-            await asyncio.sleep(RELAY_POLL_S)
+            await self.delete_relayed()
+            if loop.time() >= next_recovery:
+                await self.recover()
+                next_recovery = loop.time() + RELAY_POLL_S
+            await asyncio.sleep(DELETE_POLL_S)

@@ -96,25 +96,31 @@ async def entries(
     technician_id: UUID,
 ) -> list[dict[str, Any]]:
     """The technician's queue in order, each with its position and ETA (None if unknown)."""
-    rows = await conn.fetch(
+    # One round trip: the technician's device (its live position is where the queue
+    # starts) and the queue; the device's row comes alone when the queue is empty.
+    found = await conn.fetch(
         """
-        SELECT r.requestid, r.customerid, r.requeststatus, r.queueposition, r.startedat,
-               r.latitude::float8 AS lat, r.longitude::float8 AS lon,
-               coalesce((SELECT sum(durationminutes) FROM requestedservices rs
-                         WHERE rs.requestid = r.requestid AND rs.servicestatus <> 'Rejected'),
-                        0) AS minutes
-        FROM servicerequests r
-        WHERE r.tenant_id = $1 AND r.currenttechnicianid = $2
-          AND r.requeststatus = ANY($3::text[])
-        ORDER BY r.queueposition NULLS LAST, r.assignedat, r.requestid
+        SELECT t.device_id, q.*
+        FROM technicianmaster t
+        LEFT JOIN LATERAL (
+            SELECT r.requestid, r.customerid, r.requeststatus, r.queueposition, r.startedat,
+                   r.assignedat, r.latitude::float8 AS lat, r.longitude::float8 AS lon,
+                   coalesce((SELECT sum(durationminutes) FROM requestedservices rs
+                             WHERE rs.requestid = r.requestid
+                               AND rs.servicestatus <> 'Rejected'), 0) AS minutes
+            FROM servicerequests r
+            WHERE r.tenant_id = $1 AND r.currenttechnicianid = t.technicianid
+              AND r.requeststatus = ANY($3::text[])
+        ) q ON true
+        WHERE t.technicianid = $2
+        ORDER BY q.queueposition NULLS LAST, q.assignedat, q.requestid
         """,
         tenant,
         technician_id,
         list(QUEUED_STATES),
     )
-    device_id = await conn.fetchval(
-        "SELECT device_id FROM technicianmaster WHERE technicianid = $1", technician_id
-    )
+    device_id = found[0]["device_id"] if found else None
+    rows = [row for row in found if row["requestid"] is not None]
     here = await live_position(client, settings.redis_prefix, device_id)
     now = datetime.now(UTC)
     at: tuple[float, float] | None = (here["latitude"], here["longitude"]) if here else None

@@ -36,9 +36,7 @@ class ApiState:
 
     @contextlib.asynccontextmanager
     async def tx(self) -> AsyncIterator[asyncpg.Connection]:
-        """An action's transaction; after its commit, its events are relayed on the same
-        connection (api/outbox.py), so they are on the stream when this returns."""
-        async with self.conn() as conn:
-            async with conn.transaction():
-                yield conn
-            await self.outbox.flush(conn)
+        """An action's transaction: its events are written with it and relayed right after
+        its commit (api/outbox.py), so they are on the stream when this returns."""
+        async with self.conn() as conn, self.outbox.transaction(conn):
+            yield conn

@@ -1,4 +1,4 @@
-"""Reading service requests: who may see which, and the detailed shape in two queries."""
+"""Reading service requests: who may see which, and the detailed shape in one query."""
 
 from __future__ import annotations
 
@@ -75,22 +75,19 @@ SELECT r.requestid, r.customerid, r.vehicleid, r.requestnumber, r.serviceschedul
        t.device_id, t.vanid AS t_vanid, t.enabled AS t_enabled,
        van.vanid, van.vannumber, van.registrationnumber, van.vin AS van_vin,
        van.make AS van_make, van.model AS van_model, van.year AS van_year,
-       van.enabled AS van_enabled
+       van.enabled AS van_enabled,
+       ARRAY(SELECT ROW(rs.serviceid, s.servicecode, s.servicename, s.servicedescription,
+                        rs.serviceprice::float8, rs.servicestatus, rs.reasonofrejection,
+                        rs.durationminutes, rs.isadditional)
+             FROM requestedservices rs JOIN servicemaster s ON s.serviceid = rs.serviceid
+             WHERE rs.requestid = r.requestid
+             ORDER BY rs.isadditional, s.servicecode) AS services
 FROM servicerequests r
 JOIN customermaster c ON c.customerid = r.customerid
 JOIN customervehicles v ON v.customervehicleid = r.vehicleid
 LEFT JOIN technicianmaster t ON t.technicianid = r.currenttechnicianid
 LEFT JOIN vanmaster van ON van.vanid = coalesce(r.vanid, t.vanid)
 WHERE r.requestid = ANY($1::uuid[]) AND r.tenant_id = $2
-"""
-
-_SERVICES = """
-SELECT rs.requestid, rs.serviceid, s.servicecode, s.servicename, s.servicedescription,
-       rs.serviceprice::float8 AS serviceprice, rs.servicestatus, rs.reasonofrejection,
-       rs.durationminutes, rs.isadditional
-FROM requestedservices rs JOIN servicemaster s ON s.serviceid = rs.serviceid
-WHERE rs.requestid = ANY($1::uuid[])
-ORDER BY rs.isadditional, s.servicecode
 """
 
 
@@ -126,9 +123,23 @@ def customer_info(row: asyncpg.Record) -> CustomerBasicInfo:
     )
 
 
-def _detail(
-    row: asyncpg.Record, services: list[RequestedServiceInfo]
-) -> ServiceRequestDetailedResponse:
+def _service(fields: tuple[Any, ...]) -> RequestedServiceInfo:
+    """One of the detail query's `services` (its ROW, in that order)."""
+    (service_id, code, name, description, price, status, rejection, minutes, additional) = fields
+    return RequestedServiceInfo(
+        service_id=service_id,
+        service_code=code,
+        service_name=name,
+        service_description=description,
+        service_price=price,
+        service_status=status,
+        reason_of_rejection=rejection,
+        duration_minutes=minutes,
+        is_additional=additional,
+    )
+
+
+def _detail(row: asyncpg.Record) -> ServiceRequestDetailedResponse:
     cancelled_by = None
     if row["cancelledby"]:
         role, _, subject = row["cancelledby"].partition(":")
@@ -199,7 +210,7 @@ def _detail(
         ),
         van=van,
         technician=technician_info(row) if row["technicianid"] is not None else None,
-        services=services,
+        services=[_service(fields) for fields in row["services"]],
     )
 
 
@@ -210,22 +221,7 @@ async def load_details(
     if not ids:
         return []
     rows = {r["requestid"]: r for r in await conn.fetch(_DETAIL, ids, tenant)}
-    services: dict[UUID, list[RequestedServiceInfo]] = {}
-    for s in await conn.fetch(_SERVICES, list(rows)):
-        services.setdefault(s["requestid"], []).append(
-            RequestedServiceInfo(
-                service_id=s["serviceid"],
-                service_code=s["servicecode"],
-                service_name=s["servicename"],
-                service_description=s["servicedescription"],
-                service_price=s["serviceprice"],
-                service_status=s["servicestatus"],
-                reason_of_rejection=s["reasonofrejection"],
-                duration_minutes=s["durationminutes"],
-                is_additional=s["isadditional"],
-            )
-        )
-    return [_detail(rows[i], services.get(i, [])) for i in ids if i in rows]
+    return [_detail(rows[i]) for i in ids if i in rows]
 
 
 async def load_detail(

@@ -20,14 +20,14 @@ import redis.asyncio as aioredis
 
 from api import lifecycle
 from api.auth import Principal, Role
-from api.outbox import Outbox
+from api.outbox import Batch, Outbox
 from api.realtime.service import Realtime
 from api.settings import ApiSettings
 from api.state import ApiState
 
 
 class DyingOutbox(Outbox):
-    async def flush(self, conn: asyncpg.Connection | None = None) -> int:
+    async def after_commit(self, batch: Batch) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
         raise AssertionError("SIGKILL did not kill")  # pragma: no cover
 
