@@ -390,6 +390,29 @@ async def accept(
     ACCEPTS.labels("ok").inc()
 
 
+_REJECT = f"""
+WITH rejected AS (
+    INSERT INTO technicianengagementdetails (tenant_id, requestid, technicianid, action, reason)
+    VALUES ($1, $2, $3, 'REJECTED', $4)
+), ended AS (
+    UPDATE technicianringlog SET ringendedat = now(), updatedat = now()
+    WHERE requestid = $2 AND technicianid = $3 AND ringendedat IS NULL
+), moved AS (
+    UPDATE ringschedule SET dueat = now()
+    WHERE requestid = $2 AND $5::text = 'Ringing'
+      AND NOT EXISTS (SELECT FROM technicianringlog WHERE requestid = $2
+                      AND ringendedat IS NULL AND technicianid <> $3)
+), audited AS (
+    INSERT INTO dispatchaudit ({audit.COLUMNS})
+    VALUES ($1, $2, 'reject', $6, $7, $5, $5, 'ok', $4)
+)
+SELECT
+"""
+"""The reject's writes in one statement: the REJECTED row, the technician's ring ended,
+the audit, and when everyone rung so far has said no (no other ring of the request still
+open), the ring moved on now instead of at its phase's end."""
+
+
 async def reject(
     state: ApiState, principal: Principal, request_id: UUID, reason: str | None
 ) -> None:
@@ -402,38 +425,14 @@ async def reject(
             if cur.state not in ("Ringing", "Pending"):
                 raise conflict("Only a ringing or pending request can be rejected", cur.state)
             await conn.execute(
-                "INSERT INTO technicianengagementdetails (tenant_id, requestid, technicianid,"
-                " action, reason) VALUES ($1, $2, $3, 'REJECTED', $4)",
+                _REJECT,
                 tenant,
                 request_id,
                 technician_id,
                 reason,
-            )
-            await conn.execute(
-                "UPDATE technicianringlog SET ringendedat = now(), updatedat = now()"
-                " WHERE requestid = $1 AND technicianid = $2 AND ringendedat IS NULL",
-                request_id,
-                technician_id,
-            )
-            # Everyone rung so far said no: move the ring on now instead of waiting.
-            open_rings = await conn.fetchval(
-                "SELECT count(*) FROM technicianringlog WHERE requestid = $1"
-                " AND ringendedat IS NULL",
-                request_id,
-            )
-            if cur.state == "Ringing" and open_rings == 0:
-                await conn.execute(
-                    "UPDATE ringschedule SET dueat = now() WHERE requestid = $1", request_id
-                )
-            await audit.record(
-                conn,
-                tenant=tenant,
-                request_id=request_id,
-                action="reject",
-                actor=principal,
-                old_state=cur.state,
-                new_state=cur.state,
-                detail=reason,
+                cur.state,
+                principal.role.value,
+                principal.subject,
             )
     except ApiError as e:
         await _refused(state, principal, request_id, "reject", e, old)

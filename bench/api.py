@@ -34,6 +34,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -154,9 +155,7 @@ async def setup(api: httpx.AsyncClient, pool: asyncpg.Pool, redis_url: str, pref
     return techs, [(vid, hdr) for _, hdr, vid in customers], service, tokens, spots
 
 
-def server_side(text: str, method: str, route: str) -> str:
-    """p50/p99 of the API's own `fixgate_api_request_seconds` for one route (all statuses),
-    from its histogram buckets (linear within a bucket)."""
+def _buckets(text: str, method: str, route: str) -> dict[float, float]:
     buckets: dict[float, float] = {}
     prefix = "fixgate_api_request_seconds_bucket{"
     for row in text.splitlines():
@@ -168,6 +167,14 @@ def server_side(text: str, method: str, route: str) -> str:
         le = labels.split('le="')[1].split('"')[0]
         bound = math.inf if le == "+Inf" else float(le)
         buckets[bound] = buckets.get(bound, 0.0) + float(value)
+    return buckets
+
+
+def server_side(text: str, before: str, method: str, route: str) -> str:
+    """p50/p99 of the API's own `fixgate_api_request_seconds` for one route (all statuses)
+    between two scrapes, from its histogram buckets (linear within a bucket)."""
+    earlier = _buckets(before, method, route)
+    buckets = {b: n - earlier.get(b, 0.0) for b, n in _buckets(text, method, route).items()}
     if not buckets or buckets[math.inf] == 0:
         return "no samples"
     ordered = sorted(buckets.items())
@@ -221,7 +228,8 @@ class Rings:
 
 
 async def one_request(api: httpx.AsyncClient, rings: Rings, customer: tuple[str, dict[str, str]],
-                      service: str, by_id: dict[str, dict[str, str]], out: dict[str, list[float]]) -> None:  # fmt: skip
+                      service: str, by_id: dict[str, dict[str, str]], out: dict[str, list[float]],
+                      think: Callable[[], Awaitable[None]]) -> None:  # fmt: skip
     vehicle, headers = customer
     body = {"vehicleId": vehicle, "latitude": ORIGIN[0], "longitude": ORIGIN[1],
             "location": "bench", "services": [service]}  # fmt: skip
@@ -238,6 +246,7 @@ async def one_request(api: httpx.AsyncClient, rings: Rings, customer: tuple[str,
     if len(rung) < 2:
         return
     loser, winner = random.sample(rung, 2)
+    await think()  # the technicians read the ring before they answer
     t = time.perf_counter()
     r = await api.put(
         f"/service-request/{request_id}/2", json={"reason": "busy"}, headers=by_id[loser]
@@ -247,6 +256,7 @@ async def one_request(api: httpx.AsyncClient, rings: Rings, customer: tuple[str,
     r = await api.put(f"/service-request/{request_id}/1", json={}, headers=by_id[winner])
     out["accept"].append(time.perf_counter() - t)
     if r.status_code == 200:
+        await think()  # the customer reads who is coming, then asks when
         t = time.perf_counter()
         q = await api.get(f"/service-request/{request_id}/queue", headers=headers)
         if q.status_code == 200:
@@ -256,7 +266,7 @@ async def one_request(api: httpx.AsyncClient, rings: Rings, customer: tuple[str,
 
 
 def fleet_load(port: int, tokens: dict[str, str], spots: dict[str, tuple[float, float]],
-               rate: float, stop: Any, sent: Any) -> None:  # fmt: skip
+               rate: float, stop: Any, achieved: Any) -> None:  # fmt: skip
     """R fixes/s over TCP NMEA from the technicians' devices, one connection each, each
     device at its own place (a process of its own: the clients' timings stay its own)."""
     socks = []
@@ -275,7 +285,7 @@ def fleet_load(port: int, tokens: dict[str, str], spots: dict[str, tuple[float, 
             s.sendall(rmc_gga(t0 + timedelta(seconds=k), *spots[device]))
             n += 1
         time.sleep(0.01)
-    sent.value = n
+    achieved.value = n / (time.monotonic() - start)
     for _, s in socks:
         s.close()
 
@@ -312,7 +322,7 @@ async def run(args: argparse.Namespace) -> None:
             )
             by_id = {tid: hdr for tid, _, hdr in techs}
             spawn = multiprocessing.get_context("spawn")
-            stop, sent = spawn.Event(), spawn.Value("q", -1)
+            stop, sent = spawn.Event(), spawn.Value("d", -1.0)
             fleet = None
             if args.fleet_rate > 0:
                 procs.append(start(["gateway"], env, log_path))
@@ -329,42 +339,66 @@ async def run(args: argparse.Namespace) -> None:
             out: dict[str, list[float]] = {k: [] for k in
                 ("create -> first ring", "accept", "reject", "ETA (queue position and ETA)",
                  "no ring within 10 s")}  # fmt: skip
-            todo = iter(range(args.requests))
+            todo = iter(range(args.warmup + args.requests))
+            warm: dict[str, list[float]] = {k: [] for k in out}  # the warm-up's, not reported
+            measured: dict[str, Any] = {}
 
             errors: list[str] = []
+
+            async def think() -> None:
+                # A person between two actions: uniform around --think-s (0: none at all).
+                if args.think_s > 0:
+                    await asyncio.sleep(random.uniform(0.5, 1.5) * args.think_s)
 
             async def client(k: int) -> None:
                 # A client of its own per simulated user, as users are: httpx's shared pool
                 # scans every connection per request (O(connections) each), which at 100
                 # concurrent users cost the bench process more than the API took to answer.
                 async with httpx.AsyncClient(base_url=base, timeout=30.0) as own:
-                    for _ in todo:
+                    if args.think_s > 0:  # users do not all start in the same millisecond
+                        await asyncio.sleep(random.uniform(0, 2 * args.think_s))
+                    for n in todo:
+                        if n == args.warmup:  # the first measured request: the clock starts
+                            measured["metrics"] = (await api.get("/metrics")).text
+                            measured["from"] = time.perf_counter()
                         try:
                             await one_request(
-                                own, rings, customers[k % len(customers)], service, by_id, out
+                                own,
+                                rings,
+                                customers[k % len(customers)],
+                                service,
+                                by_id,
+                                out if n >= args.warmup else warm,
+                                think,
                             )
                         except httpx.TransportError as e:
                             # e.g. a keep-alive connection the server closed as it was reused
                             errors.append(type(e).__name__)
+                        await think()  # before this user's next request
 
-            started = time.perf_counter()
             try:
                 await asyncio.gather(*(client(k) for k in range(args.clients)))
             finally:
                 stop.set()
                 reader.cancel()
-            took = time.perf_counter() - started
+            took = time.perf_counter() - measured["from"]
             metrics = (await api.get("/metrics")).text
             if fleet is not None:
                 fleet.join(30)
             await redis.aclose()
             await pool.close()
         fleet_note = (
-            f", fleet {sent.value / took:,.0f} fixes/s through the gateway"
+            f", fleet {sent.value:,.0f} fixes/s through the gateway"
             if sent.value >= 0
             else ", no fleet load"
         )
-        print(f"\nbench/api: {args.requests} requests by {args.clients} concurrent clients in {took:.1f} s, "
+        think_note = (
+            f"think time {args.think_s:g} s (x0.5-1.5) before each action"
+            if args.think_s > 0
+            else "no think time (each client acts the moment it can: a saturation test)"
+        )
+        print(f"\nbench/api: {args.requests} requests (after {args.warmup} not counted) by {args.clients} concurrent clients in {took:.1f} s "
+              f"({args.requests / took:.1f} requests/s), {think_note}, "
               f"{args.technicians} technicians online{fleet_note}")  # fmt: skip
         for key, values in out.items():
             if values or key != "no ring within 10 s":
@@ -377,7 +411,7 @@ async def run(args: argparse.Namespace) -> None:
             ("accept, reject, cancel", "PUT", "/service-request/{requestId}/{actionType}"),
             ("queue position and ETA", "GET", "/service-request/{requestId}/queue"),
         ):
-            print(f"  {label:38} {server_side(metrics, method, route)}")
+            print(f"  {label:38} {server_side(metrics, measured['metrics'], method, route)}")
     finally:
         for proc in procs:
             proc.terminate()
@@ -400,7 +434,20 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument(
+        "--warmup",
+        type=int,
+        default=100,
+        help="requests run first and not counted (the API's pool and caches fill up)",
+    )
+    parser.add_argument(
         "--fleet-rate", type=float, default=0.0, help="fixes/s through a gateway beside it"
+    )
+    parser.add_argument(
+        "--think-s",
+        type=float,
+        default=0.0,
+        help="a person's time before each action (the technicians' answer to a ring, the"
+        " customer's queue check, the next request), uniform in 0.5-1.5x; 0: none",
     )
     asyncio.run(run(parser.parse_args()))
 

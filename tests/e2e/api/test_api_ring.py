@@ -169,6 +169,75 @@ async def test_phases_follow_the_configured_timing(
         assert 0.9 <= gap < 2.0
 
 
+async def test_rejects_are_recorded_and_when_all_rung_said_no_the_ring_moves_on(
+    make_settings: Any,
+    pg: asyncpg.Connection,
+    redis_client: aioredis.Redis,
+    redis_prefix: str,
+) -> None:
+    # Phases of a minute: only the rejects can bring phase 2 this soon.
+    async with running_app(make_settings(ring_phase_s=60.0, ring_poll_s=0.05)) as client:
+        acme = Tenant(client, "acme")
+        tokens: dict[str, dict[str, str]] = {}
+        for miles in (5, 10, 30):
+            device = f"dev-{uuid.uuid4().hex[:8]}"
+            await add_device(pg, device, acme.name)
+            await place(redis_client, redis_prefix, device, "acme", *miles_north(*ORIGIN, miles))
+            _, tokens[str(miles)] = await acme.technician(device_id=device)
+        near, nearer = tokens["10"], tokens["5"]
+        request_id = await _create(client, acme)
+        await eventually(lambda: _ring_log(pg, request_id))
+        first = await _ring_log(pg, request_id)
+        assert sorted(p for p, _, _ in first.values()) == [0, 0]
+        rejected = await client.put(
+            f"/service-request/{request_id}/2", json={"reason": "flat tyre"}, headers=nearer
+        )
+        assert rejected.status_code == 200, rejected.text
+        await asyncio.sleep(0.5)  # one of two said no: phase 2 waits for its time
+        assert len(await _ring_log(pg, request_id)) == 2
+        rejected = await client.put(
+            f"/service-request/{request_id}/2", json={"reason": "off shift"}, headers=near
+        )
+        assert rejected.status_code == 200, rejected.text
+
+        async def phase_two() -> bool:
+            return len(await _ring_log(pg, request_id)) == 3
+
+        await eventually(phase_two, timeout_s=5)
+        # The ringing request is still open to the rest: a reject is no state change.
+        state = await pg.fetchval(
+            "SELECT requeststatus FROM servicerequests WHERE requestid = $1",
+            uuid.UUID(request_id),
+        )
+        assert state == "Ringing"
+        engagements = await pg.fetch(
+            "SELECT technicianid, reason FROM technicianengagementdetails"
+            " WHERE requestid = $1 AND action = 'REJECTED'",
+            uuid.UUID(request_id),
+        )
+        assert sorted(r["reason"] for r in engagements) == ["flat tyre", "off shift"]
+        ended = await pg.fetch(
+            "SELECT technicianid FROM technicianringlog WHERE requestid = $1 AND phase = 0"
+            " AND ringendedat IS NOT NULL",
+            uuid.UUID(request_id),
+        )
+        assert {str(r["technicianid"]) for r in ended} == set(first)
+        audited = await pg.fetch(
+            "SELECT actorrole, oldstate, newstate, detail FROM dispatchaudit"
+            " WHERE requestid = $1 AND action = 'reject' ORDER BY auditid",
+            uuid.UUID(request_id),
+        )
+        assert [tuple(r) for r in audited] == [
+            ("technician", "Ringing", "Ringing", "flat tyre"),
+            ("technician", "Ringing", "Ringing", "off shift"),
+        ]
+        # A reject of a request no longer ringing or pending: 409 with its state.
+        won = await client.put(f"/service-request/{request_id}/1", json={}, headers=near)
+        assert won.status_code == 200, won.text
+        late = await client.put(f"/service-request/{request_id}/2", json={}, headers=nearer)
+        assert late.status_code == 409, late.text
+
+
 async def test_a_restart_mid_ring_neither_loses_nor_repeats_a_phase(
     make_settings: Any,
     pg: asyncpg.Connection,
