@@ -30,6 +30,7 @@ from api.routes import (
 )
 from api.settings import MIN_SECRET_CHARS, ApiSettings
 from api.state import ApiState
+from gateway.collector import quiet_gc
 
 DB_POOL_MIN = 2
 
@@ -83,6 +84,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         state.tasks.append(asyncio.create_task(fanout.run(state), name="ws-fanout"))
         state.tasks.append(asyncio.create_task(fanout.fleet_maps(state), name="ws-fleet"))
         state.tasks.append(asyncio.create_task(state.realtime.presence.run(), name="ws-presence"))
+        quiet_gc()
         try:
             yield
         finally:

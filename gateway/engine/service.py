@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import signal
@@ -28,6 +27,7 @@ from prometheus_client import Counter, Histogram
 from redis.exceptions import ResponseError
 
 from devices.fix import Fix
+from gateway.collector import quiet_gc
 from gateway.config import Settings
 from gateway.engine import fences as fence_db
 from gateway.engine import trips as trip_db
@@ -401,20 +401,6 @@ class Engine:
                 await self.after_commit(result, [])
                 return
             CONFLICTS.inc()
-
-
-GC_GEN0_THRESHOLD: Final = 50_000
-"""Allocations between young collections (CPython's default is 700): a batch allocates
-tens of thousands of short-lived objects, and collecting every 700 of them costs ~7 % of
-the engine's time and, through the older generations, pauses of up to 200 ms."""
-
-
-def quiet_gc() -> None:
-    """Freeze what startup built (fence indexes, trips: long-lived, never garbage in
-    cycles) out of the collector's sight, and collect the young less often."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(GC_GEN0_THRESHOLD, 20, 100)
 
 
 async def device_tenant(pool: asyncpg.Pool, device: str) -> str | None:
