@@ -102,9 +102,9 @@ def token(role: Role, subject: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {raw}"}
 
 
-def position(n: int, count: int) -> tuple[float, float]:
-    """Technician n of count, at a distance spread evenly over 0-80 miles, any bearing."""
-    miles = 80.0 * (n + 0.5) / count
+def position(n: int, count: int, spread_miles: float) -> tuple[float, float]:
+    """Technician n of count, at a distance spread evenly over 0-spread miles, any bearing."""
+    miles = spread_miles * (n + 0.5) / count
     bearing = random.uniform(0, 2 * math.pi)
     d = miles * METERS_PER_MILE
     lat = ORIGIN[0] + d * math.cos(bearing) / 111_195.0
@@ -113,7 +113,7 @@ def position(n: int, count: int) -> tuple[float, float]:
 
 
 async def setup(api: httpx.AsyncClient, pool: asyncpg.Pool, redis_url: str, prefix: str,
-                count: int) -> tuple[list[tuple[str, str, dict[str, str]]], list[tuple[str, dict[str, str]]],
+                count: int, spread_miles: float) -> tuple[list[tuple[str, str, dict[str, str]]], list[tuple[str, dict[str, str]]],
                                      str, dict[str, str], dict[str, tuple[float, float]]]:  # fmt: skip
     admin = token(Role.ADMIN, "bench-admin")
 
@@ -138,7 +138,7 @@ async def setup(api: httpx.AsyncClient, pool: asyncpg.Pool, redis_url: str, pref
                                            "lastName": f"{n}", "availabilityStatus": "Available",
                                            "deviceId": device})  # fmt: skip
         techs.append((tid, device, token(Role.TECHNICIAN, tid)))
-        lat, lon = position(n, count)
+        lat, lon = position(n, count, spread_miles)
         spots[device] = (lat, lon)
         now = datetime.now(UTC)
         fixes.append(
@@ -318,7 +318,7 @@ async def run(args: argparse.Namespace) -> None:
             pool = await asyncpg.create_pool(db_url, min_size=2, max_size=20)
             print(f"setting up {args.technicians} technicians ...", flush=True)
             techs, customers, service, tokens, spots = await setup(
-                api, pool, settings.redis_url, prefix, args.technicians
+                api, pool, settings.redis_url, prefix, args.technicians, args.spread_miles
             )
             by_id = {tid: hdr for tid, _, hdr in techs}
             spawn = multiprocessing.get_context("spawn")
@@ -441,6 +441,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--fleet-rate", type=float, default=0.0, help="fixes/s through a gateway beside it"
+    )
+    parser.add_argument(
+        "--spread-miles",
+        type=float,
+        default=80.0,
+        help="the technicians' distances from the requests, spread evenly over 0-this"
+        " (80: all within the last ring, ~a quarter of them rung in each phase)",
     )
     parser.add_argument(
         "--think-s",
