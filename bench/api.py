@@ -43,6 +43,7 @@ import asyncpg
 import httpx
 import psycopg
 import redis.asyncio as aioredis
+from redis import Redis as SyncRedis
 
 from api.auth import Role, issue_token
 from devices.fix import Fix
@@ -424,6 +425,13 @@ async def run(args: argparse.Namespace) -> None:
                 proc.wait()
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        # Its Redis keys too: a run leaves ~100 MB (positions, live hashes, the streams),
+        # which later runs would otherwise share Redis with.
+        sync_redis = SyncRedis.from_url(settings.redis_url)
+        keys = list(sync_redis.scan_iter(f"{prefix}*", count=1000))
+        for first in range(0, len(keys), 500):
+            sync_redis.unlink(*keys[first : first + 500])
+        sync_redis.close()
 
 
 def main() -> None:
