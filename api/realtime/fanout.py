@@ -57,8 +57,8 @@ async def _watch_positions(
     client: aioredis.Redis, ids: dict[str, str], positions: str, wanted: bool
 ) -> None:
     """Read the gateway's positions only while staff are connected: they go to nobody else,
-    and at 5,000 fixes/s reading them for nobody cost a lone client's accept ~1.5 ms of
-    ~12. Watching starts shortly before now, by Redis's clock."""
+    and every API process would otherwise read and parse every fix of the fleet for
+    nobody. Watching starts shortly before now, by Redis's clock."""
     if not wanted:
         ids.pop(positions, None)
     elif positions not in ids:
