@@ -23,6 +23,7 @@ from api import audit, engine, queue
 from api.auth import Principal, Role
 from api.errors import ApiError, conflict, not_found
 from api.metrics import ACCEPTS, accept_outcome
+from api.models.common import CallPriority
 from api.models.requests import (
     CompleteServiceRequest,
     CreateServiceRequest,
@@ -223,11 +224,11 @@ async def create(
             INSERT INTO servicerequests (tenant_id, requestnumber, customerid, vehicleid,
                 servicescheduletype, locationpreference, scheduledat, latitude, longitude,
                 location, description, estimatedprice, requeststatus, ringstarttime,
-                maxringradius)
+                maxringradius, priority)
             VALUES ($1, 'REQ-' || to_char(now() AT TIME ZONE 'UTC', 'YYYYMMDD') || '-'
                         || lpad(nextval('servicerequests_number_seq')::text, 6, '0'),
                     $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::varchar,
-                    CASE WHEN $12::varchar = 'Ringing' THEN now() END, $13)
+                    CASE WHEN $12::varchar = 'Ringing' THEN now() END, $13, $14)
             RETURNING requestid, requestnumber
             """,
             tenant,
@@ -243,6 +244,7 @@ async def create(
             sum(s["serviceprice"] for s in services),
             status,
             round(state.settings.ring_radii_miles[-1]),
+            body.priority.rank,
         )
         assert row is not None  # INSERT ... RETURNING returns the row
         request_id: UUID = row["requestid"]
@@ -930,6 +932,61 @@ async def feedback(
             )
     except ApiError as e:
         await _refused(state, principal, request_id, "feedback", e, old)
+        raise
+
+
+# ---- escalation ---------------------------------------------------------------------------
+
+
+async def escalate(
+    state: ApiState,
+    principal: Principal,
+    request_id: UUID,
+    priority: CallPriority,
+    reason: str | None,
+) -> None:
+    """Raise an open request's call priority (seed 000: only ever upwards); audited, and
+    `request_escalated` to the request's groups."""
+    tenant = principal.tenant
+    old: str | None = None
+    try:
+        async with state.tx() as conn:
+            cur = await _current(conn, principal, request_id)
+            old = cur.state
+            if cur.state in TERMINAL_STATES:
+                raise conflict(f"Request is already {cur.state}", cur.state)
+            rank: int = await conn.fetchval(
+                "SELECT priority FROM servicerequests WHERE requestid = $1 FOR NO KEY UPDATE",
+                request_id,
+            )
+            previous = CallPriority.of_rank(rank)
+            if priority.rank <= rank:
+                raise conflict(
+                    f"Can only escalate to a higher priority (it is {previous.value})",
+                    cur.state,
+                )
+            await conn.execute(
+                "UPDATE servicerequests SET priority = $2, version = version + 1,"
+                " updatedat = now() WHERE requestid = $1",
+                request_id,
+                priority.rank,
+            )
+            detail = f"priority {previous.value} -> {priority.value}"
+            await audit.record(
+                conn,
+                tenant=tenant,
+                request_id=request_id,
+                action="escalate",
+                actor=principal,
+                old_state=cur.state,
+                new_state=cur.state,
+                detail=f"{detail}: {reason}" if reason else detail,
+            )
+            await Notifier(OutboxWriter(conn)).escalated(
+                await _detail(conn, tenant, request_id), tenant, previous.value, reason
+            )
+    except ApiError as e:
+        await _refused(state, principal, request_id, "escalate", e, old)
         raise
 
 

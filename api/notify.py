@@ -87,6 +87,17 @@ class Notifier:
         groups = self._groups(d) + [technician_group(t) for t in extra_technicians]
         await self._send(tenant, "request_status_changed", _json(basic_info(d)), groups)
 
+    async def escalated(
+        self, d: ServiceRequestDetailedResponse, tenant: str, previous: str, reason: str | None
+    ) -> None:
+        payload = {
+            "serviceRequestInfo": _json(basic_info(d)),
+            "previousPriority": previous,
+            "priority": d.priority.value,
+            "reason": reason,
+        }
+        await self._send(tenant, "request_escalated", payload, self._groups(d))
+
     async def accepted(
         self, d: ServiceRequestDetailedResponse, tenant: str, location: dict[str, Any] | None
     ) -> None:

@@ -113,9 +113,11 @@ async def run_one_due(state: ApiState) -> Rang | None:
 async def _run_phase(state: ApiState, conn: asyncpg.Connection) -> Rang | None:
     """Take one due row and run its phase (or the timeout) in the caller's transaction."""
     radii = state.settings.ring_radii_miles
+    # Most urgent first (call priority), then the longest due.
     due = await conn.fetchrow(
-        "SELECT requestid, tenant_id, nextphase FROM ringschedule WHERE dueat <= now()"
-        " ORDER BY dueat LIMIT 1 FOR UPDATE SKIP LOCKED"
+        "SELECT s.requestid, s.tenant_id, s.nextphase FROM ringschedule s"
+        " JOIN servicerequests r ON r.requestid = s.requestid WHERE s.dueat <= now()"
+        " ORDER BY r.priority DESC, s.dueat LIMIT 1 FOR UPDATE OF s SKIP LOCKED"
     )
     if due is None:
         return None

@@ -79,6 +79,23 @@ class ServiceScheduleType(StrEnum):
     SCHEDULED = "Scheduled"
 
 
+class CallPriority(StrEnum):
+    """Seed 000's call priorities, lowest first; stored as their rank (`rank`)."""
+
+    LOW = "Low"
+    MEDIUM = "Medium"
+    HIGH = "High"
+    CRITICAL = "Critical"
+
+    @property
+    def rank(self) -> int:
+        return list(CallPriority).index(self)
+
+    @classmethod
+    def of_rank(cls, rank: int) -> CallPriority:
+        return list(cls)[rank]
+
+
 class LocationPreference(StrEnum):
     CUSTOMER_LOCATION = "CustomerLocation"
     SERVICE_CENTER = "ServiceCenter"

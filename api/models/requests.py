@@ -17,6 +17,7 @@ from api.models.catalog import (
     VehicleBasicInfo,
 )
 from api.models.common import (
+    CallPriority,
     CamelModel,
     EngagementAction,
     LocationPreference,
@@ -48,6 +49,7 @@ class CreateServiceRequest(CamelModel):
     location: str | None = Field(None, max_length=MAX_LONG_TEXT)
     description: str | None = Field(None, max_length=MAX_LONG_TEXT)
     services: list[UUID] = Field(min_length=1, max_length=MAX_SERVICES_PER_REQUEST)
+    priority: CallPriority = CallPriority.MEDIUM
 
     @model_validator(mode="after")
     def _schedule(self) -> Self:
@@ -59,6 +61,13 @@ class CreateServiceRequest(CamelModel):
         if len(set(self.services)) != len(self.services):
             raise ValueError("services: each service at most once")
         return self
+
+
+class EscalateServiceRequest(CamelModel):
+    """Body of PUT /service-request/{requestId}/priority: only ever upwards."""
+
+    priority: CallPriority
+    reason: str | None = Field(None, max_length=MAX_LONG_TEXT)
 
 
 class CreateServiceRequestResponse(CamelModel):
@@ -119,6 +128,7 @@ class ServiceRequestDetailedResponse(CamelModel):
     customer_id: UUID
     vehicle_id: UUID
     request_number: str
+    priority: CallPriority = CallPriority.MEDIUM
     service_schedule_type: ServiceScheduleType
     location_preference: LocationPreference
     request_status: RequestStatus
@@ -181,6 +191,7 @@ class ServiceRequestSummary(ServiceRequestBasicInfo):
 
 class ServiceRequestsFilter(Paging):
     request_status: RequestStatus | None = None
+    priority: CallPriority | None = None
     payment_status: PaymentStatus | None = None
     action: EngagementAction | None = None
     service_schedule_type: ServiceScheduleType | None = None

@@ -20,6 +20,7 @@ from api.models.requests import (
     CompleteServiceRequest,
     CreateServiceRequest,
     CreateServiceRequestResponse,
+    EscalateServiceRequest,
     QueueInfo,
     QueueOrder,
     ServiceRequestAction,
@@ -78,6 +79,15 @@ async def create_request(
         message="Service request created successfully",
         data=CreateServiceRequestResponse(request_id=request_id, request_number=number),
     )
+
+
+@router.put("/service-request/{requestId}/priority")
+async def escalate_request(
+    requestId: UUID, body: EscalateServiceRequest, state: StateDep, principal: StaffDep
+) -> Envelope[None]:
+    """Raise an open request's call priority (never lower it): 409 when it is not higher."""
+    await lifecycle.escalate(state, principal, requestId, body.priority, body.reason)
+    return done("Priority escalated")
 
 
 @router.put("/service-request/{requestId}/{actionType}")
@@ -181,6 +191,9 @@ async def list_requests(
         if value is not None:
             args.append(value.value)
             clauses.append(f"r.{column} = ${len(args)}")
+    if filters.priority is not None:
+        args.append(filters.priority.rank)
+        clauses.append(f"r.priority = ${len(args)}")
     if filters.from_date is not None:
         args.append(filters.from_date)
         clauses.append(f"r.requestedat >= ${len(args)}")

@@ -10,6 +10,7 @@ import asyncpg
 
 from api.auth import Principal, Role
 from api.models.catalog import CustomerBasicInfo, TechnicianBasicInfo, VanInfo, VehicleBasicInfo
+from api.models.common import CallPriority
 from api.models.requests import (
     RequestedServiceInfo,
     ServiceRequestBasicInfo,
@@ -56,7 +57,7 @@ def scope(principal: Principal, args: list[Any], alias: str = "r") -> str:
 
 
 _DETAIL = """
-SELECT r.requestid, r.customerid, r.vehicleid, r.requestnumber, r.servicescheduletype,
+SELECT r.requestid, r.customerid, r.vehicleid, r.requestnumber, r.priority, r.servicescheduletype,
        r.locationpreference, r.requeststatus, r.requestedat, r.scheduledat, r.startedat,
        r.stoppedat, r.completedat, r.cancelledat, r.cancelledby, r.cancellationreason,
        r.latitude::float8 AS latitude, r.longitude::float8 AS longitude, r.location,
@@ -164,6 +165,7 @@ def _detail(row: asyncpg.Record) -> ServiceRequestDetailedResponse:
         customer_id=row["customerid"],
         vehicle_id=row["vehicleid"],
         request_number=row["requestnumber"],
+        priority=CallPriority.of_rank(row["priority"]),
         service_schedule_type=row["servicescheduletype"],
         location_preference=row["locationpreference"],
         request_status=row["requeststatus"],
