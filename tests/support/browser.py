@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
-import socket
 import subprocess
 import tempfile
 import time
@@ -19,6 +18,7 @@ import pytest
 from playwright.async_api import BrowserContext, Page, ViewportSize, async_playwright
 
 from tests.support.paths import FIXGATE_BIN, REPO_ROOT
+from tests.support.ports import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 # Chromium reaches for the internet at every start without these (STACK.md).
@@ -33,13 +33,6 @@ CHROMIUM_ARGS = [
 ]
 STARTUP_TIMEOUT_S = 20.0
 VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def artifacts_dir() -> Path:

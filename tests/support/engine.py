@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,15 +27,10 @@ from geofence.config import EngineConfig
 from geofence.events import encode_event
 from tests.support.geofence import Driver
 from tests.support.paths import REPO_ROOT
+from tests.support.ports import free_port
 
 FIXGATE_BIN = str(Path(sys.executable).parent / "fixgate")
 SCHEMA = json.loads((REPO_ROOT / "docs" / "events.schema.json").read_text())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class EngineProcess:

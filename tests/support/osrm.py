@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import math
 import shutil
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from devtools.stack.native import _locked
 from devtools.stack.osrm import OsrmService
 from devtools.stack.settings import StackSettings
+from tests.support.ports import free_port
 
 
 @dataclass(frozen=True)
@@ -39,13 +39,6 @@ def stack_extract_points() -> ExtractPoints:
             f"the OSRM tests know points of {', '.join(POINTS)}, not of FIXGATE_ROUTING_PBF={name!r}"
         )
     return POINTS[name]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @contextlib.contextmanager

@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -22,16 +21,10 @@ from websockets.asyncio.client import ClientConnection
 from api.auth import Role, issue_token
 from tests.support.api import SECRET, TOKEN_TTL_S
 from tests.support.paths import FIXGATE_BIN, REPO_ROOT
+from tests.support.ports import free_port
 
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 15.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
