@@ -72,9 +72,8 @@ def running_gateway(
     env: dict[str, str], tmp_path: Path, **settings: str
 ) -> Iterator[GatewayProcess]:
     tcp_port, metrics_port = free_port(), free_port()
-    # Each listener on a free port of its own: tests run gateways side by side. A free TCP
-    # port is also taken for Teltonika's UDP (the same number), free or not; the bind fails
-    # loudly then, and the test is rerun.
+    # Each listener on a free port of its own: tests run gateways side by side. Teltonika's
+    # UDP takes the same number as its TCP: free_port checks both.
     device_ports = {name: free_port() for name in ("teltonika_port", "gt06_port", "osmand_port")}
     full_env = {
         **env,

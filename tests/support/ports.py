@@ -3,8 +3,9 @@
 A port the kernel hands out for `bind(0)` comes from the range it also takes the source
 ports of outgoing connections from: between picking one and the server binding it, a
 client connection (to PostgreSQL, Redis, the broker...) may take it, and the server's bind
-fails with "address already in use" (seen in CI: a gateway restarted in a fault test). So
-ports come from below that range, checked free for TCP and UDP (Teltonika listens on both).
+fails with "address already in use" (a gateway restarted in a fault test failed so in a
+rehearsal; this, or its UDP port taken, is the likely cause). So ports come from below
+that range, checked free for TCP and UDP (Teltonika listens on both).
 """
 
 from __future__ import annotations
