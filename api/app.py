@@ -11,7 +11,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
-from api import consumer, errors, ring
+from api import consumer, errors, ring, sla
 from api.metrics import RequestMetrics
 from api.models.common import ErrorEnvelope
 from api.outbox import Outbox
@@ -23,6 +23,7 @@ from api.routes import (
     devices,
     geofences,
     health,
+    service_areas,
     service_requests,
     services,
     technicians,
@@ -80,6 +81,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             asyncio.create_task(ring.worker(state), name=f"ring-{n}")
             for n in range(settings.ring_workers)
         ]
+        state.tasks.append(asyncio.create_task(sla.worker(state), name="sla-watcher"))
         state.tasks.append(asyncio.create_task(consumer.worker(state), name="engine-events"))
         state.tasks.append(asyncio.create_task(fanout.run(state), name="ws-fanout"))
         state.tasks.append(asyncio.create_task(fanout.fleet_maps(state), name="ws-fleet"))
@@ -102,7 +104,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.add_middleware(RequestMetrics)
     modules = (
         health, customers, vans, technicians, services, service_requests, devices, geofences,
-        console,
+        service_areas, console,
     )  # fmt: skip
     for module in modules:
         app.include_router(module.router)

@@ -40,11 +40,14 @@ from api.store.requests import (
     scope,
     subject_id,
 )
+from api.store.service_areas import AREA_AT
 
 log = logging.getLogger("fixgate.api.lifecycle")
 
 OPEN_STATES = ("Pending", "Ringing", "Assigned", "EnRoute", "InProgress")
 TAKEN = "Request was taken by another technician"
+ACCEPT_ATTEMPTS = 3
+"""Tries of an accept whose request changed under it but is still open to accept."""
 
 
 class Current:
@@ -193,6 +196,29 @@ async def publish_queue(
 # ---- create ------------------------------------------------------------------------------
 
 
+_INSERT_REQUEST = """
+WITH area AS (
+{area}
+)
+INSERT INTO servicerequests (tenant_id, requestnumber, customerid, vehicleid,
+    servicescheduletype, locationpreference, scheduledat, latitude, longitude,
+    location, description, estimatedprice, requeststatus, ringstarttime,
+    maxringradius, priority, serviceareaid, sladueat)
+SELECT $1, 'REQ-' || to_char(now() AT TIME ZONE 'UTC', 'YYYYMMDD') || '-'
+           || lpad(nextval('servicerequests_number_seq')::text, 6, '0'),
+       $2::uuid, $3::uuid, $4::text, $5::text, $6::timestamptz, $7::float8, $8::float8,
+       $9::text, $10::text, $11::numeric, $12::varchar,
+       CASE WHEN $12::varchar = 'Ringing' THEN now() END, $13::integer, $14::smallint,
+       area.serviceareaid,
+       coalesce($6::timestamptz, now())
+           + make_interval(mins => area.responsetimeslaminutes)
+FROM (SELECT) one LEFT JOIN area ON true
+RETURNING requestid, requestnumber
+""".format(area=AREA_AT.format(tenant="$1", lat="$7::float8", lon="$8::float8"))
+"""The request, in the service area that holds its location (if any) with its SLA due time:
+the requested or scheduled time plus the area's response time."""
+
+
 async def create(
     state: ApiState, principal: Principal, body: CreateServiceRequest
 ) -> tuple[UUID, str]:
@@ -220,17 +246,7 @@ async def create(
         on_demand = body.service_schedule_type.value == "OnDemand"
         status = "Ringing" if on_demand else "Pending"
         row = await conn.fetchrow(
-            """
-            INSERT INTO servicerequests (tenant_id, requestnumber, customerid, vehicleid,
-                servicescheduletype, locationpreference, scheduledat, latitude, longitude,
-                location, description, estimatedprice, requeststatus, ringstarttime,
-                maxringradius, priority)
-            VALUES ($1, 'REQ-' || to_char(now() AT TIME ZONE 'UTC', 'YYYYMMDD') || '-'
-                        || lpad(nextval('servicerequests_number_seq')::text, 6, '0'),
-                    $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::varchar,
-                    CASE WHEN $12::varchar = 'Ringing' THEN now() END, $13, $14)
-            RETURNING requestid, requestnumber
-            """,
+            _INSERT_REQUEST,
             tenant,
             customer_id,
             body.vehicle_id,
@@ -360,24 +376,37 @@ async def accept(
                                f"Request is {cur.state}", cur.state)  # fmt: skip
             if row["availabilitystatus"] == "Offline":
                 raise conflict("You are Offline: set your availability first", cur.state)
-            outcome = await conn.fetchrow(
-                _ACCEPT,
-                tenant,
-                request_id,
-                technician_id,
-                principal.role.value,
-                principal.subject,
-                cur.state,
-                list(QUEUED_STATES),
-                cur.version,
-                limit,
-            )
-            assert outcome is not None  # the final SELECT returns one row
-            if not outcome["won"]:
+            version = cur.version
+            for _ in range(ACCEPT_ATTEMPTS):
+                outcome = await conn.fetchrow(
+                    _ACCEPT,
+                    tenant,
+                    request_id,
+                    technician_id,
+                    principal.role.value,
+                    principal.subject,
+                    cur.state,
+                    list(QUEUED_STATES),
+                    version,
+                    limit,
+                )
+                assert outcome is not None  # the final SELECT returns one row
+                if outcome["won"]:
+                    break
                 if outcome["queued"] >= limit:
                     raise conflict(
                         f"Your queue is full ({outcome['queued']} of {limit})", cur.state
                     )
+                # Changed since the read: taken, or only moved on (the ring's timeout to
+                # Pending, an escalation) and still there to accept.
+                now = await conn.fetchrow(
+                    "SELECT requeststatus, version FROM servicerequests WHERE requestid = $1",
+                    request_id,
+                )
+                if now is None or now["requeststatus"] not in ("Ringing", "Pending"):
+                    raise conflict(TAKEN, now["requeststatus"] if now else None)
+                version = now["version"]
+            else:
                 raise conflict(TAKEN, await _state_of(conn, request_id))
             rung = [str(t) for t in outcome["rung"]]
             detail = await _detail(conn, tenant, request_id)

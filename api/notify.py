@@ -98,6 +98,25 @@ class Notifier:
         }
         await self._send(tenant, "request_escalated", payload, self._groups(d))
 
+    async def sla_violated(
+        self, d: ServiceRequestDetailedResponse, tenant: str, target_minutes: int
+    ) -> None:
+        """The area's response time passed with nobody there: to the staff and to the
+        technician on it (who should hurry); the customer sees the escalation instead."""
+        groups = [ALL_ADMINS]
+        if d.technician is not None:
+            groups.append(technician_group(str(d.technician.technician_id)))
+        payload = {
+            "serviceRequestInfo": _json(basic_info(d)),
+            "serviceAreaId": str(d.service_area_id) if d.service_area_id else None,
+            "serviceAreaName": d.service_area_name,
+            "violationType": "ArrivalTime",
+            "targetMinutes": target_minutes,
+            "slaDueAt": d.sla_due_at.isoformat() if d.sla_due_at else None,
+            "priority": d.priority.value,
+        }
+        await self._send(tenant, "sla_violated", payload, groups)
+
     async def accepted(
         self, d: ServiceRequestDetailedResponse, tenant: str, location: dict[str, Any] | None
     ) -> None:

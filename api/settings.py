@@ -56,6 +56,12 @@ class ApiSettings(BaseSettings):
         ge=0,
         description="A Scheduled request starts ringing this long before its time, seconds.",
     )
+    sla_poll_s: float = Field(
+        5.0,
+        gt=0,
+        description="How often an API process looks for requests past their service area's"
+        " response-time SLA, seconds.",
+    )
     online_max_age_s: float = Field(
         120.0,
         gt=0,

@@ -1,7 +1,8 @@
 """The demo's geofences and the engine events it prints as they happen.
 
 Through the dispatch API (`/geofences`, an admin token): a service area over half of the
-demo's area and a depot circle at its centre, created once (reused by name afterwards).
+demo's area (also dispatch's service area, `/service-areas`, with a response-time SLA) and
+a depot circle at its centre, created once (reused by name afterwards).
 Then a reader of the engine's `{prefix}events` stream prints each geofence event and
 arrival as it comes, with the fence's name.
 """
@@ -21,6 +22,7 @@ from devtools.roads import Area
 from geofence.geodesy import metres_per_degree
 
 SERVICE_AREA = "Demo service area (east half)"
+SERVICE_AREA_SLA_MIN = 15
 DEPOT = "Demo depot"
 DEPOT_RADIUS_M = 150.0
 DEPOT_DWELL_S = 20.0
@@ -56,7 +58,24 @@ async def ensure_geofences(
             made.raise_for_status()
             found[body["name"]] = made.json()["data"]["id"]
             say(f"demo: geofence {body['name']!r} created (id {found[body['name']]})")
+    await _ensure_service_area(api, admin, int(found[SERVICE_AREA]), say)
     return {int(fid): name for name, fid in found.items()}
+
+
+async def _ensure_service_area(
+    api: httpx.AsyncClient, admin: dict[str, str], geofence_id: int, say: Callable[[str], None]
+) -> None:
+    """The service area fence as dispatch's service area: requests made in it are due a
+    technician within SERVICE_AREA_SLA_MIN (seed 000's response-time SLA)."""
+    listed = await api.get("/service-areas", params={"rowsPerPage": 100}, headers=admin)
+    listed.raise_for_status()
+    if any(a["geofenceId"] == geofence_id for a in listed.json()["data"]):
+        return
+    body = {"geofenceId": geofence_id, "responseTimeSlaMinutes": SERVICE_AREA_SLA_MIN,
+            "description": "The demo's SLA: a technician there within 15 minutes"}  # fmt: skip
+    made = await api.post("/service-areas", json=body, headers=admin)
+    made.raise_for_status()
+    say(f"demo: {SERVICE_AREA!r} is a service area (SLA {SERVICE_AREA_SLA_MIN} min)")
 
 
 async def print_engine_events(

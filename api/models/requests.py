@@ -164,6 +164,12 @@ class ServiceRequestDetailedResponse(CamelModel):
     ring_start_time: datetime | None = None
     ring_end_time: datetime | None = None
     queue_position: int | None = None
+    service_area_id: UUID | None = Field(None, description="The service area it was made in.")
+    service_area_name: str | None = None
+    sla_due_at: datetime | None = Field(
+        None, description="A technician is due there by then (the area's response-time SLA)."
+    )
+    sla_violated_at: datetime | None = Field(None, description="When that time passed unmet.")
     version: int
     customer: CustomerBasicInfo
     vehicle: VehicleBasicInfo
@@ -192,6 +198,7 @@ class ServiceRequestSummary(ServiceRequestBasicInfo):
 class ServiceRequestsFilter(Paging):
     request_status: RequestStatus | None = None
     priority: CallPriority | None = None
+    service_area_id: UUID | None = None
     payment_status: PaymentStatus | None = None
     action: EngagementAction | None = None
     service_schedule_type: ServiceScheduleType | None = None

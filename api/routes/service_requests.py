@@ -194,6 +194,9 @@ async def list_requests(
     if filters.priority is not None:
         args.append(filters.priority.rank)
         clauses.append(f"r.priority = ${len(args)}")
+    if filters.service_area_id is not None:
+        args.append(filters.service_area_id)
+        clauses.append(f"r.serviceareaid = ${len(args)}")
     if filters.from_date is not None:
         args.append(filters.from_date)
         clauses.append(f"r.requestedat >= ${len(args)}")

@@ -65,6 +65,7 @@ SELECT r.requestid, r.customerid, r.vehicleid, r.requestnumber, r.priority, r.se
        r.subtotal::float8 AS subtotal, r.paymentstatus, r.paymentmethod, r.rating,
        r.feedback, r.mileage, r.evidences, r.assignedat, r.journeystartedat, r.arrivedat,
        r.ringstarttime, r.ringendtime, r.queueposition, r.version, r.tripid,
+       r.serviceareaid, sag.name AS serviceareaname, r.sladueat, r.slaviolatedat,
        c.userid AS c_userid, c.customercode, c.email AS c_email, c.firstname AS c_firstname,
        c.lastname AS c_lastname, c.phonenumber AS c_phonenumber,
        c.profileimageurl AS c_profileimageurl, c.gender, c.enabled AS c_enabled,
@@ -88,6 +89,8 @@ JOIN customermaster c ON c.customerid = r.customerid
 JOIN customervehicles v ON v.customervehicleid = r.vehicleid
 LEFT JOIN technicianmaster t ON t.technicianid = r.currenttechnicianid
 LEFT JOIN vanmaster van ON van.vanid = coalesce(r.vanid, t.vanid)
+LEFT JOIN serviceareas sa ON sa.serviceareaid = r.serviceareaid
+LEFT JOIN geofences sag ON sag.id = sa.geofenceid
 WHERE r.requestid = ANY($1::uuid[]) AND r.tenant_id = $2
 """
 
@@ -196,6 +199,10 @@ def _detail(row: asyncpg.Record) -> ServiceRequestDetailedResponse:
         ring_start_time=row["ringstarttime"],
         ring_end_time=row["ringendtime"],
         queue_position=row["queueposition"],
+        service_area_id=row["serviceareaid"],
+        service_area_name=row["serviceareaname"],
+        sla_due_at=row["sladueat"],
+        sla_violated_at=row["slaviolatedat"],
         version=row["version"],
         customer=customer_info(row),
         vehicle=VehicleBasicInfo(

@@ -95,6 +95,7 @@ def test_a_bounded_demo_runs_a_scenario_to_the_arrival(
     assert arrived["technician"] is not None and arrived["journeyStartedAt"] is not None
     assert "arrived (the engine's trip_arrived" in output, output[-4000:]
     assert "/track/" in output and "ring" in output
+    assert "is a service area (SLA 15 min)" in output, output[-4000:]
     assert "stopped; exit codes api 0, engine 0, gateway 0" in output, output[-2000:]
     for name in ("gateway", "engine", "api"):
         assert (tmp_path / "stack" / f"demo-{name}.log").stat().st_size > 0

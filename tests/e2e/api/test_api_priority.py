@@ -4,6 +4,7 @@ urgent due phase first."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -173,3 +174,39 @@ async def test_the_ring_takes_the_most_urgent_due_phase_first(
         "SELECT requestid FROM dispatchaudit WHERE action = 'ring' ORDER BY auditid"
     )
     assert [str(r["requestid"]) for r in order] == [critical, low]
+
+
+async def test_an_accept_while_the_request_is_escalated_still_wins(
+    make_settings: Any, pg: asyncpg.Connection
+) -> None:
+    # The accept reads the request, then its conditional update waits for the escalation
+    # that holds the row; the version it read is gone, but nobody took the request.
+    async with running_app(make_settings()) as client:
+        acme = Tenant(client, "acme")
+        customer = await acme.customer()
+        request_id = await _create(client, acme, customer, **_tomorrow())
+        technician_id, technician = await acme.technician()
+        escalation = pg.transaction()
+        await escalation.start()
+        await pg.execute(
+            "UPDATE servicerequests SET priority = 3, version = version + 1 WHERE requestid = $1",
+            uuid.UUID(request_id),
+        )
+        accept = asyncio.create_task(
+            client.put(f"/service-request/{request_id}/1", json={}, headers=technician)
+        )
+
+        async def waiting() -> bool:
+            found = await pg.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND locktype = 'transactionid'"
+            )
+            return bool(found)
+
+        await eventually(waiting)
+        await escalation.commit()
+        response = await accept
+        assert response.status_code == 200, response.text
+        detail = (await client.get(f"/service-request/{request_id}", headers=acme.admin)).json()
+        assert detail["data"]["requestStatus"] == "Assigned"
+        assert detail["data"]["technician"]["technicianId"] == technician_id
+        assert detail["data"]["priority"] == "Critical"

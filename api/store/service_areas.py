@@ -1,0 +1,143 @@
+"""Service areas and their SLA violations, scoped to a tenant; the area a point lies in."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from api.errors import ApiError, conflict
+
+_COLUMNS = (
+    "a.serviceareaid AS service_area_id, a.geofenceid AS geofence_id, g.name, a.description,"
+    " a.prioritylevel AS priority_level, a.responsetimeslaminutes AS response_time_sla_minutes,"
+    " a.enabled"
+)
+_FROM = "serviceareas a JOIN geofences g ON g.id = a.geofenceid"
+
+AREA_AT = """
+SELECT a.serviceareaid, a.responsetimeslaminutes
+FROM serviceareas a JOIN geofences g ON g.id = a.geofenceid
+WHERE a.tenant_id = {tenant} AND a.enabled AND CASE
+    WHEN g.radius_m IS NULL
+        THEN ST_Covers(g.geom, ST_SetSRID(ST_MakePoint({lon}, {lat}), 4326))
+    ELSE ST_DWithin(g.geom::geography,
+                    ST_SetSRID(ST_MakePoint({lon}, {lat}), 4326)::geography, g.radius_m)
+    END
+ORDER BY a.prioritylevel DESC, a.responsetimeslaminutes, a.serviceareaid
+LIMIT 1
+"""
+"""The enabled area of a tenant that holds a point: (id, SLA minutes), the highest priority
+level first, then the shortest promise. A template of the caller's parameter markers."""
+
+
+def _invalid(field: str, message: str) -> ApiError:
+    return ApiError(
+        422, f"Invalid parameters: {field}: {message}", [{"field": field, "message": message}]
+    )
+
+
+async def create(conn: asyncpg.Connection, tenant: str, values: dict[str, Any]) -> UUID:
+    kind = await conn.fetchval(
+        "SELECT kind FROM geofences WHERE tenant_id = $1 AND id = $2",
+        tenant,
+        values["geofence_id"],
+    )
+    if kind is None:
+        raise _invalid("geofenceId", "no such geofence")
+    if kind != "service_area":
+        raise _invalid("geofenceId", f"the geofence is of kind {kind}, not service_area")
+    row_id: UUID | None = await conn.fetchval(
+        "INSERT INTO serviceareas (tenant_id, geofenceid, description, prioritylevel,"
+        " responsetimeslaminutes) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (geofenceid) DO NOTHING RETURNING serviceareaid",
+        tenant,
+        values["geofence_id"],
+        values["description"],
+        values["priority_level"],
+        values["response_time_sla_minutes"],
+    )
+    if row_id is None:
+        raise conflict("That geofence is a service area already")
+    return row_id
+
+
+async def get(conn: asyncpg.Connection, tenant: str, area_id: UUID) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM {_FROM} WHERE a.tenant_id = $1 AND a.serviceareaid = $2",
+        tenant,
+        area_id,
+    )
+    return row
+
+
+_UPDATABLE = {
+    "description": "description",
+    "priority_level": "prioritylevel",
+    "response_time_sla_minutes": "responsetimeslaminutes",
+    "enabled": "enabled",
+}
+
+
+async def update(
+    conn: asyncpg.Connection, tenant: str, area_id: UUID, values: dict[str, Any]
+) -> bool:
+    """Set the given fields; False when the tenant has no such area. The SLA of requests
+    already made stays what it was when they were made."""
+    args: list[Any] = [tenant, area_id]
+    sets = ["version = version + 1", "updatedat = now()"]
+    for name, value in values.items():
+        args.append(value)
+        sets.append(f"{_UPDATABLE[name]} = ${len(args)}")
+    status: str = await conn.execute(
+        f"UPDATE serviceareas SET {', '.join(sets)} WHERE tenant_id = $1 AND serviceareaid = $2",
+        *args,
+    )
+    return status != "UPDATE 0"
+
+
+async def page(
+    conn: asyncpg.Connection, tenant: str, enabled: bool | None, limit: int, offset: int
+) -> tuple[list[asyncpg.Record], int]:
+    where = "a.tenant_id = $1 AND ($2::boolean IS NULL OR a.enabled = $2)"
+    total: int = await conn.fetchval(f"SELECT count(*) FROM {_FROM} WHERE {where}", tenant, enabled)
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM {_FROM} WHERE {where}"
+        " ORDER BY a.createdat, a.serviceareaid LIMIT $3 OFFSET $4",
+        tenant, enabled, limit, offset,
+    )  # fmt: skip
+    return list(rows), total
+
+
+async def violations(
+    conn: asyncpg.Connection,
+    tenant: str,
+    filters: dict[str, Any],
+    limit: int,
+    offset: int,
+) -> tuple[list[asyncpg.Record], int]:
+    """A page of the tenant's SLA violations, newest first."""
+    where = (
+        "v.tenant_id = $1 AND ($2::uuid IS NULL OR v.serviceareaid = $2)"
+        " AND ($3::timestamptz IS NULL OR v.detectedat >= $3)"
+        " AND ($4::timestamptz IS NULL OR v.detectedat <= $4)"
+    )
+    args = (
+        tenant,
+        filters.get("service_area_id"),
+        filters.get("from_date"),
+        filters.get("to_date"),
+    )
+    total: int = await conn.fetchval(f"SELECT count(*) FROM slaviolations v WHERE {where}", *args)
+    rows = await conn.fetch(
+        "SELECT v.violationid AS violation_id, v.requestid AS request_id,"
+        " r.requestnumber AS request_number, v.serviceareaid AS service_area_id,"
+        " v.violationtype AS violation_type, v.targetminutes AS target_minutes,"
+        " v.actualminutes AS actual_minutes, v.detectedat AS detected_at,"
+        " v.resolvedat AS resolved_at"
+        f" FROM slaviolations v JOIN servicerequests r ON r.requestid = v.requestid WHERE {where}"
+        f" ORDER BY v.detectedat DESC, v.violationid LIMIT {limit} OFFSET {offset}",
+        *args,
+    )
+    return list(rows), total
