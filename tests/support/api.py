@@ -90,6 +90,18 @@ class Tenant:
             },
         )
 
+    async def request(
+        self, customer: tuple[str, str, dict[str, str]], at: tuple[float, float], **extra: Any
+    ) -> str:
+        """A customer's request at `at` (lat, lon) for one new service: its requestId."""
+        _, vehicle_id, headers = customer
+        body = {"vehicleId": vehicle_id, "latitude": at[0], "longitude": at[1],
+                "services": [await self.service()], **extra}  # fmt: skip
+        response = await self.client.post("/service-request", json=body, headers=headers)
+        assert response.status_code == 200, response.text
+        request_id: str = response.json()["data"]["requestId"]
+        return request_id
+
     async def technician(
         self, device_id: str | None = None, availability: str = "Available"
     ) -> tuple[str, dict[str, str]]:

@@ -28,26 +28,6 @@ from tests.support.api import (
 ORIGIN = (40.7128, -74.0060)
 
 
-async def _create(
-    client: httpx.AsyncClient, acme: Tenant, customer: tuple[str, str, dict[str, str]], **extra: Any
-) -> str:
-    _, vehicle_id, headers = customer
-    response = await client.post(
-        "/service-request",
-        json={
-            "vehicleId": vehicle_id,
-            "latitude": ORIGIN[0],
-            "longitude": ORIGIN[1],
-            "services": [await acme.service()],
-            **extra,
-        },
-        headers=headers,
-    )
-    assert response.status_code == 200, response.text
-    request_id: str = response.json()["data"]["requestId"]
-    return request_id
-
-
 async def _priority(client: httpx.AsyncClient, acme: Tenant, request_id: str) -> str:
     response = await client.get(f"/service-request/{request_id}", headers=acme.admin)
     assert response.status_code == 200, response.text
@@ -68,8 +48,8 @@ async def test_priority_at_creation_filter_and_escalation(
     async with running_app(make_settings()) as client:
         acme, other = Tenant(client, "acme"), Tenant(client, "other")
         customer = await acme.customer()
-        usual = await _create(client, acme, customer, **_tomorrow())
-        urgent = await _create(client, acme, customer, priority="High", **_tomorrow())
+        usual = await acme.request(customer, ORIGIN, **_tomorrow())
+        urgent = await acme.request(customer, ORIGIN, priority="High", **_tomorrow())
         assert await _priority(client, acme, usual) == "Medium"
         assert await _priority(client, acme, urgent) == "High"
 
@@ -151,8 +131,8 @@ async def test_the_ring_takes_the_most_urgent_due_phase_first(
         await place(redis_client, redis_prefix, device, "acme", *miles_north(*ORIGIN, 5))
         technician_id, _ = await acme.technician(device_id=device)
         customer = await acme.customer()
-        low = await _create(client, acme, customer, priority="Low", **_tomorrow())
-        critical = await _create(client, acme, customer, priority="Critical", **_tomorrow())
+        low = await acme.request(customer, ORIGIN, priority="Low", **_tomorrow())
+        critical = await acme.request(customer, ORIGIN, priority="Critical", **_tomorrow())
         # Both due at once, the Low one for longer: Critical still rings first.
         await pg.execute(
             "UPDATE ringschedule SET dueat = CASE WHEN requestid = $1"
@@ -184,7 +164,7 @@ async def test_an_accept_while_the_request_is_escalated_still_wins(
     async with running_app(make_settings()) as client:
         acme = Tenant(client, "acme")
         customer = await acme.customer()
-        request_id = await _create(client, acme, customer, **_tomorrow())
+        request_id = await acme.request(customer, ORIGIN, **_tomorrow())
         technician_id, technician = await acme.technician()
         escalation = pg.transaction()
         await escalation.start()

@@ -58,20 +58,7 @@ async def _request(
     **extra: Any,
 ) -> dict[str, Any]:
     """Create a request at `at`; its detail as the admin reads it."""
-    _, vehicle_id, headers = customer
-    response = await client.post(
-        "/service-request",
-        json={
-            "vehicleId": vehicle_id,
-            "latitude": at[0],
-            "longitude": at[1],
-            "services": [await acme.service()],
-            **extra,
-        },
-        headers=headers,
-    )
-    assert response.status_code == 200, response.text
-    request_id = response.json()["data"]["requestId"]
+    request_id = await acme.request(customer, at, **extra)
     detail = await client.get(f"/service-request/{request_id}", headers=acme.admin)
     assert detail.status_code == 200, detail.text
     data: dict[str, Any] = detail.json()["data"]
