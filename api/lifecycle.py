@@ -11,8 +11,9 @@ state; unassign sends Assigned/EnRoute back to Pending.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -134,6 +135,67 @@ async def _refused(
             )
     except asyncpg.ForeignKeyViolationError:
         pass  # no such request: nothing to audit against
+
+
+class Action:
+    """One action on a request inside its transaction: the request as read at its start
+    (`cur`), the move to a new state with its audit row, and the events it sends."""
+
+    def __init__(self, conn: asyncpg.Connection, principal: Principal, cur: Current, name: str):
+        self.conn = conn
+        self.principal = principal
+        self.tenant = principal.tenant
+        self.cur = cur
+        self.name = name
+        self.notifier = Notifier(OutboxWriter(conn))
+
+    async def move(
+        self,
+        new_state: str,
+        sets: str = "",
+        args: Sequence[Any] = (),
+        *,
+        detail: str | None = None,
+    ) -> None:
+        """The conditional UPDATE and its audit row; 409 when the request changed since
+        it was read."""
+        if not await _transition(self.conn, self.tenant, self.cur, new_state, sets, args):
+            raise conflict(
+                "Request changed meanwhile, try again", await _state_of(self.conn, self.cur.id)
+            )
+        await self.audit(new_state, detail)
+
+    async def audit(self, new_state: str, detail: str | None = None) -> None:
+        await audit.record(
+            self.conn,
+            tenant=self.tenant,
+            request_id=self.cur.id,
+            action=self.name,
+            actor=self.principal,
+            old_state=self.cur.state,
+            new_state=new_state,
+            detail=detail,
+        )
+
+    async def detail(self) -> ServiceRequestDetailedResponse:
+        return await _detail(self.conn, self.tenant, self.cur.id)
+
+
+@contextlib.asynccontextmanager
+async def _action(
+    state: ApiState, principal: Principal, request_id: UUID, name: str
+) -> AsyncIterator[Action]:
+    """The action's transaction with the request read as the principal may see it (404
+    otherwise); a refusal (409, 422) rolls it back and is audited after the rollback."""
+    old: str | None = None
+    try:
+        async with state.tx() as conn:
+            cur = await _current(conn, principal, request_id)
+            old = cur.state
+            yield Action(conn, principal, cur, name)
+    except ApiError as e:
+        await _refused(state, principal, request_id, name, e, old)
+        raise
 
 
 async def _state_of(conn: asyncpg.Connection, request_id: UUID) -> str | None:
@@ -447,27 +509,19 @@ open), the ring moved on now instead of at its phase's end."""
 async def reject(
     state: ApiState, principal: Principal, request_id: UUID, reason: str | None
 ) -> None:
-    tenant, technician_id = principal.tenant, subject_id(principal)
-    old: str | None = None
-    try:
-        async with state.tx() as conn:
-            cur = await _current(conn, principal, request_id)
-            old = cur.state
-            if cur.state not in ("Ringing", "Pending"):
-                raise conflict("Only a ringing or pending request can be rejected", cur.state)
-            await conn.execute(
-                _REJECT,
-                tenant,
-                request_id,
-                technician_id,
-                reason,
-                cur.state,
-                principal.role.value,
-                principal.subject,
-            )
-    except ApiError as e:
-        await _refused(state, principal, request_id, "reject", e, old)
-        raise
+    async with _action(state, principal, request_id, "reject") as act:
+        if act.cur.state not in ("Ringing", "Pending"):
+            raise conflict("Only a ringing or pending request can be rejected", act.cur.state)
+        await act.conn.execute(
+            _REJECT,
+            act.tenant,
+            request_id,
+            subject_id(principal),
+            reason,
+            act.cur.state,
+            principal.role.value,
+            principal.subject,
+        )
     state.ring_wakeup.set()
 
 
@@ -477,64 +531,39 @@ async def reject(
 async def cancel(
     state: ApiState, principal: Principal, request_id: UUID, reason: str | None
 ) -> None:
-    tenant = principal.tenant
-    old: str | None = None
-    try:
-        async with state.tx() as conn:
-            cur = await _current(conn, principal, request_id)
-            old = cur.state
-            if principal.role is Role.TECHNICIAN and cur.technician != subject_id(principal):
-                raise conflict("Only the assigned technician may cancel", cur.state)
-            if cur.state in TERMINAL_STATES:
-                raise conflict(f"Request is already {cur.state}", cur.state)
-            ok = await _transition(
-                conn,
-                tenant,
-                cur,
-                "Canceled",
-                "cancelledat = now(), cancelledby = $5, cancellationreason = $6,"
-                " queueposition = NULL, ringendtime = coalesce(ringendtime, now())",
-                (principal.actor, reason),
-            )
-            if not ok:
-                raise conflict(
-                    "Request changed meanwhile, try again", await _state_of(conn, request_id)
-                )
-            await _leave_queue(conn, tenant, cur)
-            await conn.execute("DELETE FROM ringschedule WHERE requestid = $1", request_id)
+    async with _action(state, principal, request_id, "cancel") as act:
+        cur, conn = act.cur, act.conn
+        if principal.role is Role.TECHNICIAN and cur.technician != subject_id(principal):
+            raise conflict("Only the assigned technician may cancel", cur.state)
+        if cur.state in TERMINAL_STATES:
+            raise conflict(f"Request is already {cur.state}", cur.state)
+        await act.move(
+            "Canceled",
+            "cancelledat = now(), cancelledby = $5, cancellationreason = $6,"
+            " queueposition = NULL, ringendtime = coalesce(ringendtime, now())",
+            (principal.actor, reason),
+            detail=reason,
+        )
+        await _leave_queue(conn, act.tenant, cur)
+        await conn.execute("DELETE FROM ringschedule WHERE requestid = $1", request_id)
+        await conn.execute(
+            "UPDATE technicianringlog SET ringendedat = now(), updatedat = now()"
+            " WHERE requestid = $1 AND ringendedat IS NULL",
+            request_id,
+        )
+        if principal.role is Role.TECHNICIAN:
             await conn.execute(
-                "UPDATE technicianringlog SET ringendedat = now(), updatedat = now()"
-                " WHERE requestid = $1 AND ringendedat IS NULL",
+                "INSERT INTO technicianengagementdetails (tenant_id, requestid,"
+                " technicianid, action, reason) VALUES ($1, $2, $3, 'CANCELED', $4)",
+                act.tenant,
                 request_id,
+                cur.technician,
+                reason,
             )
-            if principal.role is Role.TECHNICIAN:
-                await conn.execute(
-                    "INSERT INTO technicianengagementdetails (tenant_id, requestid,"
-                    " technicianid, action, reason) VALUES ($1, $2, $3, 'CANCELED', $4)",
-                    tenant,
-                    request_id,
-                    cur.technician,
-                    reason,
-                )
-            await audit.record(
-                conn,
-                tenant=tenant,
-                request_id=request_id,
-                action="cancel",
-                actor=principal,
-                old_state=cur.state,
-                new_state="Canceled",
-                detail=reason,
-            )
-            await Notifier(OutboxWriter(conn)).canceled(
-                await _detail(conn, tenant, request_id),
-                tenant,
-                str(cur.technician) if cur.technician else None,
-            )
-            await publish_queue(state, conn, tenant, cur.technician)
-    except ApiError as e:
-        await _refused(state, principal, request_id, "cancel", e, old)
-        raise
+        await act.notifier.canceled(
+            await act.detail(), act.tenant, str(cur.technician) if cur.technician else None
+        )
+        await publish_queue(state, conn, act.tenant, cur.technician)
 
 
 async def _leave_queue(conn: asyncpg.Connection, tenant: str, cur: Current) -> None:
@@ -556,112 +585,63 @@ async def assign(
     technician_id: UUID,
     scheduled_at: Any,
 ) -> None:
-    tenant = principal.tenant
-    old: str | None = None
-    try:
-        async with state.tx() as conn:
-            cur = await _current(conn, principal, request_id)
-            old = cur.state
-            tech = await conn.fetchrow(
-                "SELECT availabilitystatus FROM technicianmaster WHERE technicianid = $1"
-                " AND tenant_id = $2 AND enabled FOR NO KEY UPDATE",
-                technician_id,
-                tenant,
-            )
-            if tech is None:
-                raise not_found("Technician")
-            if cur.state not in ("Pending", "Ringing"):
-                raise conflict("Only a pending or ringing request can be assigned", cur.state)
-            queued = await conn.fetchval(
-                "SELECT count(*) FROM servicerequests WHERE tenant_id = $1"
-                " AND currenttechnicianid = $2 AND requeststatus = ANY($3::text[])",
-                tenant,
-                technician_id,
-                list(QUEUED_STATES),
-            )
-            if queued >= state.settings.queue_limit:
-                raise conflict(f"The technician's queue is full ({queued})", cur.state)
-            ok = await _transition(
-                conn,
-                tenant,
-                cur,
-                "Assigned",
-                "currenttechnicianid = $5, assignedat = now(), queueposition = $6,"
-                " ringendtime = coalesce(ringendtime, now()),"
-                " scheduledat = coalesce($7, scheduledat)",
-                (technician_id, queued + 1, scheduled_at),
-            )
-            if not ok:
-                raise conflict(
-                    "Request changed meanwhile, try again", await _state_of(conn, request_id)
-                )
-            await conn.execute("DELETE FROM ringschedule WHERE requestid = $1", request_id)
-            await conn.execute(
-                "UPDATE technicianringlog SET ringendedat = now(), updatedat = now()"
-                " WHERE requestid = $1 AND ringendedat IS NULL",
-                request_id,
-            )
-            await audit.record(
-                conn,
-                tenant=tenant,
-                request_id=request_id,
-                action="assign",
-                actor=principal,
-                old_state=cur.state,
-                new_state="Assigned",
-                detail=f"technician {technician_id}",
-            )
-            detail = await _detail(conn, tenant, request_id)
-            notifier = Notifier(OutboxWriter(conn))
-            await notifier.assigned(detail, tenant)
-            await notifier.status_changed(detail, tenant, [])
-            await publish_queue(state, conn, tenant, technician_id)
-    except ApiError as e:
-        await _refused(state, principal, request_id, "assign", e, old)
-        raise
+    async with _action(state, principal, request_id, "assign") as act:
+        cur, conn, tenant = act.cur, act.conn, act.tenant
+        tech = await conn.fetchrow(
+            "SELECT availabilitystatus FROM technicianmaster WHERE technicianid = $1"
+            " AND tenant_id = $2 AND enabled FOR NO KEY UPDATE",
+            technician_id,
+            tenant,
+        )
+        if tech is None:
+            raise not_found("Technician")
+        if cur.state not in ("Pending", "Ringing"):
+            raise conflict("Only a pending or ringing request can be assigned", cur.state)
+        queued = await conn.fetchval(
+            "SELECT count(*) FROM servicerequests WHERE tenant_id = $1"
+            " AND currenttechnicianid = $2 AND requeststatus = ANY($3::text[])",
+            tenant,
+            technician_id,
+            list(QUEUED_STATES),
+        )
+        if queued >= state.settings.queue_limit:
+            raise conflict(f"The technician's queue is full ({queued})", cur.state)
+        await act.move(
+            "Assigned",
+            "currenttechnicianid = $5, assignedat = now(), queueposition = $6,"
+            " ringendtime = coalesce(ringendtime, now()),"
+            " scheduledat = coalesce($7, scheduledat)",
+            (technician_id, queued + 1, scheduled_at),
+            detail=f"technician {technician_id}",
+        )
+        await conn.execute("DELETE FROM ringschedule WHERE requestid = $1", request_id)
+        await conn.execute(
+            "UPDATE technicianringlog SET ringendedat = now(), updatedat = now()"
+            " WHERE requestid = $1 AND ringendedat IS NULL",
+            request_id,
+        )
+        detail = await act.detail()
+        await act.notifier.assigned(detail, tenant)
+        await act.notifier.status_changed(detail, tenant, [])
+        await publish_queue(state, conn, tenant, technician_id)
 
 
 async def unassign(state: ApiState, principal: Principal, request_id: UUID) -> None:
-    tenant = principal.tenant
-    old: str | None = None
-    try:
-        async with state.tx() as conn:
-            cur = await _current(conn, principal, request_id)
-            old = cur.state
-            if cur.state not in ("Assigned", "EnRoute"):
-                raise conflict("Only an assigned or en-route request can be unassigned", cur.state)
-            ok = await _transition(
-                conn,
-                tenant,
-                cur,
-                "Pending",
-                "currenttechnicianid = NULL, queueposition = NULL, tripid = NULL,"
-                " journeystartedat = NULL, arrivedat = NULL,"
-                " ringendtime = coalesce(ringendtime, now())",
-            )
-            if not ok:
-                raise conflict(
-                    "Request changed meanwhile, try again", await _state_of(conn, request_id)
-                )
-            await _leave_queue(conn, tenant, cur)
-            await audit.record(
-                conn,
-                tenant=tenant,
-                request_id=request_id,
-                action="unassign",
-                actor=principal,
-                old_state=cur.state,
-                new_state="Pending",
-                detail=f"technician {cur.technician}",
-            )
-            extra = [str(cur.technician)] if cur.technician else []
-            await Notifier(OutboxWriter(conn)).status_changed(
-                await _detail(conn, tenant, request_id), tenant, extra
-            )
-            await publish_queue(state, conn, tenant, cur.technician)
-    except ApiError as e:
-        await _refused(state, principal, request_id, "unassign", e, old)
-        raise
+    async with _action(state, principal, request_id, "unassign") as act:
+        cur = act.cur
+        if cur.state not in ("Assigned", "EnRoute"):
+            raise conflict("Only an assigned or en-route request can be unassigned", cur.state)
+        await act.move(
+            "Pending",
+            "currenttechnicianid = NULL, queueposition = NULL, tripid = NULL,"
+            " journeystartedat = NULL, arrivedat = NULL,"
+            " ringendtime = coalesce(ringendtime, now())",
+            detail=f"technician {cur.technician}",
+        )
+        await _leave_queue(act.conn, act.tenant, cur)
+        extra = [str(cur.technician)] if cur.technician else []
+        await act.notifier.status_changed(await act.detail(), act.tenant, extra)
+        await publish_queue(state, act.conn, act.tenant, cur.technician)
 
 
 async def reorder(
@@ -712,113 +692,61 @@ async def reorder(
 
 
 async def start_journey(state: ApiState, principal: Principal, request_id: UUID) -> None:
-    tenant, technician_id = principal.tenant, subject_id(principal)
-    old: str | None = None
-    try:
-        async with state.tx() as conn:
-            cur = await _current(conn, principal, request_id)
-            old = cur.state
-            if cur.technician != technician_id:
-                raise conflict("Only the assigned technician may start the journey", cur.state)
-            if cur.state != "Assigned":
-                raise conflict("Only an assigned request can start its journey", cur.state)
-            busy = await conn.fetchval(
-                "SELECT requestnumber FROM servicerequests WHERE tenant_id = $1"
-                " AND currenttechnicianid = $2 AND requeststatus = ANY($3::text[])"
-                " AND requestid <> $4 LIMIT 1",
-                tenant,
-                technician_id,
-                list(ACTIVE_STATES),
-                request_id,
-            )
-            if busy:
-                raise conflict(f"Finish {busy} first", cur.state)
-            device_id: str | None = await conn.fetchval(
-                "SELECT device_id FROM technicianmaster WHERE technicianid = $1", technician_id
-            )
-            service_minutes = await conn.fetchval(
-                "SELECT coalesce(sum(durationminutes), 0) FROM requestedservices"
-                " WHERE requestid = $1",
-                request_id,
-            )
-            trip_id = None
-            if device_id is not None:
-                trip_id = await engine.start_trip(
-                    conn,
-                    tenant=tenant,
-                    device=device_id,
-                    lat=cur.lat,
-                    lon=cur.lon,
-                    service_s=float(service_minutes) * 60.0,
-                    ref=str(request_id),
-                )
-            ok = await _transition(
-                conn,
-                tenant,
-                cur,
-                "EnRoute",
-                "journeystartedat = now(), tripid = $5",
-                (trip_id,),
-            )
-            if not ok:
-                raise conflict(
-                    "Request changed meanwhile, try again", await _state_of(conn, request_id)
-                )
-            await _set_availability(conn, technician_id, "EnRoute")
-            await audit.record(
+    technician_id = subject_id(principal)
+    async with _action(state, principal, request_id, "start_journey") as act:
+        cur, conn, tenant = act.cur, act.conn, act.tenant
+        if cur.technician != technician_id:
+            raise conflict("Only the assigned technician may start the journey", cur.state)
+        if cur.state != "Assigned":
+            raise conflict("Only an assigned request can start its journey", cur.state)
+        busy = await conn.fetchval(
+            "SELECT requestnumber FROM servicerequests WHERE tenant_id = $1"
+            " AND currenttechnicianid = $2 AND requeststatus = ANY($3::text[])"
+            " AND requestid <> $4 LIMIT 1",
+            tenant,
+            technician_id,
+            list(ACTIVE_STATES),
+            request_id,
+        )
+        if busy:
+            raise conflict(f"Finish {busy} first", cur.state)
+        device_id: str | None = await conn.fetchval(
+            "SELECT device_id FROM technicianmaster WHERE technicianid = $1", technician_id
+        )
+        service_minutes = await conn.fetchval(
+            "SELECT coalesce(sum(durationminutes), 0) FROM requestedservices WHERE requestid = $1",
+            request_id,
+        )
+        trip_id = None
+        if device_id is not None:
+            trip_id = await engine.start_trip(
                 conn,
                 tenant=tenant,
-                request_id=request_id,
-                action="start_journey",
-                actor=principal,
-                old_state=cur.state,
-                new_state="EnRoute",
-                detail=f"trip {trip_id}",
+                device=device_id,
+                lat=cur.lat,
+                lon=cur.lon,
+                service_s=float(service_minutes) * 60.0,
+                ref=str(request_id),
             )
-            await Notifier(OutboxWriter(conn)).journey_started(
-                await _detail(conn, tenant, request_id), tenant
-            )
-            await publish_queue(state, conn, tenant, technician_id)
-    except ApiError as e:
-        await _refused(state, principal, request_id, "start_journey", e, old)
-        raise
+        await act.move(
+            "EnRoute", "journeystartedat = now(), tripid = $5", (trip_id,), detail=f"trip {trip_id}"
+        )
+        await _set_availability(conn, technician_id, "EnRoute")
+        await act.notifier.journey_started(await act.detail(), tenant)
+        await publish_queue(state, conn, tenant, technician_id)
 
 
 async def start_work(state: ApiState, principal: Principal, request_id: UUID) -> None:
-    tenant, technician_id = principal.tenant, subject_id(principal)
-    old: str | None = None
-    try:
-        async with state.tx() as conn:
-            cur = await _current(conn, principal, request_id)
-            old = cur.state
-            if cur.technician != technician_id:
-                raise conflict("Only the assigned technician may start the work", cur.state)
-            if cur.state != "EnRoute":
-                raise conflict("Work starts after the journey (EnRoute)", cur.state)
-            ok = await _transition(
-                conn, tenant, cur, "InProgress", "startedat = now(),"
-                " arrivedat = coalesce(arrivedat, now())",
-            )  # fmt: skip
-            if not ok:
-                raise conflict(
-                    "Request changed meanwhile, try again", await _state_of(conn, request_id)
-                )
-            await _set_availability(conn, technician_id, "Servicing")
-            await audit.record(
-                conn,
-                tenant=tenant,
-                request_id=request_id,
-                action="start_work",
-                actor=principal,
-                old_state=cur.state,
-                new_state="InProgress",
-            )
-            await Notifier(OutboxWriter(conn)).service_started(
-                await _detail(conn, tenant, request_id), tenant
-            )
-    except ApiError as e:
-        await _refused(state, principal, request_id, "start_work", e, old)
-        raise
+    technician_id = subject_id(principal)
+    async with _action(state, principal, request_id, "start_work") as act:
+        cur = act.cur
+        if cur.technician != technician_id:
+            raise conflict("Only the assigned technician may start the work", cur.state)
+        if cur.state != "EnRoute":
+            raise conflict("Work starts after the journey (EnRoute)", cur.state)
+        await act.move("InProgress", "startedat = now(), arrivedat = coalesce(arrivedat, now())")
+        await _set_availability(act.conn, technician_id, "Servicing")
+        await act.notifier.service_started(await act.detail(), act.tenant)
 
 
 async def complete(
@@ -831,137 +759,91 @@ async def complete(
         raise ApiError(400, "evidences: at least one evidence is required to complete")
     if not body.completed_services:
         raise ApiError(400, "completedServices: at least one completed service is required")
-    tenant, technician_id = principal.tenant, subject_id(principal)
-    old: str | None = None
-    try:
-        async with state.tx() as conn:
-            cur = await _current(conn, principal, request_id)
-            old = cur.state
-            if cur.technician != technician_id:
-                raise conflict("Only the assigned technician may complete", cur.state)
-            if cur.state != "InProgress":
-                raise conflict("Only work in progress can be completed", cur.state)
-            requested = {
-                r["serviceid"]
-                for r in await conn.fetch(
-                    "SELECT serviceid FROM requestedservices WHERE requestid = $1", request_id
-                )
-            }
-            done = set(body.completed_services)
-            if not done <= requested:
-                raise ApiError(422, "completedServices: a service this request does not have")
-            additional = [
-                s for s in dict.fromkeys(body.additional_services or []) if s not in requested
-            ]
-            if additional:
-                found = await conn.fetch(
-                    "SELECT serviceid, serviceprice, durationminutes FROM servicemaster"
-                    " WHERE serviceid = ANY($1::uuid[]) AND tenant_id = $2 AND enabled",
-                    additional,
-                    tenant,
-                )
-                if len(found) != len(additional):
-                    raise ApiError(422, "additionalServices: unknown or disabled service")
-                await conn.executemany(
-                    "INSERT INTO requestedservices (tenant_id, requestid, serviceid,"
-                    " serviceprice, durationminutes, servicestatus, isadditional)"
-                    " VALUES ($1, $2, $3, $4, $5, 'Completed', true)",
-                    [
-                        (
-                            tenant,
-                            request_id,
-                            f["serviceid"],
-                            f["serviceprice"],
-                            f["durationminutes"],
-                        )
-                        for f in found
-                    ],
-                )
-            await conn.execute(
-                "UPDATE requestedservices SET servicestatus = CASE WHEN serviceid = ANY($2::uuid[])"
-                " THEN 'Completed' ELSE 'Rejected' END, reasonofrejection = CASE WHEN"
-                " serviceid = ANY($2::uuid[]) THEN NULL ELSE 'Not performed' END"
-                " WHERE requestid = $1 AND NOT isadditional",
-                request_id,
-                list(done),
+    technician_id = subject_id(principal)
+    async with _action(state, principal, request_id, "complete") as act:
+        cur, conn, tenant = act.cur, act.conn, act.tenant
+        if cur.technician != technician_id:
+            raise conflict("Only the assigned technician may complete", cur.state)
+        if cur.state != "InProgress":
+            raise conflict("Only work in progress can be completed", cur.state)
+        requested = {
+            r["serviceid"]
+            for r in await conn.fetch(
+                "SELECT serviceid FROM requestedservices WHERE requestid = $1", request_id
             )
-            price = await conn.fetchval(
-                "SELECT coalesce(sum(serviceprice), 0)::float8 FROM requestedservices"
-                " WHERE requestid = $1 AND servicestatus = 'Completed'",
-                request_id,
-            )
-            ok = await _transition(
-                conn,
+        }
+        done = set(body.completed_services)
+        if not done <= requested:
+            raise ApiError(422, "completedServices: a service this request does not have")
+        additional = [
+            s for s in dict.fromkeys(body.additional_services or []) if s not in requested
+        ]
+        if additional:
+            found = await conn.fetch(
+                "SELECT serviceid, serviceprice, durationminutes FROM servicemaster"
+                " WHERE serviceid = ANY($1::uuid[]) AND tenant_id = $2 AND enabled",
+                additional,
                 tenant,
-                cur,
-                "Completed",
-                "completedat = now(), mileage = $5, evidences = $6, subtotal = $7,"
-                " queueposition = NULL",
-                (body.mileage, body.evidences, price),
             )
-            if not ok:
-                raise conflict(
-                    "Request changed meanwhile, try again", await _state_of(conn, request_id)
-                )
-            await _set_availability(conn, technician_id, "Available")
-            if cur.trip is not None:
-                await engine.cancel_trip(conn, cur.trip, tenant=tenant)
-            await queue.renumber(conn, tenant, technician_id)
-            await audit.record(
-                conn,
-                tenant=tenant,
-                request_id=request_id,
-                action="complete",
-                actor=principal,
-                old_state=cur.state,
-                new_state="Completed",
-                detail=f"price {price:.2f}",
+            if len(found) != len(additional):
+                raise ApiError(422, "additionalServices: unknown or disabled service")
+            await conn.executemany(
+                "INSERT INTO requestedservices (tenant_id, requestid, serviceid,"
+                " serviceprice, durationminutes, servicestatus, isadditional)"
+                " VALUES ($1, $2, $3, $4, $5, 'Completed', true)",
+                [
+                    (tenant, request_id, f["serviceid"], f["serviceprice"], f["durationminutes"])
+                    for f in found
+                ],
             )
-            await Notifier(OutboxWriter(conn)).service_completed(
-                await _detail(conn, tenant, request_id), tenant
-            )
-            await publish_queue(state, conn, tenant, technician_id)
-    except ApiError as e:
-        await _refused(state, principal, request_id, "complete", e, old)
-        raise
+        await conn.execute(
+            "UPDATE requestedservices SET servicestatus = CASE WHEN serviceid = ANY($2::uuid[])"
+            " THEN 'Completed' ELSE 'Rejected' END, reasonofrejection = CASE WHEN"
+            " serviceid = ANY($2::uuid[]) THEN NULL ELSE 'Not performed' END"
+            " WHERE requestid = $1 AND NOT isadditional",
+            request_id,
+            list(done),
+        )
+        price = await conn.fetchval(
+            "SELECT coalesce(sum(serviceprice), 0)::float8 FROM requestedservices"
+            " WHERE requestid = $1 AND servicestatus = 'Completed'",
+            request_id,
+        )
+        await act.move(
+            "Completed",
+            "completedat = now(), mileage = $5, evidences = $6, subtotal = $7,"
+            " queueposition = NULL",
+            (body.mileage, body.evidences, price),
+            detail=f"price {price:.2f}",
+        )
+        await _set_availability(conn, technician_id, "Available")
+        if cur.trip is not None:
+            await engine.cancel_trip(conn, cur.trip, tenant=tenant)
+        await queue.renumber(conn, tenant, technician_id)
+        await act.notifier.service_completed(await act.detail(), tenant)
+        await publish_queue(state, conn, tenant, technician_id)
     return float(price)
 
 
 async def feedback(
     state: ApiState, principal: Principal, request_id: UUID, rating: int, text: str | None
 ) -> None:
-    tenant = principal.tenant
-    old: str | None = None
-    try:
-        async with state.tx() as conn:
-            cur = await _current(conn, principal, request_id)
-            old = cur.state
-            if cur.state != "Completed":
-                raise conflict("Feedback comes after completion", cur.state)
-            status = await conn.execute(
-                "UPDATE servicerequests SET rating = $3, feedback = $4, feedbackat = now(),"
-                " version = version + 1, updatedat = now()"
-                " WHERE requestid = $1 AND tenant_id = $2 AND rating IS NULL",
-                request_id,
-                tenant,
-                rating,
-                text,
-            )
-            if status != "UPDATE 1":
-                raise conflict("Feedback was already given", cur.state)
-            await audit.record(
-                conn,
-                tenant=tenant,
-                request_id=request_id,
-                action="feedback",
-                actor=principal,
-                old_state=cur.state,
-                new_state=cur.state,
-                detail=f"rating {rating}",
-            )
-    except ApiError as e:
-        await _refused(state, principal, request_id, "feedback", e, old)
-        raise
+    async with _action(state, principal, request_id, "feedback") as act:
+        cur = act.cur
+        if cur.state != "Completed":
+            raise conflict("Feedback comes after completion", cur.state)
+        status = await act.conn.execute(
+            "UPDATE servicerequests SET rating = $3, feedback = $4, feedbackat = now(),"
+            " version = version + 1, updatedat = now()"
+            " WHERE requestid = $1 AND tenant_id = $2 AND rating IS NULL",
+            request_id,
+            act.tenant,
+            rating,
+            text,
+        )
+        if status != "UPDATE 1":
+            raise conflict("Feedback was already given", cur.state)
+        await act.audit(cur.state, f"rating {rating}")
 
 
 # ---- escalation ---------------------------------------------------------------------------
@@ -976,47 +858,28 @@ async def escalate(
 ) -> None:
     """Raise an open request's call priority (seed 000: only ever upwards); audited, and
     `request_escalated` to the request's groups."""
-    tenant = principal.tenant
-    old: str | None = None
-    try:
-        async with state.tx() as conn:
-            cur = await _current(conn, principal, request_id)
-            old = cur.state
-            if cur.state in TERMINAL_STATES:
-                raise conflict(f"Request is already {cur.state}", cur.state)
-            rank: int = await conn.fetchval(
-                "SELECT priority FROM servicerequests WHERE requestid = $1 FOR NO KEY UPDATE",
-                request_id,
+    async with _action(state, principal, request_id, "escalate") as act:
+        cur, conn = act.cur, act.conn
+        if cur.state in TERMINAL_STATES:
+            raise conflict(f"Request is already {cur.state}", cur.state)
+        rank: int = await conn.fetchval(
+            "SELECT priority FROM servicerequests WHERE requestid = $1 FOR NO KEY UPDATE",
+            request_id,
+        )
+        previous = CallPriority.of_rank(rank)
+        if priority.rank <= rank:
+            raise conflict(
+                f"Can only escalate to a higher priority (it is {previous.value})", cur.state
             )
-            previous = CallPriority.of_rank(rank)
-            if priority.rank <= rank:
-                raise conflict(
-                    f"Can only escalate to a higher priority (it is {previous.value})",
-                    cur.state,
-                )
-            await conn.execute(
-                "UPDATE servicerequests SET priority = $2, version = version + 1,"
-                " updatedat = now() WHERE requestid = $1",
-                request_id,
-                priority.rank,
-            )
-            detail = f"priority {previous.value} -> {priority.value}"
-            await audit.record(
-                conn,
-                tenant=tenant,
-                request_id=request_id,
-                action="escalate",
-                actor=principal,
-                old_state=cur.state,
-                new_state=cur.state,
-                detail=f"{detail}: {reason}" if reason else detail,
-            )
-            await Notifier(OutboxWriter(conn)).escalated(
-                await _detail(conn, tenant, request_id), tenant, previous.value, reason
-            )
-    except ApiError as e:
-        await _refused(state, principal, request_id, "escalate", e, old)
-        raise
+        await conn.execute(
+            "UPDATE servicerequests SET priority = $2, version = version + 1,"
+            " updatedat = now() WHERE requestid = $1",
+            request_id,
+            priority.rank,
+        )
+        detail = f"priority {previous.value} -> {priority.value}"
+        await act.audit(cur.state, f"{detail}: {reason}" if reason else detail)
+        await act.notifier.escalated(await act.detail(), act.tenant, previous.value, reason)
 
 
 # ---- arrival (engine event) ---------------------------------------------------------------
