@@ -1,6 +1,7 @@
 "use strict";
 // The dispatcher console: the fleet on a map (REST, then `TechnicianLocationUpdated` events),
-// requests with filters, rings in progress, routes and ETAs of en-route technicians, and
+// the tenant's geofences and service areas under it, requests with filters (priority and
+// service-area SLA shown), rings in progress, routes and ETAs of en-route technicians, and
 // manual assignment (select a request and a technician, then Assign).
 (() => {
   const { api, el } = fixgate;
@@ -8,6 +9,14 @@
   const ROUTE_POLL_MS = 5000; // route-info of en-route requests (LocationUpdated is per request)
   const COUNTDOWN_MS = 250;
   const OPEN = new Set(["Ringing", "Pending", "Assigned", "EnRoute", "InProgress"]);
+  const PAGE_ROWS = 100; // the API's largest page
+  const MAX_FENCE_PAGES = 10; // a thousand fences is more than a map shows legibly
+  const FENCE_STYLE = {
+    service_area: { color: "#2f6fb5", weight: 2, dashArray: "6 4", fillOpacity: 0.05 },
+    depot: { color: "#5b6573", weight: 2, fillOpacity: 0.15 },
+    customer: { color: "#8a5bb5", weight: 1, fillOpacity: 0.1 },
+    other: { color: "#7a8594", weight: 1, fillOpacity: 0.05 },
+  };
 
   const fleet = new Map(); // technicianId -> {info, marker}
   const requests = new Map(); // requestId -> {info, marker}
@@ -91,7 +100,46 @@
     renderFleet();
   }
 
+  // ---- geofences and service areas ----------------------------------------------------
+  async function pages(path) {
+    const rows = [];
+    for (let page = 1; page <= MAX_FENCE_PAGES; page += 1) {
+      const body = await api(`${path}${path.includes("?") ? "&" : "?"}rowsPerPage=${PAGE_ROWS}&pageNumber=${page}`);
+      rows.push(...body.data);
+      if (!body.hasNextPage) break;
+    }
+    return rows;
+  }
+
+  async function loadFences() {
+    const [fences, areas] = await Promise.all([pages("/geofences"), pages("/service-areas?enabled=true")]);
+    const sla = new Map(areas.map((a) => [a.geofenceId, a.responseTimeSlaMinutes]));
+    layers.fences.clearLayers();
+    for (const f of fences) {
+      const style = { ...(FENCE_STYLE[f.kind] || FENCE_STYLE.other), className: `fence fence-${f.kind}` };
+      const [lon, lat] = f.geometryType === "POINT" ? f.geometry.coordinates : [0, 0];
+      const shape =
+        f.geometryType === "POINT"
+          ? L.circle([lat, lon], { ...style, radius: f.radiusM })
+          : L.geoJSON(f.geometry, { style: () => style });
+      const minutes = sla.get(f.geofenceId);
+      const label = `${f.name} · ${f.kind.replace("_", " ")}` + (minutes ? ` · SLA ${minutes} min` : "");
+      shape.bindTooltip(escape(label), { sticky: true }).addTo(layers.fences);
+    }
+  }
+
   // ---- requests ---------------------------------------------------------------------
+  function slaLine(r) {
+    if (r.slaViolatedAt) {
+      return el("div", { class: "sla missed" }, `SLA missed · ${r.serviceAreaName || "service area"}`);
+    }
+    if (r.slaDueAt && !r.arrivedAt && OPEN.has(r.requestStatus)) {
+      const due = new Date(r.slaDueAt).toLocaleTimeString();
+      return el("div", { class: "sla" }, `${r.serviceAreaName || "service area"}: due by ${due}`);
+    }
+    return "";
+  }
+
   function placeRequest(r) {
     const entry = requests.get(r.requestId) || { info: r, marker: null };
     entry.info = r;
@@ -152,7 +200,9 @@
             onclick: () => selectRequest(r.requestId),
           },
           el("b", {}, r.requestNumber), " ",
-          el("span", { class: `badge ${r.requestStatus}` }, r.requestStatus),
+          el("span", { class: `badge ${r.requestStatus}` }, r.requestStatus), " ",
+          el("span", { class: `priority ${r.priority}` }, r.priority),
+          slaLine(r),
           el("div", { class: "muted" }, `${customer} · ${r.location || `${r.latitude.toFixed(4)}, ${r.longitude.toFixed(4)}`}`),
           el("div", { class: "muted" }, `technician: ${who}`),
           route && route.info.etaInSec != null
@@ -286,8 +336,9 @@
   async function loadAll() {
     const [, page] = await Promise.all([
       loadFleet(),
-      api("/service-requests?rowsPerPage=100"),
+      api(`/service-requests?rowsPerPage=${PAGE_ROWS}`),
       refreshRings(),
+      loadFences(),
     ]);
     for (const r of page.data) placeRequest(r);
     renderRequests();
@@ -333,6 +384,7 @@
     document.getElementById("who").textContent = `tenant ${claims.tenant} · ${claims.role} ${claims.sub}`;
     ({ map } = await fixgate.baseMap(document.getElementById("map")));
     layers = {
+      fences: L.featureGroup().addTo(map),
       routes: L.featureGroup().addTo(map),
       requests: L.featureGroup().addTo(map),
       fleet: L.featureGroup().addTo(map),

@@ -1,6 +1,7 @@
 """The dispatcher console in a real browser (Debian's Chromium) against a running
-`fixgate api` with live data: the fleet on the map, a new request and its ring, a manual
-assignment by clicks, and a technician moving."""
+`fixgate api` with live data: the fleet on the map with the tenant's geofences, a new
+request (its priority and its service area's due time) and its ring, a manual assignment
+by clicks, and a technician moving."""
 
 from __future__ import annotations
 
@@ -38,6 +39,25 @@ async def _technician(
     assert renamed.status_code == 200, renamed.text
     await drive(redis_client, prefix, device, "acme", lat, lon)
     return technician_id
+
+
+async def _fences(acme: Tenant) -> None:
+    """A service area around ORIGIN (with its SLA) and a depot circle beside it."""
+    d = 0.01
+    ring = [
+        [ORIGIN[1] + x, ORIGIN[0] + y] for x, y in ((-d, -d), (d, -d), (d, d), (-d, d), (-d, -d))
+    ]
+    area = await acme.post(
+        "/geofences",
+        {"name": "Console area", "kind": "service_area",
+         "geometry": {"type": "Polygon", "coordinates": [ring]}},
+    )  # fmt: skip
+    await acme.post("/service-areas", {"geofenceId": int(area), "responseTimeSlaMinutes": 20})
+    await acme.post(
+        "/geofences",
+        {"name": "Console depot", "kind": "depot", "radiusM": 120,
+         "geometry": {"type": "Point", "coordinates": [ORIGIN[1] - 0.005, ORIGIN[0]]}},
+    )  # fmt: skip
 
 
 async def _open_console(browser: BrowserContext, base: str) -> tuple[Page, list[str]]:
@@ -105,6 +125,7 @@ async def test_the_console_shows_the_fleet_a_new_requests_ring_and_assigns_by_cl
 async def _ring_and_assign(
     api_base: str, acme: Tenant, browser: BrowserContext, near: str, far: str
 ) -> None:
+    await _fences(acme)
     page, errors = await _open_console(browser, api_base)
 
     # Logged in by the link; the token left the address bar for session storage.
@@ -117,6 +138,9 @@ async def _ring_and_assign(
     )
     await expect(page.locator(".tech-icon")).to_have_count(2)  # both on the map
     await expect(page.locator("#map path.leaflet-interactive, #map svg path")).not_to_have_count(0)
+    # The geofences under the fleet: the service area (dashed) and the depot circle.
+    await expect(page.locator("#map path.fence-service_area")).to_have_count(1)
+    await expect(page.locator("#map path.fence-depot")).to_have_count(1)
     await screenshot(page, "console-fleet")
 
     # A customer's request appears, ringing, with who was rung and a countdown.
@@ -125,6 +149,9 @@ async def _ring_and_assign(
     item = page.locator(f'#requests li[data-request-id="{request_id}"]')
     await expect(item).to_contain_text(number, timeout=UI_TIMEOUT_MS)
     await expect(item.locator(".badge")).to_have_text("Ringing")
+    await expect(item.locator(".priority")).to_have_text("Medium")
+    # Made inside the service area: due a technician within its 20 minutes.
+    await expect(item.locator(".sla")).to_contain_text("Console area: due by")
     ring = page.locator(f'#rings .ring[data-request-id="{request_id}"]')
     await expect(ring).to_contain_text("ring 1 of 4", timeout=UI_TIMEOUT_MS)
     rung = ring.locator(".rung")
