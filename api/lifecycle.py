@@ -447,7 +447,7 @@ async def accept(
                     technician_id,
                     principal.role.value,
                     principal.subject,
-                    cur.state,
+                    old,
                     list(QUEUED_STATES),
                     version,
                     limit,
@@ -456,9 +456,7 @@ async def accept(
                 if outcome["won"]:
                     break
                 if outcome["queued"] >= limit:
-                    raise conflict(
-                        f"Your queue is full ({outcome['queued']} of {limit})", cur.state
-                    )
+                    raise conflict(f"Your queue is full ({outcome['queued']} of {limit})", old)
                 # Changed since the read: taken, or only moved on (the ring's timeout to
                 # Pending, an escalation) and still there to accept.
                 now = await conn.fetchrow(
@@ -467,7 +465,7 @@ async def accept(
                 )
                 if now is None or now["requeststatus"] not in ("Ringing", "Pending"):
                     raise conflict(TAKEN, now["requeststatus"] if now else None)
-                version = now["version"]
+                old, version = now["requeststatus"], now["version"]
             else:
                 raise conflict(TAKEN, await _state_of(conn, request_id))
             rung = [str(t) for t in outcome["rung"]]
