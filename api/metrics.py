@@ -16,6 +16,10 @@ REQUEST_SECONDS = Histogram(
 )
 RINGS = Counter("fixgate_api_rings_total", "Technicians rung, by ring phase.", ["phase"])
 RING_TIMEOUTS = Counter("fixgate_api_ring_timeouts_total", "Rings that ended in Pending.")
+SLA_VIOLATIONS = Counter(
+    "fixgate_api_sla_violations_total",
+    "Requests past their service area's response-time SLA with nobody there.",
+)
 ACCEPTS = Counter("fixgate_api_accepts_total", "Accept attempts by outcome.", ["outcome"])
 ACCEPT_OUTCOMES = ("ok", "conflict", "refused", "error")
 for _outcome in ACCEPT_OUTCOMES:  # every outcome shown at 0 from the start

@@ -18,6 +18,7 @@ import logging
 from uuid import UUID
 
 from api import audit
+from api.metrics import SLA_VIOLATIONS
 from api.models.common import CallPriority
 from api.notify import Notifier
 from api.outbox import OutboxWriter
@@ -89,6 +90,7 @@ async def run_due(state: ApiState) -> list[UUID]:
             if after != before:
                 reason = f"response-time SLA of {target} min passed"
                 await notifier.escalated(detail, tenant, before.value, reason)
+    SLA_VIOLATIONS.inc(len(rows))
     return [row["requestid"] for row in rows]
 
 

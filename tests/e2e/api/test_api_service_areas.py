@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 import httpx
 import redis.asyncio as aioredis
+from prometheus_client import REGISTRY
 
 from api.auth import Role
 from tests.support.api import (
@@ -192,6 +193,7 @@ async def test_a_request_past_its_sla_is_violated_once_escalated_and_resolved_on
     make_settings: Any, pg: asyncpg.Connection, redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
     settings = make_settings(sla_poll_s=0.1)
+    counted = REGISTRY.get_sample_value("fixgate_api_sla_violations_total") or 0.0
     # Two API processes watch the same database: each violation happens once.
     async with running_app(settings) as client, running_app(settings) as _second:
         acme = Tenant(client, "acme")
@@ -285,6 +287,7 @@ async def test_a_request_past_its_sla_is_violated_once_escalated_and_resolved_on
         assert violation["actualMinutes"] == 31
     count = await pg.fetchval("SELECT count(*) FROM slaviolations")
     assert count == 1
+    assert REGISTRY.get_sample_value("fixgate_api_sla_violations_total") == counted + 1
     escalations = await pg.fetchval(
         "SELECT count(*) FROM dispatchaudit WHERE action = 'sla_violation'"
     )
