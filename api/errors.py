@@ -43,6 +43,13 @@ def bad_request(message: str) -> ApiError:
     return ApiError(400, message)
 
 
+def invalid(field: str, message: str) -> ApiError:
+    """A 422 naming the field at fault, shaped like a validation error's."""
+    return ApiError(
+        422, f"Invalid parameters: {field}: {message}", [{"field": field, "message": message}]
+    )
+
+
 def envelope(status: int, message: str, data: Any = None) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(

@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from api.deps import DbDep, StaffDep
-from api.errors import ApiError, conflict, not_found
+from api.errors import conflict, invalid, not_found
 from api.models.common import Envelope, IdData, ServerPaginatedData, paginated
 from api.models.geofences import GeofenceCreate, GeofenceFilter, GeofenceInfo
 from api.routes.catalog import done
@@ -23,24 +23,18 @@ MAX_ID = 2**63 - 1  # bigserial
 GeofenceId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
-def _invalid(field: str, message: str) -> ApiError:
-    return ApiError(
-        422, f"Invalid parameters: {field}: {message}", [{"field": field, "message": message}]
-    )
-
-
 @router.post("")
 async def create_geofence(body: GeofenceCreate, db: DbDep, principal: StaffDep) -> Envelope[IdData]:
     try:
         geometry = geometry_from_geojson(body.geometry, body.radius_m)
     except BadGeofence as e:
         field = "radiusM" if "radius" in str(e) else "geometry"
-        raise _invalid(field, str(e).replace("--radius-m", "radiusM")) from None
+        raise invalid(field, str(e).replace("--radius-m", "radiusM")) from None
     if geometry.is_empty:
-        raise _invalid("geometry", "an empty geometry encloses nothing")
+        raise invalid("geometry", "an empty geometry encloses nothing")
     west, south, east, north = geometry.bounds
     if not (-180 <= west <= east <= 180 and -90 <= south <= north <= 90):
-        raise _invalid("geometry", "coordinates are (longitude, latitude) in degrees, WGS 84")
+        raise invalid("geometry", "coordinates are (longitude, latitude) in degrees, WGS 84")
     exists = await db.fetchval(
         "SELECT true FROM geofences WHERE tenant_id = $1 AND name = $2", principal.tenant, body.name
     )

@@ -10,7 +10,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query
 
 from api.deps import DbDep, StaffDep
-from api.errors import ApiError, not_found
+from api.errors import ApiError, invalid, not_found
 from api.models.common import Envelope, IdData, ServerPaginatedData, paginated
 from api.models.service_areas import (
     ServiceAreaCreate,
@@ -65,7 +65,7 @@ async def update_service_area(
     for name in ("priority_level", "response_time_sla_minutes"):
         if name in values and values[name] is None:
             field = "priorityLevel" if name == "priority_level" else "responseTimeSlaMinutes"
-            raise ApiError(422, f"Invalid parameters: {field}: may not be null")
+            raise invalid(field, "may not be null")
     if not await store.update(db, principal.tenant, serviceAreaId, values):
         raise not_found("Service area")
     return done("Service area updated")

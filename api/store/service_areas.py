@@ -7,7 +7,7 @@ from uuid import UUID
 
 import asyncpg
 
-from api.errors import ApiError, conflict
+from api.errors import conflict, invalid
 
 _COLUMNS = (
     "a.serviceareaid AS service_area_id, a.geofenceid AS geofence_id, g.name, a.description,"
@@ -32,12 +32,6 @@ LIMIT 1
 level first, then the shortest promise. A template of the caller's parameter markers."""
 
 
-def _invalid(field: str, message: str) -> ApiError:
-    return ApiError(
-        422, f"Invalid parameters: {field}: {message}", [{"field": field, "message": message}]
-    )
-
-
 async def create(conn: asyncpg.Connection, tenant: str, values: dict[str, Any]) -> UUID:
     kind = await conn.fetchval(
         "SELECT kind FROM geofences WHERE tenant_id = $1 AND id = $2",
@@ -45,9 +39,9 @@ async def create(conn: asyncpg.Connection, tenant: str, values: dict[str, Any]) 
         values["geofence_id"],
     )
     if kind is None:
-        raise _invalid("geofenceId", "no such geofence")
+        raise invalid("geofenceId", "no such geofence")
     if kind != "service_area":
-        raise _invalid("geofenceId", f"the geofence is of kind {kind}, not service_area")
+        raise invalid("geofenceId", f"the geofence is of kind {kind}, not service_area")
     row_id: UUID | None = await conn.fetchval(
         "INSERT INTO serviceareas (tenant_id, geofenceid, description, prioritylevel,"
         " responsetimeslaminutes) VALUES ($1, $2, $3, $4, $5)"
