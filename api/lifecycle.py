@@ -180,6 +180,16 @@ class Action:
     async def detail(self) -> ServiceRequestDetailedResponse:
         return await _detail(self.conn, self.tenant, self.cur.id)
 
+    def require(self, doing: str, state: str, refusal: str) -> UUID:
+        """The principal is the request's technician and the request is in `state` (409
+        otherwise, `refusal` saying what the state must be); the technician's id."""
+        technician_id = subject_id(self.principal)
+        if self.cur.technician != technician_id:
+            raise conflict(f"Only the assigned technician may {doing}", self.cur.state)
+        if self.cur.state != state:
+            raise conflict(refusal, self.cur.state)
+        return technician_id
+
 
 @contextlib.asynccontextmanager
 async def _action(
@@ -690,13 +700,11 @@ async def reorder(
 
 
 async def start_journey(state: ApiState, principal: Principal, request_id: UUID) -> None:
-    technician_id = subject_id(principal)
     async with _action(state, principal, request_id, "start_journey") as act:
         cur, conn, tenant = act.cur, act.conn, act.tenant
-        if cur.technician != technician_id:
-            raise conflict("Only the assigned technician may start the journey", cur.state)
-        if cur.state != "Assigned":
-            raise conflict("Only an assigned request can start its journey", cur.state)
+        technician_id = act.require(
+            "start the journey", "Assigned", "Only an assigned request can start its journey"
+        )
         busy = await conn.fetchval(
             "SELECT requestnumber FROM servicerequests WHERE tenant_id = $1"
             " AND currenttechnicianid = $2 AND requeststatus = ANY($3::text[])"
@@ -735,13 +743,10 @@ async def start_journey(state: ApiState, principal: Principal, request_id: UUID)
 
 
 async def start_work(state: ApiState, principal: Principal, request_id: UUID) -> None:
-    technician_id = subject_id(principal)
     async with _action(state, principal, request_id, "start_work") as act:
-        cur = act.cur
-        if cur.technician != technician_id:
-            raise conflict("Only the assigned technician may start the work", cur.state)
-        if cur.state != "EnRoute":
-            raise conflict("Work starts after the journey (EnRoute)", cur.state)
+        technician_id = act.require(
+            "start the work", "EnRoute", "Work starts after the journey (EnRoute)"
+        )
         await act.move("InProgress", "startedat = now(), arrivedat = coalesce(arrivedat, now())")
         await _set_availability(act.conn, technician_id, "Servicing")
         await act.notifier.service_started(await act.detail(), act.tenant)
@@ -757,13 +762,11 @@ async def complete(
         raise ApiError(400, "evidences: at least one evidence is required to complete")
     if not body.completed_services:
         raise ApiError(400, "completedServices: at least one completed service is required")
-    technician_id = subject_id(principal)
     async with _action(state, principal, request_id, "complete") as act:
         cur, conn, tenant = act.cur, act.conn, act.tenant
-        if cur.technician != technician_id:
-            raise conflict("Only the assigned technician may complete", cur.state)
-        if cur.state != "InProgress":
-            raise conflict("Only work in progress can be completed", cur.state)
+        technician_id = act.require(
+            "complete", "InProgress", "Only work in progress can be completed"
+        )
         requested = {
             r["serviceid"]
             for r in await conn.fetch(
