@@ -103,16 +103,22 @@ class RoadPlanner:
         rng: random.Random,
         leg_m: tuple[float, float] = LEG_M,
         nearby: bool = False,
+        max_s: float | None = None,
     ) -> Route | None:
         """A route from `origin` to a random road point `leg_m` away by road (`nearby`:
-        drawn within `leg_m[1]` as the crow flies, for short legs in a large area)."""
+        drawn within `leg_m[1]` as the crow flies, for short legs in a large area), and
+        at most `max_s` at OSRM's speeds when given."""
         within = Area(origin[0], origin[1], leg_m[1]) if nearby else None
         for _ in range(MAX_DRAWS):
             dest = await self.road_point(rng, within)
             if dest is None:
                 return None
             r = await self.route(origin, dest)
-            if r is not None and leg_m[0] <= r.distance_m <= leg_m[1]:
+            if (
+                r is not None
+                and leg_m[0] <= r.distance_m <= leg_m[1]
+                and (max_s is None or r.duration_s <= max_s)
+            ):
                 return r
         return None
 

@@ -190,6 +190,23 @@ def _place(m: RoadMotion) -> RoadMotion:
     )
 
 
+def point_ahead(m: RoadMotion, min_m: float, max_m: float) -> tuple[float, float] | None:
+    """The first point of the leg at least `min_m` ahead along it, when it is no more
+    than `max_m` ahead (a place the vehicle is driving towards); None when the leg ends
+    sooner or bends no point into the window."""
+    if m.done:
+        return None
+    ahead = m.leg.lengths_m[m.segment] - m.along_m
+    for i in range(m.segment + 1, len(m.leg.points)):
+        if ahead > max_m:
+            return None
+        if ahead >= min_m:
+            return m.leg.points[i]
+        if i < len(m.leg.lengths_m):
+            ahead += m.leg.lengths_m[i]
+    return None
+
+
 def step_road(m: RoadMotion, dt: float) -> RoadMotion:
     """Where the vehicle is `dt` seconds later: waiting out stops, along segments, parked
     at the end of the leg."""

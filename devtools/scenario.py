@@ -23,7 +23,9 @@ import websockets
 
 from api.auth import Role, issue_token
 from devtools.driving import Errand, RoadPlanner
+from devtools.roads import point_ahead
 from devtools.simulate import SimDevice
+from geofence.routes import Route
 from ingest.filters import distance_m
 
 log = logging.getLogger("demo")
@@ -41,6 +43,16 @@ POLL_S: Final = 1.0
 APPS_WAIT_S: Final = 15.0
 FIRST_FIXES_S: Final = 3.0
 WS_RETRY_S: Final = 2.0
+JOB_RETRY_S: Final = 2.0
+"""No job found (every technician busy, or none on a road yet): look again this soon,
+not a whole `every_s` later (a bounded demo may have time for one scenario only)."""
+JOB_LEAD_S: Final = RING_SETTLE_S + 2.0
+"""A job up the road is placed this far (at the leg's top speed) beyond the window, for
+the technician drives on while rung and until accepted."""
+JOB_MIN_SPEED_MPS: Final = 6.0
+"""A job whose road is slower than this on average (OSRM's speeds; Monaco's lanes and
+stairs-side chemins run at 10 km/h) is drawn again: its journey would take far longer
+than its distance says."""
 SERVICES: Final = (
     ("DEMO-JUMP", "Jump start", 49.0, 15),
     ("DEMO-TYRE", "Flat tyre change", 79.0, 30),
@@ -281,24 +293,57 @@ async def _rung(setup: DispatchSetup, request_id: str, stop: asyncio.Event) -> l
     return rung
 
 
-def _nearest(techs: list[Technician], at: tuple[float, float]) -> Technician:
+async def _nearest(
+    planner: RoadPlanner, techs: list[Technician], at: tuple[float, float]
+) -> tuple[Technician, Route | None]:
+    """The technician with the shortest drive to `at` at OSRM's speeds, and that drive
+    (Monaco's one-way lanes make the nearest as the crow flies a long way round); else
+    the nearest as the crow flies."""
+    best: tuple[Technician, Route] | None = None
+    for tech in techs:
+        r = await planner.route(tech.device.position, at)
+        if r is not None and (best is None or r.duration_s < best[1].duration_s):
+            best = tech, r
+    if best is not None:
+        return best
+
     def away_m(t: Technician) -> float:
         lat, lon = t.device.position
         return distance_m(lat, lon, at[0], at[1])
 
-    return min(techs, key=away_m)
+    return min(techs, key=away_m), None
+
+
+def _ahead(tech: Technician, job_m: tuple[float, float]) -> tuple[float, float] | None:
+    """A point of the road the technician is driving along, `job_m` ahead of where it
+    will be once rung and accepted (a breakdown up the road: the drive there stays short
+    however one-way the streets around)."""
+    road = tech.device.road
+    if road is None:
+        return None
+    lead_m = JOB_LEAD_S * max(road.motion.leg.speeds_mps, default=0.0)
+    return point_ahead(road.motion, job_m[0] + lead_m, job_m[1] + lead_m)
 
 
 async def _pick_job(
     setup: DispatchSetup, planner: RoadPlanner, job_m: tuple[float, float], rng: random.Random
 ) -> tuple[Technician, tuple[float, float]] | None:
-    """A customer location on the road, `job_m` by road from a free technician."""
+    """A customer location on the road, `job_m` by road from a free technician: up the
+    road it drives along, else a random one around it (each technician in turn: one may
+    still be parked off the road before its first leg)."""
     free = [t for t in setup.technicians if t.device.errand is None]
-    if not free:
-        return None
-    tech = rng.choice(free)
-    r = await planner.random_route(tech.device.position, rng, job_m, nearby=True)
-    return None if r is None else (tech, r.points[-1])
+    rng.shuffle(free)
+    for tech in free:
+        at = _ahead(tech, job_m)
+        if at is not None:
+            return tech, at
+    for tech in free:
+        r = await planner.random_route(
+            tech.device.position, rng, job_m, nearby=True, max_s=job_m[1] / JOB_MIN_SPEED_MPS
+        )
+        if r is not None:
+            return tech, r.points[-1]
+    return None
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> bool:
@@ -321,13 +366,19 @@ async def _wait(check: Callable[[], Any], stop: asyncio.Event, timeout_s: float)
 async def run_one(
     api: httpx.AsyncClient, setup: DispatchSetup, planner: RoadPlanner, job_m: tuple[float, float],
     work_s: float, number: int, rng: random.Random, stop: asyncio.Event,
-    say: Callable[[str], None], api_base: str,
-) -> None:  # fmt: skip
+    say: Callable[[str], None], api_base: str, retry: bool = False,
+) -> bool:  # fmt: skip
+    """One customer request, to its feedback; False when no job was found for it."""
     step = Step(number)
     job = await _pick_job(setup, planner, job_m, rng)
     if job is None:
-        say(step.line("no free technician or no road point found; next time"))
-        return
+        if not retry:
+            say(
+                step.line(
+                    f"no free technician or no road point found; looking every {JOB_RETRY_S:g} s"
+                )
+            )
+        return False
     _, at = job
     customer = setup.customers[(number - 1) % len(setup.customers)]
     services = rng.sample(setup.services, k=rng.choice((1, 2)))
@@ -337,14 +388,14 @@ async def run_one(
 
     rung = await _rung(setup, request_id, stop)
     if stop.is_set():
-        return
+        return True
     if rung:
-        tech = _nearest(rung, at)
+        tech, drive = await _nearest(planner, rung, at)
         await setup._call(api, "PUT", f"/service-request/{request_id}/1", tech.headers)
-        say(step.line(f"rang {len(rung)} technicians; {tech.name} (the nearest) accepted"))
+        say(step.line(f"rang {len(rung)} technicians; {tech.name} (the nearest by road) accepted"))
     else:
         free = [t for t in setup.technicians if t.device.errand is None] or setup.technicians
-        tech = _nearest(free, at)
+        tech, drive = await _nearest(planner, free, at)
         await setup._call(
             api, "POST", "/service-request/assign", setup.admin,
             {"requestId": request_id, "technicianId": tech.id},
@@ -355,7 +406,14 @@ async def run_one(
     tech.device.errand = errand
     try:
         await setup._call(api, "POST", f"/service-request/{request_id}/start-journey", tech.headers)
-        say(step.line(f"{tech.name} is on the way (the engine's trip: ETA and route live)"))
+        by_road = (
+            ""
+            if drive is None
+            else f", {drive.distance_m:.0f} m, ~{drive.duration_s:.0f} s by road"
+        )
+        say(
+            step.line(f"{tech.name} is on the way (the engine's trip: ETA and route live{by_road})")
+        )
 
         async def arrived() -> str | None:
             d = await setup._call(api, "GET", f"/service-request/{request_id}", setup.admin)
@@ -363,7 +421,7 @@ async def run_one(
 
         if await _wait(arrived, stop, ARRIVAL_WAIT_S) is None:
             say(step.line("no arrival in time; giving up on this one"))
-            return
+            return True
         say(step.line(f"{tech.name} arrived (the engine's trip_arrived -> technician_arrived)"))
         await setup._call(
             api, "PUT", f"/service-request/{request_id}", tech.headers, params={"workAction": 1}
@@ -372,7 +430,7 @@ async def run_one(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), work_s)
         if stop.is_set():
-            return
+            return True
         await setup._call(
             api, "PUT", f"/service-request/{request_id}", tech.headers,
             {"mileage": rng.randint(20_000, 180_000),
@@ -389,6 +447,7 @@ async def run_one(
         {"rating": rating, "feedback": "Quick and friendly"},
     )  # fmt: skip
     say(step.line(f"{customer.name} rated it {rating}/5"))
+    return True
 
 
 async def run_scenarios(
@@ -408,14 +467,20 @@ async def run_scenarios(
                     await tech.connected.wait()
         if await _sleep(stop, FIRST_FIXES_S):
             return
+        retry = False
         while not stop.is_set():
-            number += 1
+            number += 0 if retry else 1
             started = time.monotonic()
             try:
-                await run_one(api, setup, planner, options.job_m, options.work_s, number, rng,
-                              stop, say, api_base)  # fmt: skip
+                made = await run_one(api, setup, planner, options.job_m, options.work_s, number,
+                                     rng, stop, say, api_base, retry)  # fmt: skip
             except (ScenarioError, httpx.HTTPError) as e:
                 say(f"scenario {number}: {e}")
+                made = True
+            retry = not made
+            if retry:
+                await _sleep(stop, JOB_RETRY_S)
+                continue
             left = options.every_s - (time.monotonic() - started)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), max(5.0, left))

@@ -19,7 +19,9 @@ from tests.support.paths import FIXGATE_BIN
 
 DURATION_S = 95
 """The demo's own bound: start-up (~10 s), the first ring (~5 s), a journey of at most
-400 m by road through Monaco (~1 min with its stops), the arrival."""
+400 m up the road the technician drives along (10-50 s through Monaco with its stops),
+the arrival. (A job placed at random 400 m away could take two minutes and more over
+Monaco's one-way lanes: CI once saw that, with no arrival within the bound.)"""
 ARRIVED = ("Completed",)
 
 

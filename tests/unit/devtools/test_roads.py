@@ -21,6 +21,7 @@ from devtools.roads import (
     offset,
     parked,
     plan_leg,
+    point_ahead,
     start_leg,
     step_road,
     turn_deg,
@@ -105,6 +106,21 @@ def test_speed_is_zero_while_waiting_at_a_junction() -> None:
     m = step_road(start_leg(leg), to_stop + 0.5 * min(leg.stops_s[stop_at], STOP_S[0]))
     assert m.segment == stop_at and m.speed == 0.0 and m.wait_s > 0.0
     assert (m.lat, m.lon) == pytest.approx(leg.points[stop_at])
+
+
+def test_a_point_ahead_is_a_point_of_the_leg_within_the_window() -> None:
+    leg = plan_leg(zigzag_route(), random.Random(0))
+    step = leg.lengths_m[0]  # ~89 m: every segment of the zigzag is as long
+    m = step_road(start_leg(leg), 0.25 * step / max(leg.speeds_mps))  # a bit into segment 0
+    assert m.segment == 0 and 0.0 < m.along_m < step
+    ahead = step - m.along_m
+    assert point_ahead(m, 0.0, 1000.0) == leg.points[1], "the next corner"
+    # The first corner at least 200 m ahead: the third one from here.
+    assert point_ahead(m, 200.0, 1000.0) == leg.points[3]
+    assert ahead + 2 * step >= 200.0 > ahead + step
+    assert point_ahead(m, 200.0, 210.0) is None, "that corner lies beyond the window"
+    assert point_ahead(m, 5000.0, 9000.0) is None, "the leg ends sooner"
+    assert point_ahead(step_road(m, 10_000.0), 0.0, 1000.0) is None, "parked: nowhere ahead"
 
 
 def test_gps_noise_is_a_few_metres_and_correlated() -> None:
