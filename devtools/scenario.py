@@ -327,7 +327,7 @@ def _ahead(tech: Technician, job_m: tuple[float, float]) -> tuple[float, float] 
 
 async def _pick_job(
     setup: DispatchSetup, planner: RoadPlanner, job_m: tuple[float, float], rng: random.Random
-) -> tuple[Technician, tuple[float, float]] | None:
+) -> tuple[float, float] | None:
     """A customer location on the road, `job_m` by road from a free technician: up the
     road it drives along, else a random one around it (each technician in turn: one may
     still be parked off the road before its first leg)."""
@@ -336,13 +336,13 @@ async def _pick_job(
     for tech in free:
         at = _ahead(tech, job_m)
         if at is not None:
-            return tech, at
+            return at
     for tech in free:
         r = await planner.random_route(
             tech.device.position, rng, job_m, nearby=True, max_s=job_m[1] / JOB_MIN_SPEED_MPS
         )
         if r is not None:
-            return tech, r.points[-1]
+            return r.points[-1]
     return None
 
 
@@ -364,22 +364,12 @@ async def _wait(check: Callable[[], Any], stop: asyncio.Event, timeout_s: float)
 
 
 async def run_one(
-    api: httpx.AsyncClient, setup: DispatchSetup, planner: RoadPlanner, job_m: tuple[float, float],
+    api: httpx.AsyncClient, setup: DispatchSetup, planner: RoadPlanner, at: tuple[float, float],
     work_s: float, number: int, rng: random.Random, stop: asyncio.Event,
-    say: Callable[[str], None], api_base: str, retry: bool = False,
-) -> bool:  # fmt: skip
-    """One customer request, to its feedback; False when no job was found for it."""
+    say: Callable[[str], None], api_base: str,
+) -> None:  # fmt: skip
+    """One customer request at `at`, to its feedback."""
     step = Step(number)
-    job = await _pick_job(setup, planner, job_m, rng)
-    if job is None:
-        if not retry:
-            say(
-                step.line(
-                    f"no free technician or no road point found; looking every {JOB_RETRY_S:g} s"
-                )
-            )
-        return False
-    _, at = job
     customer = setup.customers[(number - 1) % len(setup.customers)]
     services = rng.sample(setup.services, k=rng.choice((1, 2)))
     request_id, step.request_number = await _request(api, setup, customer, at, services)
@@ -388,7 +378,7 @@ async def run_one(
 
     rung = await _rung(setup, request_id, stop)
     if stop.is_set():
-        return True
+        return
     if rung:
         tech, drive = await _nearest(planner, rung, at)
         await setup._call(api, "PUT", f"/service-request/{request_id}/1", tech.headers)
@@ -421,7 +411,7 @@ async def run_one(
 
         if await _wait(arrived, stop, ARRIVAL_WAIT_S) is None:
             say(step.line("no arrival in time; giving up on this one"))
-            return True
+            return
         say(step.line(f"{tech.name} arrived (the engine's trip_arrived -> technician_arrived)"))
         await setup._call(
             api, "PUT", f"/service-request/{request_id}", tech.headers, params={"workAction": 1}
@@ -430,7 +420,7 @@ async def run_one(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), work_s)
         if stop.is_set():
-            return True
+            return
         await setup._call(
             api, "PUT", f"/service-request/{request_id}", tech.headers,
             {"mileage": rng.randint(20_000, 180_000),
@@ -447,7 +437,6 @@ async def run_one(
         {"rating": rating, "feedback": "Quick and friendly"},
     )  # fmt: skip
     say(step.line(f"{customer.name} rated it {rating}/5"))
-    return True
 
 
 async def run_scenarios(
@@ -467,20 +456,24 @@ async def run_scenarios(
                     await tech.connected.wait()
         if await _sleep(stop, FIRST_FIXES_S):
             return
-        retry = False
+        looking = False
         while not stop.is_set():
-            number += 0 if retry else 1
-            started = time.monotonic()
-            try:
-                made = await run_one(api, setup, planner, options.job_m, options.work_s, number,
-                                     rng, stop, say, api_base, retry)  # fmt: skip
-            except (ScenarioError, httpx.HTTPError) as e:
-                say(f"scenario {number}: {e}")
-                made = True
-            retry = not made
-            if retry:
+            at = await _pick_job(setup, planner, options.job_m, rng)
+            if at is None:
+                if not looking:
+                    say(f"scenario {number + 1}: no free technician or no road point found;"
+                        f" looking every {JOB_RETRY_S:g} s")  # fmt: skip
+                looking = True
                 await _sleep(stop, JOB_RETRY_S)
                 continue
+            looking = False
+            number += 1
+            started = time.monotonic()
+            try:
+                await run_one(api, setup, planner, at, options.work_s, number, rng, stop, say,
+                              api_base)  # fmt: skip
+            except (ScenarioError, httpx.HTTPError) as e:
+                say(f"scenario {number}: {e}")
             left = options.every_s - (time.monotonic() - started)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), max(5.0, left))
