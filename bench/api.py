@@ -16,13 +16,17 @@ loop; for each request one rung technician rejects and another accepts. Printed,
   - ETA calculation: `GET /service-request/{id}/queue` (queue position and queue ETA)
 With `--fleet-rate R` a gateway runs beside it and R fixes/s are sent to it over TCP NMEA
 by the technicians' devices from a process of its own (each device at its own place, so
-their live positions stay in their rings and fresh).
+their live positions stay in their rings and fresh); without it, their live positions are
+written again every 20 s.
+Then the floor under the same load: the cheapest call of each kind an accept is made of
+(`GET /healthz`, `SELECT 1`, Redis `PING`), timed from the same process meanwhile.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import math
 import multiprocessing
@@ -266,6 +270,49 @@ async def one_request(api: httpx.AsyncClient, rings: Rings, customer: tuple[str,
         await api.put(f"/service-request/{request_id}/3", json={"reason": "bench"}, headers=headers)
 
 
+FLOOR_EVERY_S = 0.05
+"""How often the floor probe calls each of its three cheapest calls."""
+
+
+async def probe_floor(base: str, pool: asyncpg.Pool, redis: aioredis.Redis,
+                      measuring: asyncio.Event, out: dict[str, list[float]]) -> None:  # fmt: skip
+    """The floor under the same load: the cheapest call of each kind the accept is made
+    of (an HTTP request to the API, a database round trip, a Redis round trip), timed from
+    this process while the measured requests run. No accept can be faster than the HTTP
+    call plus its own round trips; their tails are the machine's, not the dispatch code's."""
+    calls: list[tuple[str, Callable[[], Awaitable[object]]]] = []
+    async with httpx.AsyncClient(base_url=base, timeout=30.0) as own, pool.acquire() as conn:
+        calls = [
+            ("GET /healthz (HTTP, no database)", lambda: own.get("/healthz")),
+            ("SELECT 1 (one database round trip)", lambda: conn.fetchval("SELECT 1")),
+            ("PING (one Redis round trip)", lambda: redis.ping()),
+        ]
+        await measuring.wait()
+        while True:
+            for name, call in calls:
+                t = time.perf_counter()
+                await call()
+                out[name].append(time.perf_counter() - t)
+            await asyncio.sleep(FLOOR_EVERY_S)
+
+
+async def keep_fresh(redis_url: str, prefix: str, spots: dict[str, tuple[float, float]],
+                     every_s: float) -> None:  # fmt: skip
+    """Without a fleet, the technicians' live positions written again every `every_s`, so
+    they stay online (fresher than FIXGATE_ONLINE_MAX_AGE_S) however long the run."""
+    redis = aioredis.from_url(redis_url)
+    writer = LiveWriter(redis, prefix)
+    try:
+        while True:
+            await asyncio.sleep(every_s)
+            now = datetime.now(UTC)
+            fixes = [Fix(device_id=d, tenant_id=TENANT, time=now, lat=lat, lon=lon,
+                         received_at=now) for d, (lat, lon) in spots.items()]  # fmt: skip
+            await writer.write(fixes, fixes)
+    finally:
+        await redis.aclose()
+
+
 def fleet_load(port: int, tokens: dict[str, str], spots: dict[str, tuple[float, float]],
                rate: float, stop: Any, achieved: Any) -> None:  # fmt: skip
     """R fixes/s over TCP NMEA from the technicians' devices, one connection each, each
@@ -325,6 +372,7 @@ async def run(args: argparse.Namespace) -> None:
             spawn = multiprocessing.get_context("spawn")
             stop, sent = spawn.Event(), spawn.Value("d", -1.0)
             fleet = None
+            background: list[asyncio.Task[None]] = []
             if args.fleet_rate > 0:
                 procs.append(start(["gateway"], env, log_path))
                 await asyncio.to_thread(wait_ready, f"http://127.0.0.1:{metrics_port}/readyz")
@@ -334,9 +382,16 @@ async def run(args: argparse.Namespace) -> None:
                     daemon=True,  # a failed run must not hang on it
                 )
                 fleet.start()
+            else:
+                background.append(
+                    asyncio.create_task(keep_fresh(settings.redis_url, prefix, spots, 20.0))
+                )
             redis = aioredis.from_url(settings.redis_url)
             rings = Rings(redis, prefix)
-            reader = asyncio.create_task(rings.read())
+            background.append(asyncio.create_task(rings.read()))
+            measuring = asyncio.Event()
+            floor: dict[str, list[float]] = collections.defaultdict(list)
+            background.append(asyncio.create_task(probe_floor(base, pool, redis, measuring, floor)))
             out: dict[str, list[float]] = {k: [] for k in
                 ("create -> first ring", "accept", "reject", "ETA (queue position and ETA)",
                  "no ring within 10 s")}  # fmt: skip
@@ -362,6 +417,7 @@ async def run(args: argparse.Namespace) -> None:
                         if n == args.warmup:  # the first measured request: the clock starts
                             measured["metrics"] = (await api.get("/metrics")).text
                             measured["from"] = time.perf_counter()
+                            measuring.set()
                         try:
                             await one_request(
                                 own,
@@ -381,7 +437,9 @@ async def run(args: argparse.Namespace) -> None:
                 await asyncio.gather(*(client(k) for k in range(args.clients)))
             finally:
                 stop.set()
-                reader.cancel()
+                for task in background:
+                    task.cancel()
+                await asyncio.gather(*background, return_exceptions=True)
             took = time.perf_counter() - measured["from"]
             metrics = (await api.get("/metrics")).text
             if fleet is not None:
@@ -406,6 +464,10 @@ async def run(args: argparse.Namespace) -> None:
                 print(line(key, values))
         if errors:
             print(f"  {len(errors)} requests ended by a transport error: {sorted(set(errors))}")
+        print(f"the floor under the same load (each call every {FLOOR_EVERY_S * 1000:.0f} ms from this"
+              " process while the measured requests ran):")  # fmt: skip
+        for key, values in floor.items():
+            print(line(key, values))
         print("the API's own view (fixgate_api_request_seconds, from its histogram buckets):")
         for label, method, route in (
             ("create", "POST", "/service-request"),
