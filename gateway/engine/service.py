@@ -2,8 +2,9 @@
 
 Startup serves health, opens PostgreSQL and Redis, loads every tenant's geofences and the
 open trips, LISTENs for changes, joins the consumer group on `{prefix}positions`, then
-runs: read entries (first its own unacknowledged ones, then new ones), evaluate them in
-one batch, commit state + events per device atomically (`store`), acknowledge; take over
+runs: read entries (first its own unacknowledged ones, then new ones), wait while an older
+entry is in another engine's hands (stream order across engines), evaluate them in one
+batch, commit state + events per device atomically (`store`), acknowledge; take over
 entries a dead consumer left pending (XAUTOCLAIM); reload what NOTIFY says changed, and
 everything periodically. SIGTERM finishes the batch in hand, flushes ETA predictions
 and exits.
@@ -51,9 +52,17 @@ READ_BLOCK_MS: Final = 1000
 """XREADGROUP blocks at most this long, so stop and claims are looked at every second."""
 MAX_ROUTING_TASKS: Final = 64
 """Route requests in flight at once (OSRM answers in milliseconds; this bounds a burst)."""
+ORDER_POLL_S: Final = 0.005
+"""How often a batch waiting for older entries in another's hands looks again."""
+ORDER_LOOK_AHEAD: Final = 100
+"""Older pending entries looked at per check (a backlog beyond it is this engine's own)."""
 
 FIXES = Counter("fixgate_engine_fixes_total", "Fixes read from the positions stream", ["result"])
 EVENTS = Counter("fixgate_engine_events_total", "Events written to the events stream", ["type"])
+ORDER_WAITS = Counter(
+    "fixgate_engine_order_waits_total",
+    "Looks again while an older stream entry was in another engine's hands",
+)
 CONFLICTS = Counter(
     "fixgate_engine_cas_conflicts_total", "State commits refused (another engine moved the device)"
 )
@@ -96,6 +105,8 @@ class Engine:
         self.consumer = es.engine_consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.stream = f"{settings.redis_prefix}positions"
         self.routing_slots = asyncio.Semaphore(MAX_ROUTING_TASKS)
+        self.in_hand: set[bytes] = set()
+        """Ids of the entries this engine is handling now (a read batch, a claimed one)."""
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)
@@ -272,6 +283,40 @@ class Engine:
                 log.warning("engine: claiming pending entries failed: %s", e)
 
     async def handle(self, entries: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        ids = [e[0] for e in entries]
+        await self.wait_for_older(ids)
+        self.in_hand.update(ids)
+        try:
+            await self._handle(entries)
+        finally:
+            self.in_hand.difference_update(ids)
+
+    async def wait_for_older(self, ids: Sequence[bytes]) -> None:
+        """Wait while an older entry is being handled elsewhere (another engine, or this
+        one's claim of it): a device's fixes in it come first. Handled at once, the newer
+        batch would commit first and make the older fixes late, so two engines would emit
+        other events than one. A dead holder's entries are claimed after
+        FIXGATE_ENGINE_CLAIM_IDLE_S; after twice that the batch goes ahead regardless (the
+        compare-and-set still keeps the state whole)."""
+        first = min(ids, key=_entry_order).decode()
+        deadline = time.monotonic() + 2 * self.es.engine_claim_idle_s
+        me = self.consumer.encode()
+        while time.monotonic() < deadline:
+            try:
+                older = await self.redis.xpending_range(
+                    self.stream, self.es.engine_group, "-", f"({first}", ORDER_LOOK_AHEAD
+                )
+            except (aioredis.ConnectionError, aioredis.TimeoutError):
+                return  # Redis away: the reads fail too, and the batch is redelivered
+            if not any(
+                _as_bytes(p["consumer"]) != me or _as_bytes(p["message_id"]) in self.in_hand
+                for p in older
+            ):
+                return
+            ORDER_WAITS.inc()
+            await asyncio.sleep(ORDER_POLL_S)
+
+    async def _handle(self, entries: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> None:
         started = time.perf_counter()
         by_device: dict[str, list[Fix]] = {}
         tenant_of: dict[str, str] = {}
@@ -401,6 +446,15 @@ class Engine:
                 await self.after_commit(result, [])
                 return
             CONFLICTS.inc()
+
+
+def _entry_order(entry_id: bytes) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition(b"-")
+    return int(ms), int(seq or 0)
+
+
+def _as_bytes(value: object) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
 
 
 async def device_tenant(pool: asyncpg.Pool, device: str) -> str | None:

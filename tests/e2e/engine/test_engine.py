@@ -287,6 +287,49 @@ async def test_engine_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
 
 
 @pytest.mark.fault
+async def test_entries_newer_than_one_in_another_consumers_hands_wait_for_it(
+    fixgate_env: dict[str, str],
+    db_url: str,
+    redis_client: aioredis.Redis,
+    redis_prefix: str,
+    tmp_path: Path,
+) -> None:
+    """A consumer holds the first entries (read, never acknowledged) while the engine gets
+    the newer ones: the engine waits until it has taken them over and evaluated them, so
+    their fixes are not made late by the newer ones and the events are one engine's."""
+    for i in range(12):
+        await register(db_url, f"dev-{i:02d}", TENANT)
+    fixgate(
+        fixgate_env,
+        "geofence",
+        "add",
+        "--tenant",
+        TENANT,
+        "--name",
+        "yard",
+        str(square_geojson(tmp_path, 100)),
+    )
+    batches = _fleet()
+    expected = await reference(db_url, batches)
+    stream = f"{redis_prefix}positions"
+    await redis_client.xgroup_create(stream, "engine", id="0", mkstream=True)
+    # The first 17 batches, up to the first fence entries (12:00:32-34).
+    await feed(redis_client, redis_prefix, batches[:17])
+    held = await redis_client.xreadgroup("engine", "slow-one", {stream: ">"}, count=17)
+    assert len(held[0][1]) == 17
+    engine = EngineProcess(fixgate_env, tmp_path / "engine.log")
+    try:
+        await asyncio.to_thread(engine.wait_ready)
+        await feed(redis_client, redis_prefix, batches[17:], pause_s=0.005)
+        await wait_events(redis_client, redis_prefix, len(expected), timeout_s=60)
+        await asyncio.sleep(2.0)
+        got = await events(redis_client, redis_prefix)
+    finally:
+        engine.stop()
+    assert sorted(key(e) for e in got) == sorted(key(e) for e in expected)
+
+
+@pytest.mark.fault
 async def test_two_engines_on_one_stream_emit_what_one_emits(
     fixgate_env: dict[str, str],
     db_url: str,
