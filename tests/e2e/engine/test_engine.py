@@ -236,14 +236,10 @@ def _fleet() -> list[list[Fix]]:
     return batches_of(fixes, 24)
 
 
-@pytest.mark.fault
-async def test_engine_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
-    fixgate_env: dict[str, str],
-    db_url: str,
-    redis_client: aioredis.Redis,
-    redis_prefix: str,
-    tmp_path: Path,
-) -> None:
+async def _fleet_in_a_yard(
+    fixgate_env: dict[str, str], db_url: str, tmp_path: Path
+) -> list[list[Fix]]:
+    """The fault tests' fleet: 12 devices registered, driving in and out of one yard."""
     for i in range(12):
         await register(db_url, f"dev-{i:02d}", TENANT)
     fixgate(
@@ -256,7 +252,18 @@ async def test_engine_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
         "yard",
         str(square_geojson(tmp_path, 100)),
     )
-    batches = _fleet()
+    return _fleet()
+
+
+@pytest.mark.fault
+async def test_engine_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
+    fixgate_env: dict[str, str],
+    db_url: str,
+    redis_client: aioredis.Redis,
+    redis_prefix: str,
+    tmp_path: Path,
+) -> None:
+    batches = await _fleet_in_a_yard(fixgate_env, db_url, tmp_path)
     expected = await reference(db_url, batches)
     stream = f"{redis_prefix}positions"
     engine = EngineProcess(fixgate_env, tmp_path / "engine.log")
@@ -297,19 +304,7 @@ async def test_entries_newer_than_one_in_another_consumers_hands_wait_for_it(
     """A consumer holds the first entries (read, never acknowledged) while the engine gets
     the newer ones: the engine waits until it has taken them over and evaluated them, so
     their fixes are not made late by the newer ones and the events are one engine's."""
-    for i in range(12):
-        await register(db_url, f"dev-{i:02d}", TENANT)
-    fixgate(
-        fixgate_env,
-        "geofence",
-        "add",
-        "--tenant",
-        TENANT,
-        "--name",
-        "yard",
-        str(square_geojson(tmp_path, 100)),
-    )
-    batches = _fleet()
+    batches = await _fleet_in_a_yard(fixgate_env, db_url, tmp_path)
     expected = await reference(db_url, batches)
     stream = f"{redis_prefix}positions"
     await redis_client.xgroup_create(stream, "engine", id="0", mkstream=True)
@@ -337,19 +332,7 @@ async def test_two_engines_on_one_stream_emit_what_one_emits(
     redis_prefix: str,
     tmp_path: Path,
 ) -> None:
-    for i in range(12):
-        await register(db_url, f"dev-{i:02d}", TENANT)
-    fixgate(
-        fixgate_env,
-        "geofence",
-        "add",
-        "--tenant",
-        TENANT,
-        "--name",
-        "yard",
-        str(square_geojson(tmp_path, 100)),
-    )
-    batches = _fleet()
+    batches = await _fleet_in_a_yard(fixgate_env, db_url, tmp_path)
     expected = await reference(db_url, batches)
     one = EngineProcess(fixgate_env, tmp_path / "one.log", FIXGATE_ENGINE_READ_COUNT="3")
     two = EngineProcess(fixgate_env, tmp_path / "two.log", FIXGATE_ENGINE_READ_COUNT="3")
