@@ -117,6 +117,13 @@ def position(n: int, count: int, spread_miles: float) -> tuple[float, float]:
     return lat, lon
 
 
+def live_fixes(spots: dict[str, tuple[float, float]]) -> list[Fix]:
+    """A fix of now for every device at its spot: what its live position is written from."""
+    now = datetime.now(UTC)
+    return [Fix(device_id=d, tenant_id=TENANT, time=now, lat=lat, lon=lon, received_at=now)
+            for d, (lat, lon) in spots.items()]  # fmt: skip
+
+
 async def setup(api: httpx.AsyncClient, pool: asyncpg.Pool, redis_url: str, prefix: str,
                 count: int, spread_miles: float) -> tuple[list[tuple[str, str, dict[str, str]]], list[tuple[str, dict[str, str]]],
                                      str, dict[str, str], dict[str, tuple[float, float]]]:  # fmt: skip
@@ -134,7 +141,6 @@ async def setup(api: httpx.AsyncClient, pool: asyncpg.Pool, redis_url: str, pref
     spots: dict[str, tuple[float, float]] = {}
     redis = aioredis.from_url(redis_url)
     writer = LiveWriter(redis, prefix)
-    fixes = []
     for n in range(count):
         device = f"bench-van-{n:04d}"
         async with pool.acquire() as conn:
@@ -143,12 +149,8 @@ async def setup(api: httpx.AsyncClient, pool: asyncpg.Pool, redis_url: str, pref
                                            "lastName": f"{n}", "availabilityStatus": "Available",
                                            "deviceId": device})  # fmt: skip
         techs.append((tid, device, token(Role.TECHNICIAN, tid)))
-        lat, lon = position(n, count, spread_miles)
-        spots[device] = (lat, lon)
-        now = datetime.now(UTC)
-        fixes.append(
-            Fix(device_id=device, tenant_id=TENANT, time=now, lat=lat, lon=lon, received_at=now)
-        )
+        spots[device] = position(n, count, spread_miles)
+    fixes = live_fixes(spots)
     await writer.write(fixes, fixes)
     await redis.aclose()
     customers = []
@@ -280,9 +282,8 @@ async def probe_floor(base: str, pool: asyncpg.Pool, redis: aioredis.Redis,
     of (an HTTP request to the API, a database round trip, a Redis round trip), timed from
     this process while the measured requests run. No accept can be faster than the HTTP
     call plus its own round trips; their tails are the machine's, not the dispatch code's."""
-    calls: list[tuple[str, Callable[[], Awaitable[object]]]] = []
     async with httpx.AsyncClient(base_url=base, timeout=30.0) as own, pool.acquire() as conn:
-        calls = [
+        calls: list[tuple[str, Callable[[], Awaitable[object]]]] = [
             ("GET /healthz (HTTP, no database)", lambda: own.get("/healthz")),
             ("SELECT 1 (one database round trip)", lambda: conn.fetchval("SELECT 1")),
             ("PING (one Redis round trip)", lambda: redis.ping()),
@@ -305,9 +306,7 @@ async def keep_fresh(redis_url: str, prefix: str, spots: dict[str, tuple[float, 
     try:
         while True:
             await asyncio.sleep(every_s)
-            now = datetime.now(UTC)
-            fixes = [Fix(device_id=d, tenant_id=TENANT, time=now, lat=lat, lon=lon,
-                         received_at=now) for d, (lat, lon) in spots.items()]  # fmt: skip
+            fixes = live_fixes(spots)
             await writer.write(fixes, fixes)
     finally:
         await redis.aclose()

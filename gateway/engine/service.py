@@ -55,7 +55,7 @@ MAX_ROUTING_TASKS: Final = 64
 ORDER_POLL_S: Final = 0.005
 """How often a batch waiting for older entries in another's hands looks again."""
 ORDER_LOOK_AHEAD: Final = 100
-"""Older pending entries looked at per check (a backlog beyond it is this engine's own)."""
+"""Older pending entries looked at per check, oldest first (the ones in hand are among them)."""
 
 FIXES = Counter("fixgate_engine_fixes_total", "Fixes read from the positions stream", ["result"])
 EVENTS = Counter("fixgate_engine_events_total", "Events written to the events stream", ["type"])
