@@ -14,21 +14,24 @@ import time
 import pytest
 
 from devtools.stack import docker_engine_answers
+from devtools.stack.settings import StackSettings
 from tests.support.paths import FIXGATE_BIN
 
 pytestmark = pytest.mark.skipif(
     docker_engine_answers(), reason="with a Docker engine the stack is docker compose's"
 )
 
+_MAIN = StackSettings()
 PORTS = {
-    "FIXGATE_STACK_PG_PORT": 25442,
-    "FIXGATE_STACK_REDIS_PORT": 26389,
-    "FIXGATE_STACK_MQTT_PORT": 21893,
-    "FIXGATE_STACK_OSRM_PORT": 25010,
+    "FIXGATE_STACK_PG_PORT": _MAIN.stack_pg_port - 29990,
+    "FIXGATE_STACK_REDIS_PORT": _MAIN.stack_redis_port - 29990,
+    "FIXGATE_STACK_MQTT_PORT": _MAIN.stack_mqtt_port - 29990,
+    "FIXGATE_STACK_OSRM_PORT": _MAIN.stack_osrm_port - 29990,
 }
-"""Below Linux's ephemeral range (32768-60999): this stack starts late in the run, when a
-client socket of an earlier test could hold a port in that range as its local port
-(osrm-routed once failed to bind 55010: "Address already in use")."""
+"""Below Linux's ephemeral range (32768-60999; 25442, 26389, 21893, 25010 by default): this
+stack starts late in the run, when a client socket of an earlier test could hold a port in
+that range as its local port (osrm-routed once failed to bind 55010: "Address already in
+use"). Relative to the main stack's, so two checkouts with moved stacks can test at once."""
 
 
 def stack(*args: str) -> subprocess.CompletedProcess[str]:

@@ -36,7 +36,15 @@ from tests.support.paths import FIXGATE_BIN
 
 pytestmark = pytest.mark.fault
 
-FAULT_PORTS = {"stack_pg_port": 55472, "stack_redis_port": 56429, "stack_mqtt_port": 51933}
+_MAIN = StackSettings()
+FAULT_PORTS = {
+    "stack_pg_port": _MAIN.stack_pg_port + 40,
+    "stack_redis_port": _MAIN.stack_redis_port + 50,
+    "stack_mqtt_port": _MAIN.stack_mqtt_port + 50,
+}
+"""Beside the main stack's (55472, 56429, 51933 by default), so a checkout whose stack is
+moved (`FIXGATE_STACK_*_PORT`) moves its fault stack too and two checkouts can test at
+once."""
 
 
 @pytest.fixture(scope="module")
