@@ -121,7 +121,7 @@ well under the 30 s a supervisor waits after SIGTERM before SIGKILL."""
 async def _shut_down(
     tasks: list[asyncio.Task[None]], outbox: Outbox, client: aioredis.Redis, pool: asyncpg.Pool
 ) -> None:
-    """Background tasks, the outbox's last deletes, then Redis, then the pool, each under a
+    """Background tasks, the outbox's last relay and deletes, then Redis, then the pool, each under a
     deadline: a task stuck in a
     blocking read or a connection that is never released must not keep the process from
     exiting (uvicorn's order: stop, cancel stragglers with a count, close the pools)."""
@@ -134,8 +134,9 @@ async def _shut_down(
                 "api: %d background tasks did not stop within %.0f s", len(stuck), SHUTDOWN_STEP_S
             )
     try:
-        # The rows relayed last are deleted here, not left to another process's recovery.
-        await asyncio.wait_for(outbox.delete_relayed(), SHUTDOWN_STEP_S)
+        # What was committed last goes out and its rows are deleted here, not left to
+        # another process's recovery.
+        await asyncio.wait_for(outbox.drain(), SHUTDOWN_STEP_S)
     except TimeoutError:
         log.warning("api: relayed outbox rows not deleted within %.0f s", SHUTDOWN_STEP_S)
     try:

@@ -3,36 +3,14 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from enum import StrEnum
 
 import jwt
+
+from api.principal import Principal, Role
 
 ALGORITHM = "HS256"
 MAX_TTL_S = 30 * 24 * 3600
 """Longest token life `fixgate token issue` grants: a month, so a leaked token expires."""
-
-
-class Role(StrEnum):
-    ADMIN = "admin"
-    DISPATCHER = "dispatcher"
-    TECHNICIAN = "technician"
-    CUSTOMER = "customer"
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    subject: str  # customerId for a customer, technicianId for a technician
-    tenant: str
-    role: Role
-
-    @property
-    def is_staff(self) -> bool:
-        return self.role in (Role.ADMIN, Role.DISPATCHER)
-
-    @property
-    def actor(self) -> str:
-        return f"{self.role.value}:{self.subject}"
 
 
 class BadToken(Exception):

@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from api.auth import MAX_TTL_S, Role, issue_token
+from api.auth import MAX_TTL_S, issue_token
+from api.principal import Role
 from api.settings import MIN_SECRET_CHARS, ApiSettings
 
 token_app = typer.Typer(no_args_is_help=True, help="Bearer tokens of the dispatch API.")

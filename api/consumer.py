@@ -25,9 +25,9 @@ from redis.exceptions import ResponseError
 from api import lifecycle
 from api.metrics import ENGINE_EVENTS
 from api.notify import Notifier
-from api.outbox import OutboxWriter
 from api.queue import live_position, route_key
 from api.state import ApiState
+from api.unit_of_work import unit_of_work
 
 log = logging.getLogger("fixgate.api.consumer")
 
@@ -78,9 +78,8 @@ async def handle(state: ApiState, event: dict[str, Any]) -> None:
     }
     engine_id = event.get("id")
     event_id = uuid.uuid5(EVENT_ID_NAMESPACE, engine_id) if isinstance(engine_id, str) else None
-    async with state.tx() as conn:
-        notifier = Notifier(OutboxWriter(conn))
-        await notifier.location_updated(tenant, str(request_id), payload, event_id)
+    async with unit_of_work(state, tenant) as uow:
+        Notifier(uow).location_updated(tenant, str(request_id), payload, event_id)
 
 
 async def _ensure_group(client: aioredis.Redis, stream: str) -> None:

@@ -12,8 +12,10 @@ import redis.asyncio as aioredis
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.auth import BadToken, Principal, Role, read_token
+from api.auth import BadToken, read_token
 from api.errors import forbidden, unauthorized
+from api.machine import Action, roles_of
+from api.principal import Principal, Role
 from api.settings import ApiSettings
 from api.state import ApiState
 
@@ -74,6 +76,11 @@ def require(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
         return principal
 
     return guard
+
+
+def may(action: Action) -> Callable[[Principal], Awaitable[Principal]]:
+    """Only the roles the lifecycle's table lets take `action` (api/machine.py)."""
+    return require(*sorted(roles_of(action)))
 
 
 StaffDep = Annotated[Principal, Depends(require(Role.ADMIN, Role.DISPATCHER))]

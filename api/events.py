@@ -3,8 +3,8 @@
 
 Entry fields: `id` (uuid), `event` (name), `tenant`, `groups` (JSON list: `Request-{id}`,
 `AllAdmins`, `Technician-{id}`, `Customer-{id}`), `payload` (JSON, camelCase), `at` (ISO).
-Actions write their events to the outbox in their own transaction; the relay puts them on
-the stream (api/outbox.py).
+Actions announce their events into their unit of work, written to the outbox in their own
+transaction; the relay puts them on the stream (api/outbox.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 MAX_STREAM_ENTRIES = 100_000
 """The stream feeds live consumers and replays to reconnecting ones, it is not history (the
@@ -46,17 +46,3 @@ def _default(value: object) -> object:
 def to_json(value: Any) -> str:
     """A payload or group list as the stream carries it (datetimes ISO, uuids as text)."""
     return json.dumps(value, default=_default)
-
-
-class EventSink(Protocol):
-    """Where the Notifier sends an event (the outbox of the action's transaction)."""
-
-    async def publish(
-        self,
-        tenant: str,
-        event: str,
-        payload: Any,
-        groups: list[str],
-        *,
-        event_id: uuid.UUID | None = None,
-    ) -> None: ...

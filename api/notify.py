@@ -1,6 +1,7 @@
 """The specification's real-time events (Part 3), built from a request's detailed shape
-with their target groups, written to the outbox of the action's transaction (api/outbox.py)
-on their way to `{prefix}dispatch`."""
+with their target groups, into the action's unit of work (api/unit_of_work.py), whose
+commit writes them to the outbox on their way to `{prefix}dispatch`. `announce` sends what
+a move of the lifecycle says it announces (api/machine.py's table), in the table's order."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
-from api.events import ALL_ADMINS, EventSink, customer_group, request_group, technician_group
+from api.events import ALL_ADMINS, customer_group, request_group, technician_group
+from api.machine import Event, Move
 from api.models.requests import ServiceRequestDetailedResponse
 from api.store.requests import basic_info
+from api.unit_of_work import UnitOfWork
 
 
 def _json(model: BaseModel) -> dict[str, Any]:
@@ -24,13 +27,13 @@ def _now() -> str:
 
 
 class Notifier:
-    """An event is part of the action it reports: a failure to write it fails the action's
-    transaction (the outbox is in the same database, so it fails only when the action would)."""
+    """The events' payloads and groups, announced into a unit of work: an event is part of
+    the action it reports, written with it or not at all."""
 
-    def __init__(self, sink: EventSink) -> None:
-        self.sink = sink
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
 
-    async def _send(
+    def _send(
         self,
         tenant: str,
         event: str,
@@ -38,7 +41,7 @@ class Notifier:
         groups: list[str],
         event_id: UUID | None = None,
     ) -> None:
-        await self.sink.publish(tenant, event, payload, groups, event_id=event_id)
+        self.uow.announce(event, payload, groups, tenant=tenant, event_id=event_id)
 
     def _groups(self, d: ServiceRequestDetailedResponse, *, admins: bool = True) -> list[str]:
         groups = [request_group(str(d.request_id)), customer_group(str(d.customer_id))]
@@ -56,10 +59,10 @@ class Notifier:
             "customerInfo": payload["customer"],
         }
 
-    async def new_service_request(self, d: ServiceRequestDetailedResponse, tenant: str) -> None:
-        await self._send(tenant, "new_service_request", _json(d), self._groups(d))
+    def new_service_request(self, d: ServiceRequestDetailedResponse, tenant: str) -> None:
+        self._send(tenant, Event.NEW_SERVICE_REQUEST, _json(d), self._groups(d))
 
-    async def rings(
+    def rings(
         self,
         d: ServiceRequestDetailedResponse,
         tenant: str,
@@ -79,15 +82,15 @@ class Notifier:
             "ringStartedAt": started_at.isoformat(),
         }
         groups = [technician_group(t) for t in technician_ids]
-        await self._send(tenant, "ring_notification_received", payload, groups)
+        self._send(tenant, Event.RING_NOTIFICATION, payload, groups)
 
-    async def status_changed(
+    def status_changed(
         self, d: ServiceRequestDetailedResponse, tenant: str, extra_technicians: list[str]
     ) -> None:
         groups = self._groups(d) + [technician_group(t) for t in extra_technicians]
-        await self._send(tenant, "request_status_changed", _json(basic_info(d)), groups)
+        self._send(tenant, Event.STATUS_CHANGED, _json(basic_info(d)), groups)
 
-    async def escalated(
+    def escalated(
         self, d: ServiceRequestDetailedResponse, tenant: str, previous: str, reason: str | None
     ) -> None:
         payload = {
@@ -96,9 +99,9 @@ class Notifier:
             "priority": d.priority.value,
             "reason": reason,
         }
-        await self._send(tenant, "request_escalated", payload, self._groups(d))
+        self._send(tenant, Event.ESCALATED, payload, self._groups(d))
 
-    async def sla_violated(
+    def sla_violated(
         self, d: ServiceRequestDetailedResponse, tenant: str, target_minutes: int
     ) -> None:
         """The area's response time passed with nobody there: to the staff and to the
@@ -115,9 +118,9 @@ class Notifier:
             "slaDueAt": d.sla_due_at.isoformat() if d.sla_due_at else None,
             "priority": d.priority.value,
         }
-        await self._send(tenant, "sla_violated", payload, groups)
+        self._send(tenant, Event.SLA_VIOLATED, payload, groups)
 
-    async def accepted(
+    def accepted(
         self, d: ServiceRequestDetailedResponse, tenant: str, location: dict[str, Any] | None
     ) -> None:
         payload = {
@@ -129,20 +132,20 @@ class Notifier:
             "encodedPolyline": None,
             "polylineVersion": None,
         }
-        await self._send(tenant, "request_accepted", payload, self._groups(d))
+        self._send(tenant, Event.ACCEPTED, payload, self._groups(d))
 
-    async def assigned(self, d: ServiceRequestDetailedResponse, tenant: str) -> None:
-        await self._send(tenant, "request_assigned", _json(d), self._groups(d))
+    def assigned(self, d: ServiceRequestDetailedResponse, tenant: str) -> None:
+        self._send(tenant, Event.ASSIGNED, _json(d), self._groups(d))
 
-    async def canceled(
+    def canceled(
         self, d: ServiceRequestDetailedResponse, tenant: str, old_technician: str | None
     ) -> None:
         groups = self._groups(d)
         if old_technician and technician_group(old_technician) not in groups:
             groups.append(technician_group(old_technician))
-        await self._send(tenant, "request_canceled", _json(d), groups)
+        self._send(tenant, Event.CANCELED, _json(d), groups)
 
-    async def journey_started(self, d: ServiceRequestDetailedResponse, tenant: str) -> None:
+    def journey_started(self, d: ServiceRequestDetailedResponse, tenant: str) -> None:
         name = f"{d.technician.first_name} {d.technician.last_name}" if d.technician else None
         payload = {
             "requestId": str(d.request_id),
@@ -151,9 +154,9 @@ class Notifier:
             "timestamp": _now(),
             "requestDetails": _json(d),
         }
-        await self._send(tenant, "journey_started", payload, self._groups(d))
+        self._send(tenant, Event.JOURNEY_STARTED, payload, self._groups(d))
 
-    async def arrived(self, d: ServiceRequestDetailedResponse, tenant: str) -> None:
+    def arrived(self, d: ServiceRequestDetailedResponse, tenant: str) -> None:
         t = d.technician
         payload = {
             "requestId": str(d.request_id),
@@ -164,34 +167,72 @@ class Notifier:
             "message": "Technician has arrived at your location",
             "timestamp": (d.arrived_at.isoformat() if d.arrived_at else _now()),
         }
-        await self._send(tenant, "technician_arrived", payload, self._groups(d, admins=False))
+        self._send(tenant, Event.ARRIVED, payload, self._groups(d, admins=False))
 
-    async def service_started(self, d: ServiceRequestDetailedResponse, tenant: str) -> None:
+    def service_started(self, d: ServiceRequestDetailedResponse, tenant: str) -> None:
         at = d.started_at.isoformat() if d.started_at else _now()
         payload = {**self._core(d), "serviceStartAt": at}
-        await self._send(tenant, "service_started", payload, self._groups(d))
+        self._send(tenant, Event.SERVICE_STARTED, payload, self._groups(d))
 
-    async def service_completed(self, d: ServiceRequestDetailedResponse, tenant: str) -> None:
+    def service_completed(self, d: ServiceRequestDetailedResponse, tenant: str) -> None:
         at = d.completed_at.isoformat() if d.completed_at else _now()
         payload = {**self._core(d), "serviceCompletedAt": at}
-        await self._send(tenant, "service_completed", payload, self._groups(d))
+        self._send(tenant, Event.SERVICE_COMPLETED, payload, self._groups(d))
 
-    async def queue_updated(
-        self, tenant: str, technician_id: str, queue: list[dict[str, Any]]
-    ) -> None:
+    def queue_updated(self, tenant: str, technician_id: str, queue: list[dict[str, Any]]) -> None:
         payload = {"technicianId": technician_id, "queue": queue}
-        await self._send(
-            tenant, "QueueUpdated", payload, [technician_group(technician_id), ALL_ADMINS]
+        self._send(
+            tenant, Event.QUEUE_UPDATED, payload, [technician_group(technician_id), ALL_ADMINS]
         )
 
-    async def queue_position_changed(
-        self, tenant: str, customer_id: str, entry: dict[str, Any]
-    ) -> None:
+    def queue_position_changed(self, tenant: str, customer_id: str, entry: dict[str, Any]) -> None:
         groups = [customer_group(customer_id), request_group(str(entry["requestId"]))]
-        await self._send(tenant, "QueuePositionChanged", entry, groups)
+        self._send(tenant, Event.QUEUE_POSITION_CHANGED, entry, groups)
 
-    async def location_updated(
+    def location_updated(
         self, tenant: str, request_id: str, payload: dict[str, Any], event_id: UUID | None = None
     ) -> None:
         groups = [request_group(request_id)]
-        await self._send(tenant, "LocationUpdated", payload, groups, event_id)
+        self._send(tenant, Event.LOCATION_UPDATED, payload, groups, event_id)
+
+
+def announce(
+    uow: UnitOfWork,
+    move: Move,
+    detail: ServiceRequestDetailedResponse,
+    *,
+    location: dict[str, Any] | None = None,
+    also_technicians: list[str] | None = None,
+    old_technician: str | None = None,
+    previous_priority: str | None = None,
+    reason: str | None = None,
+    target_minutes: int = 0,
+) -> None:
+    """The events `move` announces about `detail` (the request as the move leaves it), in
+    the table's order, but the queue's (api/lifecycle.py `publish_queue`) and the ring's
+    (api/ring.py), which need more than the request."""
+    notifier, tenant = Notifier(uow), uow.tenant
+    for event in move.announces:
+        if event is Event.NEW_SERVICE_REQUEST:
+            notifier.new_service_request(detail, tenant)
+        elif event is Event.ACCEPTED:
+            notifier.accepted(detail, tenant, location)
+        elif event is Event.ASSIGNED:
+            notifier.assigned(detail, tenant)
+        elif event is Event.STATUS_CHANGED:
+            notifier.status_changed(detail, tenant, also_technicians or [])
+        elif event is Event.CANCELED:
+            notifier.canceled(detail, tenant, old_technician)
+        elif event is Event.JOURNEY_STARTED:
+            notifier.journey_started(detail, tenant)
+        elif event is Event.ARRIVED:
+            notifier.arrived(detail, tenant)
+        elif event is Event.SERVICE_STARTED:
+            notifier.service_started(detail, tenant)
+        elif event is Event.SERVICE_COMPLETED:
+            notifier.service_completed(detail, tenant)
+        elif event is Event.ESCALATED:
+            assert previous_priority is not None, "an escalation says what it was"
+            notifier.escalated(detail, tenant, previous_priority, reason)
+        elif event is Event.SLA_VIOLATED:
+            notifier.sla_violated(detail, tenant, target_minutes)

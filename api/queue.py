@@ -3,13 +3,14 @@
 ETA of the request at position p (the specification's formula): the travel and service
 time of everything ahead of it, plus the travel to it, plus a buffer. The leg being
 driven uses the engine's latest `trip_update` ETA for it; other legs are straight-line
-distance at a fallback speed (the specification's 25 mph).
+distance at a fallback speed (the specification's 25 mph). What the ETAs need of Redis
+(the technician's live position, the routes being driven) comes in one round trip.
 """
 
 from __future__ import annotations
 
 import json
-import math
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -17,17 +18,11 @@ from uuid import UUID
 import asyncpg
 import redis.asyncio as aioredis
 
+from api.machine import RequestStatus
 from api.settings import ApiSettings
-from api.store.requests import QUEUED_STATES
-
-EARTH_RADIUS_M = 6_371_008.8
-
-
-def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+from api.store import requests as store
+from api.store.requests import QueuedRequest
+from geofence.geodesy import haversine_m
 
 
 def _text(value: bytes | str) -> str:
@@ -39,31 +34,12 @@ def route_key(prefix: str, request_id: str) -> str:
     return f"{prefix}dispatch:route:{request_id}"
 
 
-async def renumber(conn: asyncpg.Connection, tenant: str, technician_id: UUID) -> None:
-    """Positions 1..n over the technician's queued requests, keeping their order; requests
-    that left the queue lose their position. Not a state change: versions stay."""
-    await conn.execute(
-        """
-        UPDATE servicerequests r SET queueposition = q.rn
-        FROM (SELECT requestid, row_number() OVER (
-                  ORDER BY queueposition NULLS LAST, assignedat, requestid) AS rn
-              FROM servicerequests
-              WHERE tenant_id = $1 AND currenttechnicianid = $2
-                AND requeststatus = ANY($3::text[])) q
-        WHERE r.requestid = q.requestid AND r.queueposition IS DISTINCT FROM q.rn
-        """,
-        tenant,
-        technician_id,
-        list(QUEUED_STATES),
-    )
+def _device_key(prefix: str, device_id: str) -> str:
+    """The gateway's live position of a device (gateway/sinks/live.py writes it)."""
+    return f"{prefix}device:{device_id}"
 
 
-async def live_position(
-    client: aioredis.Redis, prefix: str, device_id: str | None
-) -> dict[str, Any] | None:
-    if device_id is None:
-        return None
-    raw = await client.hgetall(f"{prefix}device:{device_id}")
+def _position(raw: Mapping[bytes | str, bytes | str]) -> dict[str, Any] | None:
     if not raw:
         return None
     fields = {_text(k): _text(v) for k, v in raw.items()}
@@ -78,6 +54,28 @@ async def live_position(
     return position
 
 
+async def live_position(
+    client: aioredis.Redis, prefix: str, device_id: str | None
+) -> dict[str, Any] | None:
+    if device_id is None:
+        return None
+    return _position(await client.hgetall(_device_key(prefix, device_id)))
+
+
+async def live_positions(
+    client: aioredis.Redis, prefix: str, device_ids: Sequence[str | None]
+) -> list[dict[str, Any] | None]:
+    """The live positions of many devices in one round trip (None: no device, none known)."""
+    known = [d for d in device_ids if d is not None]
+    if not known:
+        return [None] * len(device_ids)
+    pipe = client.pipeline(transaction=False)
+    for device in known:
+        pipe.hgetall(_device_key(prefix, device))
+    found = iter(await pipe.execute())
+    return [_position(next(found)) if d is not None else None for d in device_ids]
+
+
 async def latest_route(
     client: aioredis.Redis, prefix: str, request_id: str
 ) -> dict[str, Any] | None:
@@ -88,60 +86,61 @@ async def latest_route(
     return route
 
 
+async def read(
+    conn: asyncpg.Connection, tenant: str, technician_id: UUID
+) -> tuple[str | None, list[QueuedRequest]]:
+    """(the technician's device, their queue in order), in one statement."""
+    device, rows = await store.queue_of(conn, tenant, technician_id)
+    return device, [QueuedRequest.of(r) for r in rows]
+
+
 async def entries(
-    conn: asyncpg.Connection,
     client: aioredis.Redis,
     settings: ApiSettings,
-    tenant: str,
     technician_id: UUID,
+    device_id: str | None,
+    queued: Sequence[QueuedRequest],
+    now: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """The technician's queue in order, each with its position and ETA (None if unknown)."""
-    # One round trip: the technician's device (its live position is where the queue
-    # starts) and the queue; the device's row comes alone when the queue is empty.
-    found = await conn.fetch(
-        """
-        SELECT t.device_id, q.*
-        FROM technicianmaster t
-        LEFT JOIN LATERAL (
-            SELECT r.requestid, r.customerid, r.requeststatus, r.queueposition, r.startedat,
-                   r.assignedat, r.latitude::float8 AS lat, r.longitude::float8 AS lon,
-                   coalesce((SELECT sum(durationminutes) FROM requestedservices rs
-                             WHERE rs.requestid = r.requestid
-                               AND rs.servicestatus <> 'Rejected'), 0) AS minutes
-            FROM servicerequests r
-            WHERE r.tenant_id = $1 AND r.currenttechnicianid = t.technicianid
-              AND r.requeststatus = ANY($3::text[])
-        ) q ON true
-        WHERE t.technicianid = $2
-        ORDER BY q.queueposition NULLS LAST, q.assignedat, q.requestid
-        """,
-        tenant,
-        technician_id,
-        list(QUEUED_STATES),
-    )
-    device_id = found[0]["device_id"] if found else None
-    rows = [row for row in found if row["requestid"] is not None]
-    here = await live_position(client, settings.redis_prefix, device_id)
-    now = datetime.now(UTC)
+    prefix = settings.redis_prefix
+    driving = [q for q in queued if q.status is RequestStatus.EN_ROUTE]
+    pipe = client.pipeline(transaction=False)
+    if device_id is not None:
+        pipe.hgetall(_device_key(prefix, device_id))
+    for q in driving:
+        pipe.get(route_key(prefix, str(q.request_id)))
+    found = await pipe.execute() if len(pipe) else []
+    here = _position(found.pop(0)) if device_id is not None else None
+    routes = {q.request_id: json.loads(raw) for q, raw in zip(driving, found, strict=True) if raw}
+    return _etas(settings, technician_id, here, routes, queued, now or datetime.now(UTC))
+
+
+def _etas(
+    settings: ApiSettings,
+    technician_id: UUID,
+    here: dict[str, Any] | None,
+    routes: Mapping[UUID, dict[str, Any]],
+    queued: Sequence[QueuedRequest],
+    now: datetime,
+) -> list[dict[str, Any]]:
     at: tuple[float, float] | None = (here["latitude"], here["longitude"]) if here else None
     elapsed_s: float | None = 0.0
     result: list[dict[str, Any]] = []
-    for position, row in enumerate(rows, start=1):
-        service_s = float(row["minutes"]) * 60.0
+    for position, q in enumerate(queued, start=1):
+        service_s = q.minutes * 60.0
         eta_s: float | None = None
         if elapsed_s is not None:
-            if row["requeststatus"] == "InProgress":
-                done_s = (now - row["startedat"]).total_seconds() if row["startedat"] else 0.0
+            if q.status is RequestStatus.IN_PROGRESS:
+                done_s = (now - q.started_at).total_seconds() if q.started_at else 0.0
                 eta_s = 0.0
                 elapsed_s += max(0.0, service_s - done_s)
             else:
-                route = None
-                if row["requeststatus"] == "EnRoute":
-                    route = await latest_route(client, settings.redis_prefix, str(row["requestid"]))
+                route = routes.get(q.request_id)
                 if route is not None and route.get("eta_s") is not None:
                     travel_s: float | None = float(route["eta_s"])
                 elif at is not None:
-                    meters = haversine_m(at[0], at[1], row["lat"], row["lon"])
+                    meters = haversine_m(at[0], at[1], q.lat, q.lon)
                     travel_s = meters / settings.fallback_speed_mps
                 else:
                     travel_s = None  # nowhere to start from: no live position
@@ -151,14 +150,14 @@ async def entries(
                     elapsed_s += travel_s
                     eta_s = elapsed_s + settings.eta_buffer_s
                     elapsed_s += service_s
-        at = (row["lat"], row["lon"])
+        at = (q.lat, q.lon)
         entry: dict[str, Any] = {
-            "requestId": str(row["requestid"]),
-            "customerId": str(row["customerid"]),
+            "requestId": str(q.request_id),
+            "customerId": str(q.customer_id),
             "technicianId": str(technician_id),
-            "requestStatus": row["requeststatus"],
+            "requestStatus": q.status.value,
             "queuePosition": position,
-            "queueLength": len(rows),
+            "queueLength": len(queued),
             "etaSeconds": None if eta_s is None else round(eta_s),
             "etaWindowStart": None,
             "etaWindowEnd": None,

@@ -9,8 +9,9 @@ availability not Offline, connected to `/ws` on some API process (unless
 `FIXGATE_RING_REQUIRE_CONNECTED` is off), queue below the limit, not rung before for this
 request (the ring log's UNIQUE(requestid, technicianid) makes that hold across processes
 too).
-After the last phase: Pending with `ringendtime`. A phase's events (the rings, the timeout)
-are written to the outbox in the phase's transaction and relayed after its commit.
+After the last phase: Pending with `ringendtime`. Each phase is one unit of work
+(api/unit_of_work.py): its rings, its move of the lifecycle (api/machine.py: `ring`,
+`ring_timeout`), its audit row and its events commit together.
 """
 
 from __future__ import annotations
@@ -20,19 +21,18 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import cast
 from uuid import UUID
 
-import asyncpg
-
-from api import audit
+from api.machine import RINGABLE, Action, Attempt, Move, RequestStatus, RequestView, decide
 from api.metrics import RING_TIMEOUTS, RINGS
-from api.notify import Notifier
-from api.outbox import OutboxWriter
+from api.notify import Notifier, announce
 from api.realtime.presence import connected_technicians
 from api.state import ApiState
-from api.store.requests import QUEUED_STATES, load_detail
+from api.store import requests, rings
+from api.store.requests import load_detail
+from api.unit_of_work import UnitOfWork, unit_of_work
 
 log = logging.getLogger("fixgate.api.ring")
 
@@ -99,158 +99,84 @@ def _uuids(ids: set[str]) -> list[UUID]:
 
 async def run_one_due(state: ApiState) -> Rang | None:
     """Run one due phase (or the timeout) if any, with its events; None when nothing is due."""
-    async with state.tx() as conn:
-        rang = await _run_phase(state, conn)
-        if rang is not None:
-            await _announce(state, conn, rang)
+    async with unit_of_work(state) as uow:
+        rang = await _run_phase(state, uow)
     if rang is None:
         return None
     if rang.technicians:
         RINGS.labels(str(rang.phase + 1)).inc(len(rang.technicians))
+    if rang.timed_out:
+        RING_TIMEOUTS.inc()
     return rang
 
 
-async def _run_phase(state: ApiState, conn: asyncpg.Connection) -> Rang | None:
-    """Take one due row and run its phase (or the timeout) in the caller's transaction."""
+async def _run_phase(state: ApiState, uow: UnitOfWork) -> Rang | None:
+    """Take one due row and run its phase (or the timeout) in the unit of work."""
+    conn = uow.conn
     radii = state.settings.ring_radii_miles
-    # Most urgent first (call priority), then the longest due.
-    due = await conn.fetchrow(
-        "SELECT s.requestid, s.tenant_id, s.nextphase FROM ringschedule s"
-        " JOIN servicerequests r ON r.requestid = s.requestid WHERE s.dueat <= now()"
-        " ORDER BY r.priority DESC, s.dueat LIMIT 1 FOR UPDATE OF s SKIP LOCKED"
-    )
+    due = await rings.take_due(conn)
     if due is None:
         return None
     request_id: UUID = due["requestid"]
     tenant: str = due["tenant_id"]
     phase: int = due["nextphase"]
+    uow.tenant = tenant
     # FOR SHARE: an accept waits for this phase to commit, so nobody is rung after.
-    req = await conn.fetchrow(
-        "SELECT requeststatus, latitude::float8 AS lat, longitude::float8 AS lon"
-        " FROM servicerequests WHERE requestid = $1 FOR SHARE",
-        request_id,
-    )
-    ringable = ("Pending", "Ringing") if phase == 0 else ("Ringing",)
-    if req is None or req["requeststatus"] not in ringable:
-        await conn.execute("DELETE FROM ringschedule WHERE requestid = $1", request_id)
+    view = await requests.read_view(conn, tenant, request_id, None, lock="FOR SHARE OF r")
+    # A Scheduled request's first phase starts its ring; later ones need it still ringing.
+    if view is None or view.status not in (RINGABLE if phase == 0 else {RequestStatus.RINGING}):
+        await rings.unschedule(conn, request_id)
         return Rang(request_id, tenant, phase, [], 0, 0, None, False)
-    # The previous phase's rings have run their time.
-    await conn.execute(
-        "UPDATE technicianringlog SET ringendedat = now(), updatedat = now()"
-        " WHERE requestid = $1 AND ringendedat IS NULL",
-        request_id,
-    )
+    await rings.end_open(conn, request_id)  # the previous phase's rings have run their time
     if phase >= len(radii):
-        return await _time_out(conn, request_id, tenant, phase)
+        return await _time_out(uow, view, phase)
     min_mi = radii[phase - 1] if phase > 0 else 0.0
     max_mi = radii[phase]
-    devices = await _candidates(state, tenant, req["lat"], req["lon"], min_mi, max_mi)
+    devices = await _candidates(state, tenant, view.lat, view.lon, min_mi, max_mi)
     connected: list[UUID] | None = None  # None: connection not required
     if state.settings.ring_require_connected and devices:
         prefix = state.settings.redis_prefix
         connected = _uuids(await connected_technicians(state.redis, prefix, tenant))
-    rung = await conn.fetch(
-        """
-        WITH rung AS (
-        INSERT INTO technicianringlog (tenant_id, requestid, technicianid, phase,
-                                       ringminradius, ringmaxradius)
-        SELECT $1, $2, t.technicianid, $3, $4, $5
-        FROM technicianmaster t
-        WHERE t.tenant_id = $1 AND t.device_id = ANY($6::text[]) AND t.enabled
-          AND t.availabilitystatus <> 'Offline'
-          AND ($9::uuid[] IS NULL OR t.technicianid = ANY($9::uuid[]))
-          AND (SELECT count(*) FROM servicerequests q
-               WHERE q.tenant_id = $1 AND q.currenttechnicianid = t.technicianid
-                 AND q.requeststatus = ANY($7::text[])) < $8
-        ON CONFLICT (requestid, technicianid) DO NOTHING
-        RETURNING technicianid, ringstartedat
-        ), notified AS (
-        INSERT INTO technicianengagementdetails (tenant_id, requestid, technicianid, action)
-        SELECT $1, $2, technicianid, 'NOTIFIED' FROM rung
-        )
-        SELECT technicianid, ringstartedat FROM rung
-        """,
-        tenant,
-        request_id,
-        phase,
-        round(min_mi),
-        round(max_mi),
-        devices,
-        list(QUEUED_STATES),
-        state.settings.queue_limit,
+    rung = await rings.ring(
+        conn, tenant, request_id, phase, (min_mi, max_mi), devices, state.settings.queue_limit,
         connected,
-    )
-    if phase == 0 and req["requeststatus"] == "Pending":  # a Scheduled request's time
-        await conn.execute(
-            "UPDATE servicerequests SET requeststatus = 'Ringing', ringstarttime = now(),"
-            " version = version + 1, updatedat = now() WHERE requestid = $1",
-            request_id,
-        )
-    await conn.execute(
-        "UPDATE ringschedule SET nextphase = $2, dueat = now() + make_interval(secs => $3)"
-        " WHERE requestid = $1",
-        request_id,
-        phase + 1,
-        state.settings.ring_phase_s,
-    )
+    )  # fmt: skip
     technicians = [str(r["technicianid"]) for r in rung]
-    await audit.record(
-        conn,
-        tenant=tenant,
-        request_id=request_id,
-        action="ring",
-        actor=None,
-        old_state=req["requeststatus"],
-        new_state="Ringing",
-        detail=f"phase {phase + 1}: {min_mi:g}-{max_mi:g} mi, {len(technicians)} rung",
-    )
+    note = f"phase {phase + 1}: {min_mi:g}-{max_mi:g} mi, {len(technicians)} rung"
+    move = decide(Attempt(Action.RING, note=note), view, None, _now())
+    assert isinstance(move, Move)  # ringable, checked above
+    if move.changes:  # a Scheduled request's time: it starts ringing
+        await requests.apply(conn, tenant, view, move)
+    await rings.advance(conn, request_id, phase + 1, state.settings.ring_phase_s)
+    uow.record(request_id, move.audit)
     started = rung[0]["ringstartedat"] if rung else None
-    return Rang(request_id, tenant, phase, technicians, min_mi, max_mi, started, False)
-
-
-async def _time_out(conn: asyncpg.Connection, request_id: UUID, tenant: str, phase: int) -> Rang:
-    await conn.execute("DELETE FROM ringschedule WHERE requestid = $1", request_id)
-    status = await conn.execute(
-        "UPDATE servicerequests SET requeststatus = 'Pending', ringendtime = now(),"
-        " version = version + 1, updatedat = now()"
-        " WHERE requestid = $1 AND requeststatus = 'Ringing'",
-        request_id,
-    )
-    timed_out = status == "UPDATE 1"
-    if timed_out:
-        await audit.record(
-            conn,
-            tenant=tenant,
-            request_id=request_id,
-            action="ring_timeout",
-            actor=None,
-            old_state="Ringing",
-            new_state="Pending",
+    rang = Rang(request_id, tenant, phase, technicians, min_mi, max_mi, started, False)
+    if rang.technicians:
+        detail = await load_detail(conn, tenant, request_id)
+        assert detail is not None and started is not None  # held by this transaction
+        Notifier(uow).rings(
+            detail, tenant, technicians, max_mi, state.settings.ring_phase_s, started
         )
-        RING_TIMEOUTS.inc()
-    return Rang(request_id, tenant, phase, [], 0, 0, None, timed_out)
+    return rang
 
 
-async def _announce(state: ApiState, conn: asyncpg.Connection, rang: Rang) -> None:
-    """The phase's events, into the outbox of its transaction."""
-    if not rang.technicians and not rang.timed_out:
-        return
-    detail = await load_detail(conn, rang.tenant, rang.request_id)
-    if detail is None:
-        return
-    notifier = Notifier(OutboxWriter(conn))
-    if rang.timed_out:
-        await notifier.status_changed(detail, rang.tenant, [])
-        return
-    assert rang.started_at is not None
-    await notifier.rings(
-        detail,
-        rang.tenant,
-        list(rang.technicians),
-        rang.max_miles,
-        state.settings.ring_phase_s,
-        rang.started_at,
+async def _time_out(uow: UnitOfWork, view: RequestView, phase: int) -> Rang:
+    """Every phase rang without an accept: Pending, for anyone of the tenant to take."""
+    await rings.unschedule(uow.conn, view.id)
+    decision = decide(Attempt(Action.RING_TIMEOUT), view, None, _now())
+    timed_out = isinstance(decision, Move) and await requests.apply(
+        uow.conn, uow.tenant, view, decision
     )
+    if isinstance(decision, Move) and timed_out:
+        uow.record(view.id, decision.audit)
+        detail = await load_detail(uow.conn, uow.tenant, view.id)
+        assert detail is not None  # held by this transaction
+        announce(uow, decision, detail)
+    return Rang(view.id, uow.tenant, phase, [], 0, 0, None, timed_out)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 async def worker(state: ApiState) -> None:

@@ -6,8 +6,8 @@ escalation; Critical stays Critical), audits it and tells the staff: `sla_violat
 admins and the request's technician, `request_escalated` to the request's groups.
 
 Every API process polls (`FIXGATE_SLA_POLL_S`); due requests are taken with `FOR UPDATE
-SKIP LOCKED` and marked violated in the same transaction as their events (the outbox), so
-each is violated exactly once across processes and restarts. The arrival fills in the
+SKIP LOCKED` and violated (api/machine.py's `sla_violation`) in one unit of work with their
+audit and events, so each is violated exactly once across processes and restarts. The arrival fills in the
 violation's actual minutes (api/lifecycle.py `arrived`).
 """
 
@@ -15,83 +15,50 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 from uuid import UUID
 
-from api import audit
+from api.machine import BEFORE_ARRIVAL, Action, Attempt, CallPriority, Move, decide
 from api.metrics import SLA_VIOLATIONS
-from api.models.common import CallPriority
-from api.notify import Notifier
-from api.outbox import OutboxWriter
+from api.notify import announce
 from api.state import ApiState
-from api.store.requests import load_detail
+from api.store import requests, service_areas
+from api.store.requests import load_detail, states
+from api.unit_of_work import unit_of_work
 
 log = logging.getLogger("fixgate.api.sla")
 
 BATCH = 50
 """Most requests one transaction marks: a backlog (after an outage) goes in short steps."""
 
-_VIOLATE = f"""
-WITH due AS (
-    SELECT requestid FROM servicerequests
-    WHERE sladueat <= now() AND slaviolatedat IS NULL AND arrivedat IS NULL
-      AND requeststatus IN ('Pending', 'Ringing', 'Assigned', 'EnRoute')
-    ORDER BY sladueat LIMIT {BATCH} FOR UPDATE SKIP LOCKED
-), old AS (
-    SELECT r.requestid, r.priority, r.requeststatus FROM servicerequests r JOIN due USING (requestid)
-), marked AS (
-    UPDATE servicerequests r SET slaviolatedat = now(), priority = least(r.priority + 1, 3),
-        version = r.version + 1, updatedat = now()
-    FROM due WHERE r.requestid = due.requestid
-    RETURNING r.requestid, r.tenant_id, r.serviceareaid, r.priority,
-        round(extract(epoch FROM r.sladueat - coalesce(r.scheduledat, r.requestedat)) / 60)::int
-            AS target
-), recorded AS (
-    INSERT INTO slaviolations (tenant_id, requestid, serviceareaid, targetminutes)
-    SELECT tenant_id, requestid, serviceareaid, target FROM marked
-    ON CONFLICT (requestid, violationtype) DO NOTHING
-)
-SELECT m.requestid, m.tenant_id, m.target, m.priority, o.priority AS oldpriority,
-       o.requeststatus
-FROM marked m JOIN old o USING (requestid)
-ORDER BY m.requestid
-"""
-"""Take the due requests, mark them violated one priority step up, record the violations;
-return each with its old priority and state (the CTE `old` reads the rows before the
-update: one snapshot)."""
-
 
 async def run_due(state: ApiState) -> list[UUID]:
     """Violate the requests now past their SLA (one batch), with their audit and events."""
-    async with state.tx() as conn:
-        rows = await conn.fetch(_VIOLATE)
-        notifier = Notifier(OutboxWriter(conn))
+    async with unit_of_work(state) as uow:
+        rows = await service_areas.take_overdue(uow.conn, states(BEFORE_ARRIVAL), BATCH)
+        violated = []
         for row in rows:
             tenant: str = row["tenant_id"]
-            target: int = row["target"]
-            before, after = (
-                CallPriority.of_rank(row["oldpriority"]),
-                CallPriority.of_rank(row["priority"]),
-            )
-            raised = f"; priority {before.value} -> {after.value}" if after != before else ""
-            await audit.record(
-                conn,
-                tenant=tenant,
-                request_id=row["requestid"],
-                action="sla_violation",
-                actor=None,
-                old_state=row["requeststatus"],
-                new_state=row["requeststatus"],
-                detail=f"nobody there {target} min after the request{raised}",
-            )
-            detail = await load_detail(conn, tenant, row["requestid"])
-            if detail is None:  # held by this transaction: cannot be missing
+            view = requests.view_of(row)
+            attempt = Attempt(Action.SLA_VIOLATION, target_minutes=row["target"])
+            move = decide(attempt, view, None, datetime.now(UTC))
+            # Locked by this transaction since it was read: it cannot have moved.
+            if not isinstance(move, Move) or not await requests.apply(uow.conn, tenant, view, move):
                 continue
-            await notifier.sla_violated(detail, tenant, target)
-            if after != before:
-                reason = f"response-time SLA of {target} min passed"
-                await notifier.escalated(detail, tenant, before.value, reason)
-    SLA_VIOLATIONS.inc(len(rows))
-    return [row["requestid"] for row in rows]
+            await service_areas.record_violation(
+                uow.conn, tenant, view.id, row["serviceareaid"], row["target"]
+            )
+            uow.record(view.id, move.audit, tenant=tenant)
+            detail = await load_detail(uow.conn, tenant, view.id)
+            assert detail is not None  # held by this transaction
+            uow.tenant = tenant
+            before = CallPriority.of_rank(view.priority)
+            reason = f"response-time SLA of {row['target']} min passed"
+            announce(uow, move, detail, target_minutes=row["target"],
+                     previous_priority=before.value, reason=reason)  # fmt: skip
+            violated.append(view.id)
+    SLA_VIOLATIONS.inc(len(violated))
+    return violated
 
 
 async def worker(state: ApiState) -> None:

@@ -33,10 +33,3 @@ class ApiState:
         async with self.pool.acquire() as conn:
             # The pool's proxy forwards every Connection method; the stubs type it apart.
             yield cast(asyncpg.Connection, conn)
-
-    @contextlib.asynccontextmanager
-    async def tx(self) -> AsyncIterator[asyncpg.Connection]:
-        """An action's transaction: its events are written with it and relayed right after
-        its commit (api/outbox.py), so they are on the stream when this returns."""
-        async with self.conn() as conn, self.outbox.transaction(conn):
-            yield conn

@@ -49,7 +49,8 @@ import psycopg
 import redis.asyncio as aioredis
 from redis import Redis as SyncRedis
 
-from api.auth import Role, issue_token
+from api.auth import issue_token
+from api.principal import Role
 from devices.fix import Fix
 from devices.nmea_write import rmc_gga
 from devices.tcp_nmea import login_sentence

@@ -42,7 +42,8 @@ import websockets
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from api.auth import Role, issue_token  # noqa: E402
+from api.auth import issue_token  # noqa: E402
+from api.principal import Role  # noqa: E402
 from devices.fix import Fix  # noqa: E402
 from gateway.sinks.live import LiveWriter  # noqa: E402
 

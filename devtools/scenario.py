@@ -21,7 +21,8 @@ from typing import Any, Final
 import httpx
 import websockets
 
-from api.auth import Role, issue_token
+from api.auth import issue_token
+from api.principal import Role
 from devtools.driving import Errand, RoadPlanner
 from devtools.roads import point_ahead
 from devtools.simulate import SimDevice

@@ -8,6 +8,10 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from api.machine import AvailabilityStatus as AvailabilityStatus
+from api.machine import CallPriority as CallPriority
+from api.machine import RequestStatus as RequestStatus
+
 T = TypeVar("T")
 
 MAX_ROWS_PER_PAGE = 100
@@ -79,38 +83,9 @@ class ServiceScheduleType(StrEnum):
     SCHEDULED = "Scheduled"
 
 
-class CallPriority(StrEnum):
-    """Seed 000's call priorities, lowest first; stored as their rank (`rank`)."""
-
-    LOW = "Low"
-    MEDIUM = "Medium"
-    HIGH = "High"
-    CRITICAL = "Critical"
-
-    @property
-    def rank(self) -> int:
-        return list(CallPriority).index(self)
-
-    @classmethod
-    def of_rank(cls, rank: int) -> CallPriority:
-        return list(cls)[rank]
-
-
 class LocationPreference(StrEnum):
     CUSTOMER_LOCATION = "CustomerLocation"
     SERVICE_CENTER = "ServiceCenter"
-
-
-class RequestStatus(StrEnum):
-    PENDING = "Pending"
-    ASSIGNED = "Assigned"
-    EN_ROUTE = "EnRoute"
-    IN_PROGRESS = "InProgress"
-    STOPPED = "Stopped"
-    COMPLETED = "Completed"
-    CANCELED = "Canceled"
-    ACCEPTED = "Accepted"
-    RINGING = "Ringing"
 
 
 class ServiceAvailableIn(StrEnum):
@@ -149,14 +124,6 @@ class PaymentStatus(StrEnum):
     REFUNDED = "Refunded"
     PARTIALLY_REFUNDED = "PartiallyRefunded"
     FAILED = "Failed"
-
-
-class AvailabilityStatus(StrEnum):
-    AVAILABLE = "Available"
-    EN_ROUTE = "EnRoute"
-    SERVICING = "Servicing"
-    OFFLINE = "Offline"
-    ON_BREAK = "OnBreak"
 
 
 class Gender(StrEnum):

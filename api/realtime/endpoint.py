@@ -14,8 +14,9 @@ from fastapi import APIRouter, WebSocket
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocketDisconnect
 
-from api.auth import BadToken, Principal, Role, read_token
+from api.auth import BadToken, read_token
 from api.metrics import WS_CLIENTS, WS_DELIVERY_SECONDS, WS_MESSAGES, WS_REPLAYED, WS_SLOW
+from api.principal import Principal, Role
 from api.realtime import replay
 from api.realtime.groups import home_groups
 from api.realtime.hub import Connection

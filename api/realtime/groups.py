@@ -21,11 +21,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from api.auth import Principal, Role
 from api.events import ALL_ADMINS, customer_group, request_group, technician_group
+from api.machine import TERMINAL
+from api.principal import Principal, Role
 
 RING_EVENT = "ring_notification_received"
-TERMINAL_STATES = frozenset({"Completed", "Canceled"})
 REQUEST_PREFIX = "Request-"
 
 
@@ -112,7 +112,7 @@ def admit(
     deliver = not during.isdisjoint(entry_groups)
     after = during
     if joined is not None and principal.role is Role.TECHNICIAN and event != RING_EVENT:
-        ended = facts.status in TERMINAL_STATES
+        ended = facts.status in TERMINAL
         if ended or facts.technician is None:
             after = during - {joined}
     return Admission(during, deliver, after)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from api.auth import Principal
 from api.events import ALL_ADMINS
+from api.principal import Principal
 from api.realtime.groups import admit, request_facts
 from api.realtime.protocol import Entry, StreamId
 

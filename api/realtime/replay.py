@@ -10,7 +10,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from api.auth import Principal
+from api.principal import Principal
 from api.realtime.groups import admit, request_facts
 from api.realtime.protocol import Entry, StreamId, format_stream_id, parse_entry, text
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncpg
 
-from api.auth import Principal, Role
 from api.events import request_group
-from api.realtime.groups import TERMINAL_STATES, home_groups
-from api.store.requests import subject_id
+from api.machine import RequestStatus
+from api.principal import Principal, Role
+from api.realtime.groups import home_groups
+from api.store.requests import TERMINAL_STATES, subject_id
 
 
 async def initial_groups(conn: asyncpg.Connection, principal: Principal) -> frozenset[str]:
@@ -19,17 +20,18 @@ async def initial_groups(conn: asyncpg.Connection, principal: Principal) -> froz
             " AND NOT requeststatus = ANY($3::text[])",
             principal.tenant,
             subject_id(principal),
-            list(TERMINAL_STATES),
+            TERMINAL_STATES,
         )
     elif principal.role is Role.TECHNICIAN:
         rows = await conn.fetch(
             "SELECT r.requestid FROM servicerequests r WHERE r.tenant_id = $1"
             " AND ((r.currenttechnicianid = $2 AND NOT r.requeststatus = ANY($3::text[]))"
-            "  OR (r.requeststatus = 'Ringing' AND EXISTS (SELECT 1 FROM technicianringlog l"
+            "  OR (r.requeststatus = $4 AND EXISTS (SELECT 1 FROM technicianringlog l"
             "      WHERE l.requestid = r.requestid AND l.technicianid = $2)))",
             principal.tenant,
             subject_id(principal),
-            list(TERMINAL_STATES),
+            TERMINAL_STATES,
+            RequestStatus.RINGING.value,
         )
     else:
         rows = []

@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api import queue
 from api.deps import DbDep, PrincipalDep, StaffDep, StateDep
+from api.machine import RequestStatus
 from api.models.common import Envelope
 from api.models.console import (
     FleetTechnician,
@@ -99,10 +100,11 @@ async def fleet(state: StateDep, db: DbDep, principal: StaffDep) -> Envelope[lis
         """,
         principal.tenant,
     )
-    prefix = state.settings.redis_prefix
+    positions = await queue.live_positions(
+        state.redis, state.settings.redis_prefix, [row["device_id"] for row in rows]
+    )
     out: list[FleetTechnician] = []
-    for row in rows:
-        where = await queue.live_position(state.redis, prefix, row["device_id"])
+    for row, where in zip(rows, positions, strict=True):
         location = None
         if where is not None and where["tenant"] == principal.tenant:
             location = TechnicianLocation(
@@ -136,10 +138,11 @@ async def rings(state: StateDep, db: DbDep, principal: StaffDep) -> Envelope[lis
         """
         SELECT r.requestid, r.requestnumber, s.nextphase, s.dueat
         FROM servicerequests r JOIN ringschedule s ON s.requestid = r.requestid
-        WHERE r.tenant_id = $1 AND r.requeststatus = 'Ringing'
+        WHERE r.tenant_id = $1 AND r.requeststatus = $2
         ORDER BY r.requestedat
         """,
         principal.tenant,
+        RequestStatus.RINGING.value,
     )
     ids: list[UUID] = [row["requestid"] for row in ringing]
     rung_rows = await db.fetch(

@@ -10,9 +10,9 @@ from uuid import UUID
 from fastapi import APIRouter, Body, Depends, Query
 
 from api import lifecycle, queue
-from api.auth import Principal, Role
-from api.deps import CustomerDep, DbDep, PrincipalDep, StaffDep, StateDep, TechnicianDep, require
+from api.deps import DbDep, PrincipalDep, StaffDep, StateDep, TechnicianDep, may, require
 from api.errors import forbidden, not_found
+from api.machine import Action
 from api.models.catalog import TechnicianBasicInfo
 from api.models.common import Envelope, ServerPaginatedData, paginated
 from api.models.requests import (
@@ -41,17 +41,11 @@ from api.models.tracking import (
     ServiceRequestRouteInformation,
     TechnicianLocation,
 )
+from api.principal import Principal, Role
 from api.routes.catalog import done
-from api.store.requests import (
-    ACTIVE_STATES,
-    QUEUED_STATES,
-    basic_info,
-    load_detail,
-    load_details,
-    scope,
-    subject_id,
-    technician_info,
-)
+from api.store import requests, technicians
+from api.store.requests import basic_info, load_details, scope, subject_id, technician_info
+from geofence.geodesy import haversine_m
 
 router = APIRouter(tags=["service requests"])
 
@@ -71,7 +65,9 @@ class WorkAction(IntEnum):
 
 @router.post("/service-request")
 async def create_request(
-    body: CreateServiceRequest, state: StateDep, principal: CustomerDep
+    body: CreateServiceRequest,
+    state: StateDep,
+    principal: Annotated[Principal, Depends(may(Action.CREATE))],
 ) -> Envelope[CreateServiceRequestResponse]:
     request_id, number = await lifecycle.create(state, principal, body)
     return Envelope[CreateServiceRequestResponse](
@@ -83,7 +79,10 @@ async def create_request(
 
 @router.put("/service-request/{requestId}/priority")
 async def escalate_request(
-    requestId: UUID, body: EscalateServiceRequest, state: StateDep, principal: StaffDep
+    requestId: UUID,
+    body: EscalateServiceRequest,
+    state: StateDep,
+    principal: Annotated[Principal, Depends(may(Action.ESCALATE))],
 ) -> Envelope[None]:
     """Raise an open request's call priority (never lower it): 409 when it is not higher."""
     await lifecycle.escalate(state, principal, requestId, body.priority, body.reason)
@@ -98,13 +97,12 @@ async def request_action(
     principal: PrincipalDep,
     body: Annotated[ServiceRequestAction | None, Body()] = None,
 ) -> Envelope[None]:
-    """1 = Accept, 2 = Reject (technicians), 3 = Cancel (customer, technician or staff)."""
+    """1 = Accept, 2 = Reject (technicians), 3 = Cancel (customer, technician or staff);
+    who may is the lifecycle's table (api/machine.py)."""
     reason = body.reason if body else None
     if actionType is ActionType.CANCEL:
         await lifecycle.cancel(state, principal, requestId, reason)
         return done("Service request canceled")
-    if principal.role is not Role.TECHNICIAN:
-        raise forbidden("Only technicians accept or reject")
     if actionType is ActionType.ACCEPT:
         where = (
             body.location_update.model_dump(by_alias=True)
@@ -122,7 +120,7 @@ async def work_action(
     requestId: UUID,
     workAction: Annotated[WorkAction, Query()],
     state: StateDep,
-    principal: TechnicianDep,
+    principal: Annotated[Principal, Depends(may(Action.START_WORK))],
     body: Annotated[CompleteServiceRequest | None, Body()] = None,
 ) -> Envelope[dict[str, float] | None]:
     """1 = Start work, 2 = Complete (mileage, evidences, completed services)."""
@@ -137,7 +135,10 @@ async def work_action(
 
 @router.post("/service-request/feedback/{requestId}")
 async def submit_feedback(
-    requestId: UUID, body: SubmitFeedback, state: StateDep, principal: CustomerDep
+    requestId: UUID,
+    body: SubmitFeedback,
+    state: StateDep,
+    principal: Annotated[Principal, Depends(may(Action.FEEDBACK))],
 ) -> Envelope[None]:
     await lifecycle.feedback(state, principal, requestId, body.rating, body.feedback)
     return done("Feedback submitted successfully")
@@ -145,21 +146,28 @@ async def submit_feedback(
 
 @router.post("/service-request/assign")
 async def assign_request(
-    body: AssignServiceRequestModel, state: StateDep, principal: StaffDep
+    body: AssignServiceRequestModel,
+    state: StateDep,
+    principal: Annotated[Principal, Depends(may(Action.ASSIGN))],
 ) -> Envelope[None]:
     await lifecycle.assign(state, principal, body.request_id, body.technician_id, body.scheduled_at)
     return done("Service request assigned successfully to technician")
 
 
 @router.post("/service-request/{requestId}/unassign")
-async def unassign_request(requestId: UUID, state: StateDep, principal: StaffDep) -> Envelope[None]:
+async def unassign_request(
+    requestId: UUID, state: StateDep, principal: Annotated[Principal, Depends(may(Action.UNASSIGN))]
+) -> Envelope[None]:
     await lifecycle.unassign(state, principal, requestId)
     return done("Service request unassigned: back to Pending")
 
 
 @router.put("/technician/{technicianId}/queue")
 async def reorder_queue(
-    technicianId: UUID, body: QueueOrder, state: StateDep, principal: StaffDep
+    technicianId: UUID,
+    body: QueueOrder,
+    state: StateDep,
+    principal: Annotated[Principal, Depends(may(Action.REORDER))],
 ) -> Envelope[None]:
     await lifecycle.reorder(state, principal, technicianId, body.request_ids)
     return done("Queue reordered")
@@ -167,7 +175,9 @@ async def reorder_queue(
 
 @router.post("/service-request/{requestId}/start-journey")
 async def start_journey(
-    requestId: UUID, state: StateDep, principal: TechnicianDep
+    requestId: UUID,
+    state: StateDep,
+    principal: Annotated[Principal, Depends(may(Action.START_JOURNEY))],
 ) -> Envelope[None]:
     await lifecycle.start_journey(state, principal, requestId)
     return done("Journey started successfully")
@@ -230,13 +240,7 @@ async def list_requests(
 async def _visible_detail(
     db: DbDep, principal: Principal, request_id: UUID
 ) -> ServiceRequestDetailedResponse:
-    args: list[Any] = [request_id]
-    where = scope(principal, args)
-    if not await db.fetchval(
-        f"SELECT true FROM servicerequests r WHERE r.requestid = $1 AND {where}", *args
-    ):
-        raise not_found("Service request")
-    detail = await load_detail(db, principal.tenant, request_id)
+    detail = await requests.visible_detail(db, principal, request_id)
     if detail is None:
         raise not_found("Service request")
     return detail
@@ -247,32 +251,15 @@ async def initial_data(
     state: StateDep, db: DbDep, principal: TechOrCustomerDep
 ) -> Envelope[LocationBroadcastModel]:
     """Technician: the request at queue position 1; customer: their open request."""
-    me = subject_id(principal)
-    if principal.role is Role.TECHNICIAN:
-        request_id = await db.fetchval(
-            "SELECT requestid FROM servicerequests WHERE tenant_id = $1"
-            " AND currenttechnicianid = $2 AND requeststatus = ANY($3::text[])"
-            " ORDER BY queueposition NULLS LAST, assignedat LIMIT 1",
-            principal.tenant,
-            me,
-            list(QUEUED_STATES),
-        )
-    else:
-        request_id = await db.fetchval(
-            "SELECT requestid FROM servicerequests WHERE tenant_id = $1 AND customerid = $2"
-            " AND requeststatus NOT IN ('Completed', 'Canceled')"
-            " ORDER BY requestedat DESC LIMIT 1",
-            principal.tenant,
-            me,
-        )
+    request_id = await requests.open_request_of(db, principal)
     if request_id is None:
         raise not_found("Open service request")
     detail = await _visible_detail(db, principal, request_id)
     route = await queue.latest_route(state.redis, state.settings.redis_prefix, str(request_id))
     location = await _technician_location(state, detail)
-    counts = await _job_counts(db, principal.tenant, detail.technician.technician_id) if (
-        detail.technician
-    ) else (None, None)  # fmt: skip
+    counts: tuple[int | None, int | None] = (None, None)
+    if detail.technician is not None:
+        counts = await technicians.job_counts(db, principal.tenant, detail.technician.technician_id)
     data = LocationBroadcastModel(
         service_request_info=basic_info(detail),
         technician_info=detail.technician,
@@ -303,16 +290,7 @@ async def get_request(
 async def current_request(
     db: DbDep, principal: TechnicianDep
 ) -> Envelope[ServiceRequestDetailedResponse]:
-    request_id = await db.fetchval(
-        "SELECT requestid FROM servicerequests WHERE tenant_id = $1 AND currenttechnicianid = $2"
-        " AND requeststatus = ANY($3::text[])"
-        " ORDER BY requeststatus = ANY($4::text[]) DESC, queueposition NULLS LAST, assignedat"
-        " LIMIT 1",
-        principal.tenant,
-        subject_id(principal),
-        list(QUEUED_STATES),
-        list(ACTIVE_STATES),
-    )
+    request_id = await requests.open_request_of(db, principal, first=True)
     if request_id is None:
         raise not_found("Current request")
     detail = await _visible_detail(db, principal, request_id)
@@ -402,22 +380,6 @@ async def _technician_location(
     )
 
 
-async def _job_counts(db: DbDep, tenant: str, technician_id: UUID) -> tuple[int, int]:
-    """(completed today, queued now) of a technician; today is the UTC day."""
-    row = await db.fetchrow(
-        "SELECT count(*) FILTER (WHERE requeststatus = 'Completed'"
-        "   AND completedat >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')"
-        "   AS completed,"
-        " count(*) FILTER (WHERE requeststatus = ANY($3::text[])) AS queued"
-        " FROM servicerequests WHERE tenant_id = $1 AND currenttechnicianid = $2",
-        tenant,
-        technician_id,
-        list(QUEUED_STATES),
-    )
-    assert row is not None  # an aggregate always answers one row
-    return int(row["completed"]), int(row["queued"])
-
-
 @router.get("/service-request/{requestId}/route-info")
 async def route_info(
     requestId: UUID, state: StateDep, db: DbDep, principal: PrincipalDep
@@ -461,9 +423,9 @@ async def queue_position(
     if detail.technician is None:
         data = QueueInfo(request_id=requestId, queue_length=0)
         return Envelope[QueueInfo](status=200, message="Not assigned yet", data=data)
-    items = await queue.entries(
-        db, state.redis, state.settings, principal.tenant, detail.technician.technician_id
-    )
+    technician_id = detail.technician.technician_id
+    device, queued = await queue.read(db, principal.tenant, technician_id)
+    items = await queue.entries(state.redis, state.settings, technician_id, device, queued)
     mine = next((i for i in items if i["requestId"] == str(requestId)), None)
     data = QueueInfo(
         request_id=requestId,
@@ -484,50 +446,31 @@ async def _suggestions(
     filters: TechnicianSuggestionsFilter,
     near: tuple[float, float] | None,
 ) -> ServerPaginatedData[TechnicianSuggestionsResponse]:
-    args: list[Any] = [tenant]
-    where = "t.tenant_id = $1 AND t.enabled"
-    if filters.search_keyword:
-        args.append(f"%{filters.search_keyword}%")
-        n = len(args)
-        where += (
-            f" AND (t.techniciancode ILIKE ${n} OR t.firstname ILIKE ${n}"
-            f" OR t.lastname ILIKE ${n} OR t.email ILIKE ${n})"
-        )
-    total = await db.fetchval(f"SELECT count(*) FROM technicianmaster t WHERE {where}", *args)
-    rows = await db.fetch(
-        f"""
-        SELECT t.technicianid, t.userid AS t_userid, t.techniciancode, t.availabilitystatus,
-               t.firstname AS t_firstname, t.lastname AS t_lastname, t.email AS t_email,
-               t.phonenumber AS t_phonenumber, t.profileimageurl AS t_profileimageurl,
-               t.device_id, t.vanid AS t_vanid, t.enabled AS t_enabled
-        FROM technicianmaster t WHERE {where}
-        ORDER BY t.availabilitystatus = 'Available' DESC, t.techniciancode
-        LIMIT {filters.rows_per_page} OFFSET {filters.offset}
-        """,
-        *args,
+    """One statement for the page of technicians with their job counts, and one Redis round
+    trip for their live positions (when distances are asked for)."""
+    total, rows = await technicians.suggestions(
+        db, tenant, filters.search_keyword, filters.rows_per_page, filters.offset
     )
+    positions: list[dict[str, Any] | None] = [None] * len(rows)
+    if near is not None:
+        positions = await queue.live_positions(
+            state.redis, state.settings.redis_prefix, [row["device_id"] for row in rows]
+        )
     items = []
-    for row in rows:
-        completed, queued = await _job_counts(db, tenant, row["technicianid"])
+    for row, where_now in zip(rows, positions, strict=True):
         eta_min: int | None = None
         meters: int | None = None
-        if near is not None:
-            where_now = await queue.live_position(
-                state.redis, state.settings.redis_prefix, row["device_id"]
-            )
-            if where_now is not None:
-                m = queue.haversine_m(
-                    where_now["latitude"], where_now["longitude"], near[0], near[1]
-                )
-                meters = round(m)
-                eta_min = round(m / state.settings.fallback_speed_mps / 60)
+        if near is not None and where_now is not None:
+            m = haversine_m(where_now["latitude"], where_now["longitude"], near[0], near[1])
+            meters = round(m)
+            eta_min = round(m / state.settings.fallback_speed_mps / 60)
         items.append(
             TechnicianSuggestionsResponse(
                 technician_info=technician_info(row),
                 eta=eta_min,
                 distance_in_meter=meters,
-                job_completed_today=completed,
-                job_queue_today=queued,
+                job_completed_today=int(row["completed"]),
+                job_queue_today=int(row["queued"]),
             )
         )
     return paginated(items, total, filters)

@@ -1,30 +1,51 @@
-"""Reading service requests: who may see which, and the detailed shape in one query."""
+"""Service requests in the database: who may see which, the detailed shape in one query,
+the request as an action reads it (`read_view`), and the writes of the lifecycle (the new
+request, a move applied under its version, queue positions)."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
-from api.auth import Principal, Role
+from api.machine import (
+    ACTIVE,
+    QUEUED,
+    TERMINAL,
+    AvailabilityStatus,
+    CallPriority,
+    Move,
+    RequestStatus,
+    RequestView,
+    TechnicianView,
+)
 from api.models.catalog import CustomerBasicInfo, TechnicianBasicInfo, VanInfo, VehicleBasicInfo
-from api.models.common import CallPriority
 from api.models.requests import (
     RequestedServiceInfo,
     ServiceRequestBasicInfo,
     ServiceRequestDetailedResponse,
     UserBasicInfo,
 )
+from api.principal import Principal, Role
 
 NOBODY = uuid.UUID(int=0)
 """A subject that is not a UUID matches no customer or technician."""
 
-QUEUED_STATES = ("Assigned", "EnRoute", "InProgress")
-"""A technician's queue: requests assigned to them and not finished."""
-ACTIVE_STATES = ("EnRoute", "InProgress")
-TERMINAL_STATES = ("Completed", "Canceled")
+
+def states(members: Iterable[RequestStatus]) -> list[str]:
+    """A set of states as a statement's `text[]` parameter."""
+    return sorted(s.value for s in members)
+
+
+QUEUED_STATES = states(QUEUED)
+ACTIVE_STATES = states(ACTIVE)
+TERMINAL_STATES = states(TERMINAL)
 
 
 def subject_id(principal: Principal) -> UUID:
@@ -49,7 +70,8 @@ def scope(principal: Principal, args: list[Any], alias: str = "r") -> str:
         args.append(subject_id(principal))
         n = len(args)
         clause += (
-            f" AND ({alias}.currenttechnicianid = ${n} OR {alias}.requeststatus = 'Pending'"
+            f" AND ({alias}.currenttechnicianid = ${n}"
+            f" OR {alias}.requeststatus = '{RequestStatus.PENDING.value}'"
             f" OR EXISTS (SELECT 1 FROM technicianringlog l"
             f" WHERE l.requestid = {alias}.requestid AND l.technicianid = ${n}))"
         )
@@ -83,16 +105,17 @@ SELECT r.requestid, r.customerid, r.vehicleid, r.requestnumber, r.priority, r.se
                         rs.durationminutes, rs.isadditional)
              FROM requestedservices rs JOIN servicemaster s ON s.serviceid = rs.serviceid
              WHERE rs.requestid = r.requestid
-             ORDER BY rs.isadditional, s.servicecode) AS services
+             ORDER BY rs.isadditional, s.servicecode) AS services{extra}
 FROM servicerequests r
 JOIN customermaster c ON c.customerid = r.customerid
 JOIN customervehicles v ON v.customervehicleid = r.vehicleid
-LEFT JOIN technicianmaster t ON t.technicianid = r.currenttechnicianid
+LEFT JOIN technicianmaster t ON t.technicianid = {technician}
 LEFT JOIN vanmaster van ON van.vanid = coalesce(r.vanid, t.vanid)
 LEFT JOIN serviceareas sa ON sa.serviceareaid = r.serviceareaid
 LEFT JOIN geofences sag ON sag.id = sa.geofenceid
 WHERE r.requestid = ANY($1::uuid[]) AND r.tenant_id = $2
 """
+_DETAIL_NOW = _DETAIL.format(technician="r.currenttechnicianid", extra="")
 
 
 def technician_info(row: asyncpg.Record | dict[str, Any]) -> TechnicianBasicInfo:
@@ -143,7 +166,7 @@ def _service(fields: tuple[Any, ...]) -> RequestedServiceInfo:
     )
 
 
-def _detail(row: asyncpg.Record) -> ServiceRequestDetailedResponse:
+def detail_of(row: asyncpg.Record) -> ServiceRequestDetailedResponse:
     cancelled_by = None
     if row["cancelledby"]:
         role, _, subject = row["cancelledby"].partition(":")
@@ -229,8 +252,8 @@ async def load_details(
     """The detailed shapes of these requests of the tenant, in the order of `ids`."""
     if not ids:
         return []
-    rows = {r["requestid"]: r for r in await conn.fetch(_DETAIL, ids, tenant)}
-    return [_detail(rows[i]) for i in ids if i in rows]
+    rows = {r["requestid"]: r for r in await conn.fetch(_DETAIL_NOW, ids, tenant)}
+    return [detail_of(rows[i]) for i in ids if i in rows]
 
 
 async def load_detail(
@@ -261,3 +284,447 @@ async def visible(conn: asyncpg.Connection, principal: Principal, request_id: UU
         f"SELECT true FROM servicerequests r WHERE r.requestid = $1 AND {where}", *args
     )
     return bool(found)
+
+
+async def visible_detail(
+    conn: asyncpg.Connection, principal: Principal, request_id: UUID
+) -> ServiceRequestDetailedResponse | None:
+    """The request's detailed shape if the principal may see it (one query)."""
+    args: list[Any] = [request_id, principal.tenant]
+    where = scope(principal, args)
+    row = await conn.fetchrow(f"{_DETAIL_NOW} AND {where}", [request_id], *args[1:])
+    return detail_of(row) if row is not None else None
+
+
+# ---- the request as an action reads it -----------------------------------------------------
+
+VIEW_COLUMNS = """
+r.requestid, r.requeststatus, r.version, r.customerid, r.currenttechnicianid,
+r.requestnumber, r.priority, r.ringendtime, r.arrivedat, r.tripid,
+r.rating IS NOT NULL AS rated, r.slaviolatedat IS NOT NULL AS slaviolated,
+r.latitude::float8 AS lat, r.longitude::float8 AS lon
+"""
+"""What `view_of` reads of a request (with `rung`: whether the acting technician was rung)."""
+
+_RUNG = (
+    "EXISTS (SELECT 1 FROM technicianringlog l"
+    " WHERE l.requestid = r.requestid AND l.technicianid = $3) AS rung"
+)
+
+
+def view_of(row: asyncpg.Record) -> RequestView:
+    return RequestView(
+        id=row["requestid"],
+        status=RequestStatus(row["requeststatus"]),
+        version=row["version"],
+        customer=row["customerid"],
+        technician=row["currenttechnicianid"],
+        rung=row["rung"],
+        number=row["requestnumber"],
+        priority=row["priority"],
+        ring_ended_at=row["ringendtime"],
+        arrived_at=row["arrivedat"],
+        trip=row["tripid"],
+        rated=row["rated"],
+        sla_violated=row["slaviolated"],
+        lat=row["lat"],
+        lon=row["lon"],
+    )
+
+
+def acting_technician(principal: Principal | None) -> UUID:
+    """The technician whose ring the view's `rung` looks for (nobody but a technician)."""
+    if principal is None or principal.role is not Role.TECHNICIAN:
+        return NOBODY
+    return subject_id(principal)
+
+
+async def read_view(
+    conn: asyncpg.Connection,
+    tenant: str,
+    request_id: UUID,
+    principal: Principal | None,
+    *,
+    lock: str = "",
+) -> RequestView | None:
+    """The request as an action reads it, in the tenant (who may see it is for
+    `api.machine.decide`); `lock`: a row lock such as `FOR SHARE`."""
+    row = await conn.fetchrow(
+        f"SELECT {VIEW_COLUMNS}, {_RUNG} FROM servicerequests r"
+        f" WHERE r.requestid = $1 AND r.tenant_id = $2 {lock}",
+        request_id,
+        tenant,
+        acting_technician(principal),
+    )
+    return view_of(row) if row is not None else None
+
+
+async def state_of(conn: asyncpg.Connection, request_id: UUID) -> RequestStatus | None:
+    found: str | None = await conn.fetchval(
+        "SELECT requeststatus FROM servicerequests WHERE requestid = $1", request_id
+    )
+    return RequestStatus(found) if found is not None else None
+
+
+async def service_minutes(conn: asyncpg.Connection, request_id: UUID) -> float:
+    """The durations of the request's services (what the engine's trip serves there)."""
+    minutes = await conn.fetchval(
+        "SELECT coalesce(sum(durationminutes), 0) FROM requestedservices WHERE requestid = $1",
+        request_id,
+    )
+    return float(minutes)
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedRequest:
+    """A request in a technician's queue, as its ETA needs it."""
+
+    request_id: UUID
+    customer_id: UUID
+    status: RequestStatus
+    started_at: datetime | None
+    lat: float
+    lon: float
+    minutes: float
+    """The durations of its services not rejected."""
+
+    @classmethod
+    def of(cls, row: asyncpg.Record | Mapping[str, Any]) -> QueuedRequest:
+        return cls(
+            row["requestid"], row["customerid"], RequestStatus(row["requeststatus"]),
+            row["startedat"], row["lat"], row["lon"], float(row["minutes"]),
+        )  # fmt: skip
+
+
+# ---- the accept's one read ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptRead:
+    """What an accept needs before its one statement, from one query: the request, the
+    technician, the request's detail as if theirs (their info, their van), their queue."""
+
+    view: RequestView
+    technician: TechnicianView | None
+    detail: ServiceRequestDetailedResponse
+    device: str | None
+    queue: list[QueuedRequest]
+    minutes: float
+    """The durations of the request's services (its place in their queue's ETAs)."""
+
+
+_ACCEPT_READ = _DETAIL.format(
+    technician="$3::uuid",
+    extra=f""",
+       r.currenttechnicianid, r.rating IS NOT NULL AS rated,
+       r.slaviolatedat IS NOT NULL AS slaviolated, {_RUNG},
+       t.availabilitystatus AS t_availability,
+       coalesce((SELECT sum(durationminutes) FROM requestedservices rs
+                 WHERE rs.requestid = r.requestid AND rs.servicestatus <> 'Rejected'), 0)::float8
+           AS minutes,
+       ARRAY(SELECT ROW(q.requestid, q.customerid, q.requeststatus, q.startedat,
+                        q.latitude::float8, q.longitude::float8,
+                        coalesce((SELECT sum(durationminutes) FROM requestedservices qs
+                                  WHERE qs.requestid = q.requestid
+                                    AND qs.servicestatus <> 'Rejected'), 0)::float8)
+             FROM servicerequests q
+             WHERE q.tenant_id = r.tenant_id AND q.currenttechnicianid = $3
+               AND q.requeststatus = ANY($4::text[])
+             ORDER BY q.queueposition NULLS LAST, q.assignedat, q.requestid) AS queue""",
+)
+
+
+async def accept_read(
+    conn: asyncpg.Connection, tenant: str, request_id: UUID, technician_id: UUID
+) -> AcceptRead | None:
+    """The request and the accepting technician as the accept reads them (one query)."""
+    row = await conn.fetchrow(_ACCEPT_READ, [request_id], tenant, technician_id, QUEUED_STATES)
+    if row is None:
+        return None
+    view = RequestView(
+        id=row["requestid"],
+        status=RequestStatus(row["requeststatus"]),
+        version=row["version"],
+        customer=row["customerid"],
+        technician=row["currenttechnicianid"],
+        rung=row["rung"],
+        number=row["requestnumber"],
+        priority=row["priority"],
+        ring_ended_at=row["ringendtime"],
+        arrived_at=row["arrivedat"],
+        trip=row["tripid"],
+        rated=row["rated"],
+        sla_violated=row["slaviolated"],
+        lat=row["latitude"],
+        lon=row["longitude"],
+    )
+    queued = [QueuedRequest(i, c, RequestStatus(s), at, lat, lon, m)
+              for i, c, s, at, lat, lon, m in row["queue"]]  # fmt: skip
+    technician = None
+    if row["technicianid"] is not None and row["t_enabled"]:
+        technician = TechnicianView(
+            technician_id, AvailabilityStatus(row["t_availability"]), len(queued)
+        )
+    detail = detail_of(row)
+    return AcceptRead(view, technician, detail, row["device_id"], queued, row["minutes"])
+
+
+# ---- writes ---------------------------------------------------------------------------------
+
+WRITABLE = frozenset(
+    {
+        "currenttechnicianid", "assignedat", "queueposition", "ringstarttime", "ringendtime",
+        "scheduledat", "tripid", "journeystartedat", "arrivedat", "startedat", "completedat",
+        "mileage", "evidences", "subtotal", "cancelledat", "cancelledby", "cancellationreason",
+        "rating", "feedback", "feedbackat", "priority", "slaviolatedat",
+    }
+)  # fmt: skip
+"""The columns a move may set (api/machine.py names them; nothing else reaches SQL)."""
+
+
+async def apply(conn: asyncpg.Connection, tenant: str, request: RequestView, move: Move) -> bool:
+    """The move's conditional UPDATE: applies only if nobody changed the request since it
+    was read (its version); the version goes up by one."""
+    args: list[Any] = [request.id, tenant, request.version, move.new.value]
+    sets = ["requeststatus = $4", "version = version + 1", "updatedat = now()"]
+    for column, value in move.changes.items():
+        if column not in WRITABLE:
+            raise ValueError(f"a move may not set {column}")
+        args.append(value)
+        sets.append(f"{column} = ${len(args)}")
+    status: str = await conn.execute(
+        f"UPDATE servicerequests SET {', '.join(sets)}"
+        " WHERE requestid = $1 AND tenant_id = $2 AND version = $3",
+        *args,
+    )
+    return status == "UPDATE 1"
+
+
+async def set_positions(conn: asyncpg.Connection, order: list[UUID]) -> None:
+    """Queue positions 1..n in this order (not a state change: versions stay)."""
+    await conn.execute(
+        "UPDATE servicerequests r SET queueposition = o.n, updatedat = now()"
+        " FROM unnest($1::uuid[]) WITH ORDINALITY AS o(requestid, n)"
+        " WHERE r.requestid = o.requestid",
+        order,
+    )
+
+
+async def renumber(conn: asyncpg.Connection, tenant: str, technician_id: UUID) -> None:
+    """Positions 1..n over the technician's queued requests, keeping their order; requests
+    that left the queue lose their position. Not a state change: versions stay."""
+    await conn.execute(
+        """
+        UPDATE servicerequests r SET queueposition = q.rn
+        FROM (SELECT requestid, row_number() OVER (
+                  ORDER BY queueposition NULLS LAST, assignedat, requestid) AS rn
+              FROM servicerequests
+              WHERE tenant_id = $1 AND currenttechnicianid = $2
+                AND requeststatus = ANY($3::text[])) q
+        WHERE r.requestid = q.requestid AND r.queueposition IS DISTINCT FROM q.rn
+        """,
+        tenant,
+        technician_id,
+        QUEUED_STATES,
+    )
+
+
+# ---- a technician's queue ---------------------------------------------------------------------
+
+QUEUE_ROW = """
+SELECT r.requestid, r.customerid, r.requeststatus, r.queueposition, r.startedat,
+       r.assignedat, r.latitude::float8 AS lat, r.longitude::float8 AS lon,
+       coalesce((SELECT sum(durationminutes) FROM requestedservices rs
+                 WHERE rs.requestid = r.requestid
+                   AND rs.servicestatus <> 'Rejected'), 0)::float8 AS minutes
+FROM servicerequests r
+"""
+"""A queued request as the queue's ETAs need it (api/queue.py)."""
+QUEUE_ORDER = "ORDER BY r.queueposition NULLS LAST, r.assignedat, r.requestid"
+
+
+async def queue_of(
+    conn: asyncpg.Connection, tenant: str, technician_id: UUID
+) -> tuple[str | None, list[asyncpg.Record]]:
+    """(the technician's device, their queued requests in order) in one round trip."""
+    found = await conn.fetch(
+        f"""
+        SELECT t.device_id, q.*
+        FROM technicianmaster t
+        LEFT JOIN LATERAL (
+            {QUEUE_ROW}
+            WHERE r.tenant_id = $1 AND r.currenttechnicianid = t.technicianid
+              AND r.requeststatus = ANY($3::text[])
+        ) q ON true
+        WHERE t.technicianid = $2
+        ORDER BY q.queueposition NULLS LAST, q.assignedat, q.requestid
+        """,
+        tenant,
+        technician_id,
+        QUEUED_STATES,
+    )
+    device_id = found[0]["device_id"] if found else None
+    return device_id, [row for row in found if row["requestid"] is not None]
+
+
+async def open_request_of(
+    conn: asyncpg.Connection, principal: Principal, *, first: bool = False
+) -> UUID | None:
+    """A technician's request at the head of their queue (`first`: the one under way
+    first), or a customer's newest open request."""
+    me = subject_id(principal)
+    if principal.role is Role.TECHNICIAN:
+        under_way_first = "requeststatus = ANY($4::text[]) DESC, " if first else ""
+        found: UUID | None = await conn.fetchval(
+            "SELECT requestid FROM servicerequests WHERE tenant_id = $1"
+            " AND currenttechnicianid = $2 AND requeststatus = ANY($3::text[])"
+            f" ORDER BY {under_way_first}queueposition NULLS LAST, assignedat LIMIT 1",
+            principal.tenant,
+            me,
+            QUEUED_STATES,
+            *([ACTIVE_STATES] if first else []),
+        )
+        return found
+    found = await conn.fetchval(
+        "SELECT requestid FROM servicerequests WHERE tenant_id = $1 AND customerid = $2"
+        " AND NOT requeststatus = ANY($3::text[]) ORDER BY requestedat DESC LIMIT 1",
+        principal.tenant,
+        me,
+        TERMINAL_STATES,
+    )
+    return found
+
+
+# ---- creation and completion ------------------------------------------------------------------
+
+
+async def requested_services(conn: asyncpg.Connection, request_id: UUID) -> dict[UUID, Decimal]:
+    """The services the request was made for (not those added at completion), by price."""
+    rows = await conn.fetch(
+        "SELECT serviceid, serviceprice AS price FROM requestedservices"
+        " WHERE requestid = $1 AND NOT isadditional",
+        request_id,
+    )
+    return {r["serviceid"]: r["price"] for r in rows}
+
+
+async def catalog_services(
+    conn: asyncpg.Connection, tenant: str, ids: list[UUID]
+) -> list[asyncpg.Record]:
+    """The tenant's enabled services of these ids (price, duration)."""
+    return list(
+        await conn.fetch(
+            "SELECT serviceid, serviceprice, durationminutes FROM servicemaster"
+            " WHERE serviceid = ANY($1::uuid[]) AND tenant_id = $2 AND enabled",
+            ids,
+            tenant,
+        )
+    )
+
+
+async def add_services(
+    conn: asyncpg.Connection,
+    tenant: str,
+    request_id: UUID,
+    services: list[asyncpg.Record],
+    *,
+    additional: bool = False,
+) -> None:
+    """Services of a request: those it was made for, or those added at completion (done)."""
+    await conn.execute(
+        "INSERT INTO requestedservices (tenant_id, requestid, serviceid, serviceprice,"
+        " durationminutes, servicestatus, isadditional)"
+        " SELECT $1, $2, s, p, d, CASE WHEN $6 THEN 'Completed' ELSE 'Pending' END, $6"
+        " FROM unnest($3::uuid[], $4::numeric[], $5::integer[]) AS u(s, p, d)",
+        tenant,
+        request_id,
+        [s["serviceid"] for s in services],
+        [s["serviceprice"] for s in services],
+        [s["durationminutes"] for s in services],
+        additional,
+    )
+
+
+async def mark_services(conn: asyncpg.Connection, request_id: UUID, done: list[UUID]) -> None:
+    """The request's own services: done ones Completed, the rest Rejected (not performed)."""
+    await conn.execute(
+        "UPDATE requestedservices SET servicestatus = CASE WHEN serviceid = ANY($2::uuid[])"
+        " THEN 'Completed' ELSE 'Rejected' END, reasonofrejection = CASE WHEN"
+        " serviceid = ANY($2::uuid[]) THEN NULL ELSE 'Not performed' END"
+        " WHERE requestid = $1 AND NOT isadditional",
+        request_id,
+        done,
+    )
+
+
+async def vehicle_of_customer(
+    conn: asyncpg.Connection, tenant: str, customer_id: UUID, vehicle_id: UUID
+) -> bool:
+    """The vehicle is the customer's, and both are enabled."""
+    found: bool | None = await conn.fetchval(
+        "SELECT true FROM customervehicles v JOIN customermaster c USING (customerid)"
+        " WHERE v.customervehicleid = $1 AND v.customerid = $2 AND v.tenant_id = $3"
+        " AND v.enabled AND c.enabled",
+        vehicle_id,
+        customer_id,
+        tenant,
+    )
+    return bool(found)
+
+
+_INSERT = """
+WITH area AS (
+{area}
+)
+INSERT INTO servicerequests (tenant_id, requestnumber, customerid, vehicleid,
+    servicescheduletype, locationpreference, scheduledat, latitude, longitude,
+    location, description, estimatedprice, requeststatus, ringstarttime,
+    maxringradius, priority, serviceareaid, sladueat)
+SELECT $1, 'REQ-' || to_char(now() AT TIME ZONE 'UTC', 'YYYYMMDD') || '-'
+           || lpad(nextval('servicerequests_number_seq')::text, 6, '0'),
+       $2::uuid, $3::uuid, $4::text, $5::text, $6::timestamptz, $7::float8, $8::float8,
+       $9::text, $10::text, $11::numeric, $12::varchar, $13::timestamptz, $14::integer,
+       $15::smallint, area.serviceareaid,
+       coalesce($6::timestamptz, now())
+           + make_interval(mins => area.responsetimeslaminutes)
+FROM (SELECT) one LEFT JOIN area ON true
+RETURNING requestid, requestnumber
+"""
+"""The request, in the service area that holds its location (if any) with its SLA due time:
+the requested or scheduled time plus the area's response time."""
+
+
+async def insert(
+    conn: asyncpg.Connection,
+    tenant: str,
+    customer_id: UUID,
+    values: dict[str, Any],
+    move: Move,
+    *,
+    price: float,
+    max_ring_miles: int,
+) -> tuple[UUID, str]:
+    """A new request as `move` (the creation) says; (its id, its number)."""
+    from api.store.service_areas import AREA_AT
+
+    statement = _INSERT.format(area=AREA_AT.format(tenant="$1", lat="$7::float8", lon="$8::float8"))
+    row = await conn.fetchrow(
+        statement,
+        tenant,
+        customer_id,
+        values["vehicle_id"],
+        values["service_schedule_type"],
+        values["location_preference"],
+        values["scheduled_at"],
+        values["latitude"],
+        values["longitude"],
+        values["location"],
+        values["description"],
+        price,
+        move.new.value,
+        move.changes["ringstarttime"],
+        max_ring_miles,
+        values["priority"],
+    )
+    assert row is not None  # INSERT ... RETURNING returns the row
+    return row["requestid"], row["requestnumber"]

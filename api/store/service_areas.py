@@ -135,3 +135,43 @@ async def violations(
         *args,
     )
     return list(rows), total
+
+
+# ---- the SLA watcher's statements -------------------------------------------------------------
+
+
+async def take_overdue(
+    conn: asyncpg.Connection, states: list[str], limit: int
+) -> list[asyncpg.Record]:
+    """Requests past their SLA due time with nobody there yet, not violated before, locked
+    for this transaction (skipping those another process holds), the longest overdue first;
+    each with its tenant, area and the area's promise in minutes (`target`)."""
+    from api.store.requests import VIEW_COLUMNS
+
+    rows = await conn.fetch(
+        f"""
+        SELECT {VIEW_COLUMNS}, false AS rung, r.tenant_id, r.serviceareaid,
+               round(extract(epoch FROM r.sladueat - coalesce(r.scheduledat, r.requestedat))
+                     / 60)::int AS target
+        FROM servicerequests r
+        WHERE r.sladueat <= now() AND r.slaviolatedat IS NULL AND r.arrivedat IS NULL
+          AND r.requeststatus = ANY($1::text[])
+        ORDER BY r.sladueat LIMIT {int(limit)} FOR UPDATE SKIP LOCKED
+        """,
+        states,
+    )
+    return list(rows)
+
+
+async def record_violation(
+    conn: asyncpg.Connection, tenant: str, request_id: UUID, area_id: UUID | None, target: int
+) -> None:
+    """One violation of a request's response-time SLA (once: the arrival fills in when)."""
+    await conn.execute(
+        "INSERT INTO slaviolations (tenant_id, requestid, serviceareaid, targetminutes)"
+        " VALUES ($1, $2, $3, $4) ON CONFLICT (requestid, violationtype) DO NOTHING",
+        tenant,
+        request_id,
+        area_id,
+        target,
+    )

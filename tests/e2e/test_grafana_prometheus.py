@@ -25,7 +25,7 @@ import psycopg
 import pytest
 from websockets.sync.client import connect as ws_connect
 
-from api.auth import Role
+from api.principal import Role
 from devices.tcp_nmea import login_sentence
 from tests.support.api import SECRET, raw_token
 from tests.support.browser import api_process, free_port, wait_ready

@@ -20,7 +20,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from api.auth import Role
+from api.principal import Role
 from gateway.engine.routing import route
 from gateway.engine.trips import start_trip
 from geofence.geodesy import haversine_m

@@ -15,13 +15,16 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
 from api.events import ALL_ADMINS, to_json
-from api.outbox import COLUMNS, RELAY_POLL_S, Outbox, OutboxWriter
+from api.outbox import RELAY_POLL_S, Outbox
+from api.store import outbox as outbox_store
+from api.unit_of_work import UnitOfWork
 from tests.support.api import Tenant, dispatch_events, eventually, running_app, settings_for
 from tests.support.paths import REPO_ROOT
 from tests.support.realtime import api_processes
@@ -46,7 +49,21 @@ async def pool(db_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 async def _outbox_rows(pg: asyncpg.Connection) -> list[asyncpg.Record]:
-    return list(await pg.fetch(f"SELECT {COLUMNS} FROM dispatchoutbox ORDER BY seq"))
+    return list(
+        await pg.fetch(f"SELECT {outbox_store.ROW_COLUMNS} FROM dispatchoutbox ORDER BY seq")
+    )
+
+
+async def _write(
+    pool: asyncpg.Pool, *events: tuple[str, dict[str, Any], uuid.UUID | None]
+) -> list[int]:
+    """Events committed to the outbox as an action's unit of work writes them; their seqs."""
+    async with pool.acquire() as conn, conn.transaction():
+        uow = UnitOfWork(conn, "acme", None)
+        for name, payload, event_id in events:
+            uow.announce(name, payload, [ALL_ADMINS], event_id=event_id)
+        written = await outbox_store.write(conn, uow.audits, uow.events)
+    return [int(row["seq"]) for row in written]
 
 
 async def test_events_of_an_api_killed_before_relaying_reach_the_stream_once(
@@ -139,17 +156,14 @@ async def test_a_relay_dead_between_xadd_and_delete_does_not_double_events(
 ) -> None:
     stream = f"{redis_prefix}dispatch"
     outbox = Outbox(pool, redis_client, redis_prefix)
-    async with pool.acquire() as conn, conn.transaction():
-        writer = OutboxWriter(conn)
-        for n in range(3):
-            await writer.publish("acme", f"event-{n}", {"zeta": n, "alpha": 1.5}, [ALL_ADMINS])
+    seqs = await _write(pool, *((f"event-{n}", {"zeta": n, "alpha": 1.5}, None) for n in range(3)))
     rows = await _outbox_rows(pg)
     # The relay that died: its script added the first two rows' entries, the DELETE of its
     # transaction never committed.
     for row in rows[:2]:
         assert await outbox.xadd(row) is not None
-    assert await outbox.flush() == 3
-    assert await outbox.flush() == 0
+    assert await outbox.relay_rows(seqs) == 3
+    assert await outbox.relay_rows(seqs) == 0
     assert await _outbox_rows(pg) == []
     entries = await redis_client.xrange(stream)
     assert [(f[b"id"].decode(), f[b"event"].decode()) for _, f in entries] == [
@@ -159,10 +173,7 @@ async def test_a_relay_dead_between_xadd_and_delete_does_not_double_events(
     assert entries[1][1][b"payload"] == to_json({"zeta": 1, "alpha": 1.5}).encode()
     # A row whose event went out already (the same event id, e.g. the LocationUpdated of a
     # redelivered engine event) is deleted without a second entry.
-    async with pool.acquire() as conn, conn.transaction():
-        await OutboxWriter(conn).publish(
-            "acme", "event-0", {"zeta": 0}, [ALL_ADMINS], event_id=rows[0]["eventid"]
-        )
-    assert await outbox.flush() == 1
+    again = await _write(pool, ("event-0", {"zeta": 0}, rows[0]["eventid"]))
+    assert await outbox.relay_rows(again) == 1
     assert await _outbox_rows(pg) == []
     assert len(await redis_client.xrange(stream)) == len(rows)

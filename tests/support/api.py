@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 
 from api.app import create_app
-from api.auth import Role, issue_token
+from api.auth import issue_token
+from api.principal import Role
 from api.settings import ApiSettings
 
 SECRET = "test-secret-" + "x" * 32

@@ -2,7 +2,7 @@
 
 `python -m tests.support.outbox_crash TENANT TECHNICIAN REQUEST` (database, Redis and prefix
 from `FIXGATE_*`) accepts the request as the technician through `api.lifecycle.accept` on a
-state whose relay SIGKILLs the process when the request path calls it: the transaction
+state whose relay SIGKILLs the process when the accept hands it its committed rows: the transaction
 (the state change and its outbox rows) is committed, nothing is on the stream, and nothing
 of this process cleans up.
 """
@@ -13,21 +13,23 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Sequence
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 import redis.asyncio as aioredis
 
 from api import lifecycle
-from api.auth import Principal, Role
-from api.outbox import Batch, Outbox
+from api.outbox import Outbox
+from api.principal import Principal, Role
 from api.realtime.service import Realtime
 from api.settings import ApiSettings
 from api.state import ApiState
 
 
 class DyingOutbox(Outbox):
-    async def after_commit(self, batch: Batch) -> None:
+    def committed(self, rows: Sequence[dict[str, Any]]) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
         raise AssertionError("SIGKILL did not kill")  # pragma: no cover
 

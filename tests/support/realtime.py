@@ -18,7 +18,8 @@ import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from api.auth import Role, issue_token
+from api.auth import issue_token
+from api.principal import Role
 from tests.support.api import SECRET, TOKEN_TTL_S
 from tests.support.paths import FIXGATE_BIN, REPO_ROOT
 from tests.support.ports import free_port

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from api.auth import Role
+from api.principal import Role
 from tests.support.api import Tenant, token
 
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from api.auth import Role
+from api.principal import Role
 from tests.support.api import running_app, token
 from tests.support.engine import EngineProcess, feed, register, wait_events
 from tests.support.geofence import fix, offset

@@ -19,7 +19,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from api.app import create_app
-from api.auth import Role
+from api.principal import Role
 from api.settings import ApiSettings
 from tests.support.api import SECRET, token
 from tests.support.paths import FIXGATE_BIN, REPO_ROOT

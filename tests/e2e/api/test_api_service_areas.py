@@ -16,7 +16,7 @@ import httpx
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY
 
-from api.auth import Role
+from api.principal import Role
 from tests.support.api import (
     Tenant,
     add_device,

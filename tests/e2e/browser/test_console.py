@@ -13,7 +13,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from playwright.async_api import BrowserContext, Page, expect
 
-from api.auth import Role
+from api.principal import Role
 from tests.e2e.browser.conftest import ORIGIN, RING_PHASE_S
 from tests.support import realtime
 from tests.support.api import Tenant, add_device, raw_token

@@ -12,7 +12,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from playwright.async_api import BrowserContext, expect
 
-from api.auth import Role
+from api.principal import Role
 from tests.e2e.browser.conftest import ORIGIN
 from tests.support.api import Tenant, add_device, eventually, raw_token, token
 from tests.support.browser import drive, require_websocket, screenshot, watch_errors

@@ -13,7 +13,7 @@ import asyncpg
 import httpx
 import redis.asyncio as aioredis
 
-from api.auth import Role
+from api.principal import Role
 from devices.fix import Fix
 from gateway.sinks.live import LiveWriter
 from tests.support.api import Tenant, add_device

@@ -16,7 +16,8 @@ import pytest
 import redis.asyncio as aioredis
 import websockets
 
-from api.auth import Role, issue_token
+from api.auth import issue_token
+from api.principal import Role
 from api.realtime.protocol import CLOSE_BAD_REQUEST, CLOSE_TOO_SLOW, CLOSE_UNAUTHORIZED
 from tests.support.api import SECRET, Tenant, eventually
 from tests.support.realtime import ApiProcess, connect, create_request, raw_token

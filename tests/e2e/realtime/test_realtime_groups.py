@@ -13,7 +13,7 @@ import httpx
 import redis.asyncio as aioredis
 import websockets
 
-from api.auth import Role
+from api.principal import Role
 from tests.support.api import Tenant
 from tests.support.realtime import (
     ApiProcess,

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from api.auth import Role
+from api.principal import Role
 from tests.support.api import Tenant
 from tests.support.realtime import ApiProcess, connect, create_request, raw_token
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api.auth import Principal, Role
+from api.principal import Principal, Role
 from api.realtime.groups import Admission, admit, home_groups, request_facts
 from api.realtime.protocol import format_stream_id, message, parse_entry, parse_stream_id
 from api.realtime.replay import MAX_SEQ, Seam, must_resync
