@@ -68,6 +68,9 @@ class CallPriority(StrEnum):
 
 
 S = RequestStatus
+LIFECYCLE_ORDER = (S.PENDING, S.RINGING, S.ASSIGNED, S.EN_ROUTE, S.IN_PROGRESS, S.COMPLETED,
+                   S.CANCELED, S.STOPPED, S.ACCEPTED)  # fmt: skip
+"""The states in the order a request goes through them (for people reading the table)."""
 RINGABLE = frozenset({S.PENDING, S.RINGING})
 """Open to the ring's technicians: accepted, rejected or assigned from here."""
 QUEUED = frozenset({S.ASSIGNED, S.EN_ROUTE, S.IN_PROGRESS})
@@ -667,7 +670,7 @@ def table_rows() -> list[tuple[str, str, str, str, str, str]]:
     shows them (a test keeps the two the same)."""
     rows = []
     for action, rule in TABLE.items():
-        sources = ", ".join(s.value for s in RequestStatus if s in rule.sources) or "(none)"
+        sources = ", ".join(s.value for s in LIFECYCLE_ORDER if s in rule.sources) or "(none)"
         target = rule.target.value if rule.target else "(stays)"
         if action is Action.CREATE:
             target = "Ringing (OnDemand), Pending (Scheduled)"
