@@ -11,7 +11,8 @@ import asyncpg
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
-from api import consumer, errors, ring, sla
+from api import consumer, errors, openapi, ring, sla
+from api.guard import BodyLimit, SecurityHeaders
 from api.metrics import RequestMetrics
 from api.models.common import ErrorEnvelope
 from api.outbox import Outbox
@@ -29,7 +30,7 @@ from api.routes import (
     technicians,
     vans,
 )
-from api.settings import MIN_SECRET_CHARS, ApiSettings
+from api.settings import DEMO_API_SECRET, LOOPBACK_HOSTS, MIN_SECRET_CHARS, ApiSettings
 from api.state import ApiState
 from gateway.collector import quiet_gc
 
@@ -55,6 +56,11 @@ async def _release(conn: asyncpg.Connection) -> None:
 def create_app(settings: ApiSettings) -> FastAPI:
     if len(settings.api_secret) < MIN_SECRET_CHARS:
         raise ConfigError(f"FIXGATE_API_SECRET must be at least {MIN_SECRET_CHARS} characters")
+    if settings.api_secret == DEMO_API_SECRET and settings.api_host not in LOOPBACK_HOSTS:
+        raise ConfigError(
+            "FIXGATE_API_SECRET is the demo's, which anyone can read: set a secret of your own"
+            f" to listen on {settings.api_host} (the demo's is for loopback only)"
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -73,6 +79,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
             realtime=Realtime.build(client, settings.redis_prefix, settings.ws_presence_ttl_s),
         )
         app.state.api = state
+        # Who is disabled, before the first request; then kept current by notifications.
+        async with state.conn() as conn:
+            await state.principals.load(conn)
+        state.principals.on_disable.append(state.realtime.revoke)
+        state.tasks.append(
+            asyncio.create_task(state.principals.run(settings.database_url), name="principals")
+        )
         # First: relays at once what a dead process committed but did not relay.
         state.tasks.append(asyncio.create_task(state.outbox.run(), name="outbox-relay"))
         # Phases are I/O (a dozen statements and a Redis search each): several at once,
@@ -98,9 +111,14 @@ def create_app(settings: ApiSettings) -> FastAPI:
         lifespan=lifespan,
         description="Service requests, the ring, queues with ETA; tenant- and role-scoped.",
         # Errors are the envelope too; declaring 422 here replaces FastAPI's own shape.
-        responses={code: {"model": ErrorEnvelope} for code in (400, 401, 403, 404, 409, 422, 500)},
+        responses={
+            code: {"model": ErrorEnvelope} for code in (400, 401, 403, 404, 409, 413, 422, 429, 500)
+        },
     )
     errors.install(app)
+    openapi.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(RequestMetrics)
     modules = (
         health, customers, vans, technicians, services, service_requests, devices, geofences,

@@ -37,6 +37,8 @@ def read_token(secret: str, token: str) -> Principal:
     if not (isinstance(sub, str) and sub and isinstance(tenant, str) and tenant):
         raise BadToken("sub and tenant must be non-empty strings")
     try:
-        return Principal(subject=sub, tenant=tenant, role=Role(role))
+        return Principal(
+            subject=sub, tenant=tenant, role=Role(role), expires_at=float(claims["exp"])
+        )
     except ValueError:
         raise BadToken(f"unknown role {role!r}") from None

@@ -15,11 +15,14 @@ log = logging.getLogger("fixgate.api")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, data: Any = None) -> None:
+    def __init__(
+        self, status: int, message: str, data: Any = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.data = data
+        self.headers = headers
 
 
 def unauthorized(message: str = "Not authenticated: a valid bearer token is required") -> ApiError:
@@ -50,8 +53,10 @@ def invalid(field: str, message: str) -> ApiError:
     )
 
 
-def envelope(status: int, message: str, data: Any = None) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+def envelope(
+    status: int, message: str, data: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    headers = {**(headers or {}), **({"WWW-Authenticate": "Bearer"} if status == 401 else {})}
     return JSONResponse(
         {"status": status, "message": message, "data": data}, status_code=status, headers=headers
     )
@@ -65,7 +70,7 @@ def _field(loc: tuple[int | str, ...]) -> str:
 
 async def _api_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return envelope(exc.status, exc.message, exc.data)
+    return envelope(exc.status, exc.message, exc.data, exc.headers)
 
 
 async def _validation(_: Request, exc: Exception) -> JSONResponse:
@@ -80,7 +85,8 @@ async def _validation(_: Request, exc: Exception) -> JSONResponse:
 
 async def _http(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return envelope(exc.status_code, str(exc.detail))
+    # Its headers too: a 405 says which methods are allowed (RFC 9110 Allow).
+    return envelope(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
 
 
 async def _database(_: Request, exc: Exception) -> JSONResponse:

@@ -150,6 +150,12 @@ async def create(
         uow.attempt(None, Action.CREATE, None)
         move = _decide(Attempt(Action.CREATE, scheduled=scheduled), None, principal)
         conn, tenant = uow.conn, uow.tenant
+        limit = state.settings.customer_open_requests_max
+        if (open_now := await requests.open_requests_of(conn, tenant, customer_id)) >= limit:
+            raise conflict(
+                f"You have {open_now} open requests: at most {limit} at once"
+                " (FIXGATE_CUSTOMER_OPEN_REQUESTS_MAX)"
+            )
         if not await requests.vehicle_of_customer(conn, tenant, customer_id, body.vehicle_id):
             raise ApiError(422, "vehicleId: no such vehicle of yours")
         services = await requests.catalog_services(conn, tenant, body.services)
@@ -294,9 +300,10 @@ async def cancel(
         view = await _read(uow, request_id, Action.CANCEL)
         move = _decide(Attempt(Action.CANCEL, reason=reason), view, principal)
         assert view is not None
+        # The schedule's row before the request's, in a ring phase's order (no deadlock).
+        await rings.unschedule(uow.conn, request_id)
         await _apply(uow, view, move)
         await _leave_queue(uow, view)
-        await rings.unschedule(uow.conn, request_id)
         await rings.end_open(uow.conn, request_id)
         if principal.role is Role.TECHNICIAN and view.technician is not None:
             await rings.engage(
@@ -326,8 +333,8 @@ async def assign(
         )  # fmt: skip
         move = _decide(attempt, view, principal)
         assert view is not None
+        await rings.unschedule(uow.conn, request_id)  # before the request's row, as above
         await _apply(uow, view, move)
-        await rings.unschedule(uow.conn, request_id)
         await rings.end_open(uow.conn, request_id)
         announce(uow, move, await _detail(uow, request_id))
         await publish_queue(state, uow, technician_id)

@@ -58,6 +58,11 @@ WS_DELIVERY_SECONDS = Histogram(
 )
 
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""The methods labelled by name; any other counts as `other`: a label is a time series, and
+a client must not be able to add series by sending made-up methods."""
+
+
 class RequestMetrics:
     """Pure ASGI middleware observing REQUEST_SECONDS (Starlette's BaseHTTPMiddleware runs
     every request through a task group and memory streams: milliseconds under load)."""
@@ -81,7 +86,10 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, sending)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
-            REQUEST_SECONDS.labels(scope["method"], route, str(status)).observe(
+            # The template without its convertors (`{requestId}`, not `{requestId:uuid}`).
+            found = scope.get("route")
+            route = getattr(found, "path_format", None) or getattr(found, "path", "unmatched")
+            method = scope["method"] if scope["method"] in METHODS else "other"
+            REQUEST_SECONDS.labels(method, route, str(status)).observe(
                 time.perf_counter() - started
             )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -21,6 +21,8 @@ class Principal:
     subject: str  # customerId for a customer, technicianId for a technician
     tenant: str
     role: Role
+    expires_at: float | None = field(default=None, compare=False)
+    """When the token it came from expires (Unix seconds): a WebSocket closes then."""
 
     @property
     def is_staff(self) -> bool:

@@ -15,6 +15,10 @@ from gateway.config import STACK_PG_PORT, STACK_REDIS_PORT
 
 MIN_SECRET_CHARS = 32
 """HS256 wants a key at least as long as its 256-bit hash (RFC 7518 3.2)."""
+DEMO_API_SECRET = "fixgate-demo-secret-for-this-machine-only-0000"
+"""The secret `fixgate demo` signs its tokens with: public, so an API using it must listen on
+loopback only (`create_app` refuses otherwise)."""
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 class ApiSettings(BaseSettings):
@@ -33,6 +37,27 @@ class ApiSettings(BaseSettings):
     api_secret: str = Field(
         "",
         description="HS256 key of the API's bearer tokens (at least 32 characters; no default).",
+    )
+    api_max_body_bytes: int = Field(
+        1 << 20,
+        ge=1024,
+        description="Largest request body the API reads, bytes (larger: 413 before it is read).",
+    )
+    customer_open_requests_max: int = Field(
+        5, ge=1, description="Most open requests one customer holds at once (more: 409)."
+    )
+    create_requests_per_min: int = Field(
+        10,
+        ge=1,
+        description="Requests one principal may create per minute (more: 429 with Retry-After).",
+    )
+    geofence_max_vertices: int = Field(
+        10_000, ge=4, description="Most vertices of one geofence (more: 422)."
+    )
+    geofences_per_tenant_max: int = Field(
+        5_000,
+        ge=1,
+        description="Most geofences of one tenant (every tenant's fences share the engine).",
     )
     api_db_pool_max: int = Field(
         20, description="Most database connections the API holds (asyncpg pool size)."

@@ -12,6 +12,7 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from api.outbox import Outbox
+from api.principals import Principals
 from api.realtime.service import Realtime
 from api.settings import ApiSettings
 
@@ -23,6 +24,8 @@ class ApiState:
     redis: aioredis.Redis
     outbox: Outbox
     realtime: Realtime
+    principals: Principals = field(default_factory=Principals)
+    """Who is disabled (their tokens refused at once)."""
     # Set when a request starts ringing, so the ring worker runs its first phase at once
     # instead of at its next poll.
     ring_wakeup: asyncio.Event = field(default_factory=asyncio.Event)

@@ -394,7 +394,11 @@ async def run(args: argparse.Namespace) -> None:
                "FIXGATE_RING_REQUIRE_CONNECTED": "false", "FIXGATE_TCP_PORT": str(tcp_port),
                "FIXGATE_METRICS_PORT": str(metrics_port), "FIXGATE_MQTT_CLIENT_ID": f"bench-api-{prefix}",
                "FIXGATE_SPOOL_DIR": f"/tmp/{name}-spool", "FIXGATE_TELTONIKA_PORT": "0",
-               "FIXGATE_GT06_PORT": "0", "FIXGATE_OSMAND_PORT": "0"}  # fmt: skip
+               "FIXGATE_GT06_PORT": "0", "FIXGATE_OSMAND_PORT": "0",
+               # 100 clients share 20 customers, each creating as fast as it can: the
+               # bounds meant for one person are lifted for the load.
+               "FIXGATE_CUSTOMER_OPEN_REQUESTS_MAX": "100000",
+               "FIXGATE_CREATE_REQUESTS_PER_MIN": "1000000"}  # fmt: skip
         log_path = f"/tmp/{name}.log"
         procs.append(start(["api"], env, log_path))
         base = f"http://127.0.0.1:{port}"

@@ -45,6 +45,7 @@ sys.path.insert(0, str(REPO))
 from api.auth import issue_token  # noqa: E402
 from api.principal import Role  # noqa: E402
 from devices.fix import Fix  # noqa: E402
+from devtools.ws_client import ws_url  # noqa: E402
 from gateway.sinks.live import LiveWriter  # noqa: E402
 
 SECRET = "bench-secret-" + "x" * 32
@@ -83,6 +84,9 @@ class Bench:
                "FIXGATE_REDIS_URL": self.args.redis, "FIXGATE_REDIS_PREFIX": self.prefix,
                "FIXGATE_API_SECRET": SECRET, "FIXGATE_API_PORT": str(self.port),
                "FIXGATE_RING_PHASE_S": "60", "FIXGATE_WS_SEND_QUEUE_MAX": "1024",
+               # Its customers create requests by the hundred: their bounds are lifted.
+               "FIXGATE_CUSTOMER_OPEN_REQUESTS_MAX": "100000",
+               "FIXGATE_CREATE_REQUESTS_PER_MIN": "1000000",
                "PYTHONPATH": str(REPO)}  # fmt: skip
         fixgate = str(Path(sys.executable).parent / "fixgate")
         subprocess.run([fixgate, "migrate"], env=env, check=True, capture_output=True)
@@ -132,7 +136,7 @@ class Bench:
 
     async def connect_all(self, tokens: list[str], on_message: Any) -> list[Any]:
         async def one(raw: str) -> Any:
-            ws = await websockets.connect(f"{self.ws}?token={raw}", max_queue=None)
+            ws = await websockets.connect(await ws_url(self.ws, raw), max_queue=None)
             while json.loads(await ws.recv())["event"] != "welcome":
                 pass
 

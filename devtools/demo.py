@@ -33,7 +33,7 @@ from typing import BinaryIO, Final
 
 import httpx
 
-from api.settings import ApiSettings
+from api.settings import DEMO_API_SECRET, ApiSettings
 from devtools.demo_geofences import ensure_geofences, print_engine_events
 from devtools.driving import RoadPlanner
 from devtools.scenario import DispatchSetup, ScenarioOptions, run_scenarios, technician_apps
@@ -45,7 +45,6 @@ from gateway.engine.settings import EngineSettings
 
 READY_TIMEOUT_S: Final = 30.0
 LOG_TAIL_CHARS: Final = 3000
-DEMO_API_SECRET: Final = "fixgate-demo-secret-for-this-machine-only-0000"
 """FIXGATE_API_SECRET of the demo's API when none is set: 46 characters (the API wants 32
 or more). Anyone who knows it can mint tokens, so it is for a demo on loopback only."""
 ROAD_SAMPLE_ROUTES: Final = 80
@@ -347,6 +346,6 @@ def _banner(
         f"{options.teltonika} Teltonika trucks, {options.phones} technicians' phones over MQTT "
         f"(registered as technicians, each with its app's WebSocket open); {until}.\n"
         f"A customer request every ~{scenario.every_s:g} s: ring, accept, journey, arrival, work, completion, feedback.\n"
-        f"  console      {api_base}/console?token={setup.admin_token}\n"
+        f"  console      {api_base}/console#token={setup.admin_token}\n"
         f"{logs}"
     )

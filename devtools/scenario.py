@@ -26,6 +26,7 @@ from api.principal import Role
 from devtools.driving import Errand, RoadPlanner
 from devtools.roads import point_ahead
 from devtools.simulate import SimDevice
+from devtools.ws_client import ws_url
 from geofence.routes import Route
 from ingest.filters import distance_m
 
@@ -220,11 +221,10 @@ class DispatchSetup:
 
 async def _app(api_base: str, tech: Technician, stop: asyncio.Event) -> None:
     """One technician's app: a WebSocket kept open, rings noted, reconnected if it drops."""
-    ws_base = api_base.replace("http://", "ws://", 1)
     last_id: str | None = None
     while not stop.is_set():
-        url = f"{ws_base}/ws?token={tech.token}" + (f"&last_event_id={last_id}" if last_id else "")
         try:
+            url = await ws_url(api_base, tech.token, last_id)
             async with websockets.connect(url, open_timeout=10) as ws:
                 async for text in ws:
                     message = json.loads(text)
@@ -235,7 +235,7 @@ async def _app(api_base: str, tech: Technician, stop: asyncio.Event) -> None:
                     if message.get("event") == "ring_notification_received":
                         info = message["data"]["serviceRequestInfo"]
                         tech.rings.put_nowait(str(info["requestId"]))
-        except (OSError, websockets.WebSocketException, TimeoutError) as e:
+        except (OSError, websockets.WebSocketException, TimeoutError, httpx.HTTPError) as e:
             log.debug("demo: %s's app: %r; reconnecting", tech.name, e)
         tech.connected.clear()
         with contextlib.suppress(TimeoutError):
@@ -375,7 +375,7 @@ async def run_one(
     services = rng.sample(setup.services, k=rng.choice((1, 2)))
     request_id, step.request_number = await _request(api, setup, customer, at, services)
     say(step.line(f"{customer.name} asks for help at {at[0]:.5f},{at[1]:.5f}"))
-    say(f"  tracking page  {api_base}/track/{request_id}?token={customer.token}")
+    say(f"  tracking page  {api_base}/track/{request_id}#token={customer.token}")
 
     rung = await _rung(setup, request_id, stop)
     if stop.is_set():

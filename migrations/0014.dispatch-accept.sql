@@ -53,6 +53,9 @@ BEGIN
             NULL::text[], NULL::timestamptz FROM servicerequests r WHERE r.requestid = p_request;
         RETURN;
     END IF;
+    -- The ring's schedule row before the request's: a ring phase takes them in that order
+    -- (api/ring.py), so taking them the other way round could deadlock with one.
+    PERFORM 1 FROM ringschedule WHERE requestid = p_request FOR UPDATE;
     UPDATE servicerequests r SET requeststatus = p_assigned, version = r.version + 1,
         updatedat = now(), currenttechnicianid = p_technician, assignedat = p_now,
         queueposition = n + 1, ringendtime = p_ring_end

@@ -11,8 +11,10 @@ from api.models.common import (
     CamelModel,
     Gender,
     Paging,
+    PatchModel,
     ServiceAvailableIn,
     ServiceCategory,
+    optional,
 )
 
 MAX_TEXT = 200
@@ -34,24 +36,27 @@ class CustomerCreate(CamelModel):
     gender: Gender | None = None
 
 
-class CustomerUpdate(CamelModel):
-    customer_code: str | None = Field(None, min_length=1, max_length=MAX_TEXT)
-    email: str | None = Field(None, max_length=MAX_TEXT)
-    first_name: str | None = Field(None, max_length=MAX_TEXT)
-    last_name: str | None = Field(None, max_length=MAX_TEXT)
-    phone_number: str | None = Field(None, max_length=MAX_TEXT)
+class CustomerUpdate(PatchModel):
+    customer_code: str = optional(min_length=1, max_length=MAX_TEXT)
+    email: str = optional(max_length=MAX_TEXT)
+    first_name: str = optional(max_length=MAX_TEXT)
+    last_name: str = optional(max_length=MAX_TEXT)
+    phone_number: str = optional(max_length=MAX_TEXT)
     profile_image_url: str | None = Field(None, max_length=MAX_LONG_TEXT)
     gender: Gender | None = None
 
 
 class CustomerBasicInfo(CamelModel):
-    user_id: UUID
+    """A customer; personal fields are null where the reader may not see them (a technician
+    deciding on a ring: docs/security.md)."""
+
+    user_id: UUID | None
     customer_id: UUID
     customer_code: str
-    email: str
-    first_name: str
-    last_name: str
-    phone_number: str
+    email: str | None
+    first_name: str | None
+    last_name: str | None
+    phone_number: str | None
     profile_image_url: str | None = None
     gender: Gender | None = None
     enabled: bool = True
@@ -70,8 +75,8 @@ class VehicleCreate(CamelModel):
     body_type: str | None = Field(None, max_length=MAX_TEXT)
 
 
-class VehicleUpdate(CamelModel):
-    vin: str | None = Field(None, min_length=1, max_length=MAX_TEXT)
+class VehicleUpdate(PatchModel):
+    vin: str = optional(min_length=1, max_length=MAX_TEXT)
     make: str | None = Field(None, max_length=MAX_TEXT)
     model: str | None = Field(None, max_length=MAX_TEXT)
     year: int | None = Field(None, ge=1886, le=2100)
@@ -83,7 +88,7 @@ class VehicleUpdate(CamelModel):
 class VehicleBasicInfo(CamelModel):
     vehicle_id: UUID
     customer_id: UUID
-    vin: str
+    vin: str | None  # null where the reader may not see it
     make: str | None = None
     model: str | None = None
     year: int | None = None
@@ -105,13 +110,13 @@ class VanCreate(CamelModel):
     year: int = Field(0, ge=0, le=2100)
 
 
-class VanUpdate(CamelModel):
-    van_number: str | None = Field(None, min_length=1, max_length=MAX_TEXT)
-    registration_number: str | None = Field(None, max_length=MAX_TEXT)
-    vin: str | None = Field(None, max_length=MAX_TEXT)
-    make: str | None = Field(None, max_length=MAX_TEXT)
-    model: str | None = Field(None, max_length=MAX_TEXT)
-    year: int | None = Field(None, ge=0, le=2100)
+class VanUpdate(PatchModel):
+    van_number: str = optional(min_length=1, max_length=MAX_TEXT)
+    registration_number: str = optional(max_length=MAX_TEXT)
+    vin: str = optional(max_length=MAX_TEXT)
+    make: str = optional(max_length=MAX_TEXT)
+    model: str = optional(max_length=MAX_TEXT)
+    year: int = optional(ge=0, le=2100)
 
 
 class VanInfo(CamelModel):
@@ -140,10 +145,10 @@ class TechnicianCreate(CamelModel):
     availability_status: AvailabilityStatus = AvailabilityStatus.OFFLINE
 
 
-class TechnicianUpdate(CamelModel):
-    technician_code: str | None = Field(None, min_length=1, max_length=MAX_TEXT)
-    first_name: str | None = Field(None, max_length=MAX_TEXT)
-    last_name: str | None = Field(None, max_length=MAX_TEXT)
+class TechnicianUpdate(PatchModel):
+    technician_code: str = optional(min_length=1, max_length=MAX_TEXT)
+    first_name: str = optional(max_length=MAX_TEXT)
+    last_name: str = optional(max_length=MAX_TEXT)
     email: str | None = Field(None, max_length=MAX_TEXT)
     phone_number: str | None = Field(None, max_length=MAX_TEXT)
     profile_image_url: str | None = Field(None, max_length=MAX_LONG_TEXT)
@@ -183,14 +188,14 @@ class ServiceCreate(CamelModel):
     service_available_in: ServiceAvailableIn = ServiceAvailableIn.BOTH
 
 
-class ServiceUpdate(CamelModel):
-    service_code: str | None = Field(None, min_length=1, max_length=MAX_TEXT)
-    service_name: str | None = Field(None, min_length=1, max_length=MAX_TEXT)
+class ServiceUpdate(PatchModel):
+    service_code: str = optional(min_length=1, max_length=MAX_TEXT)
+    service_name: str = optional(min_length=1, max_length=MAX_TEXT)
     service_description: str | None = Field(None, max_length=MAX_LONG_TEXT)
-    service_price: float | None = Field(None, ge=0, le=MAX_PRICE)
-    duration_minutes: int | None = Field(None, ge=0, le=7 * 24 * 60)
-    category: ServiceCategory | None = None
-    service_available_in: ServiceAvailableIn | None = None
+    service_price: float = optional(ge=0, le=MAX_PRICE)
+    duration_minutes: int = optional(ge=0, le=7 * 24 * 60)
+    category: ServiceCategory = optional()
+    service_available_in: ServiceAvailableIn = optional()
 
 
 class ServiceInfo(CamelModel):

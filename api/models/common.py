@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import re
+from datetime import date
 from enum import StrEnum
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from api.machine import AvailabilityStatus as AvailabilityStatus
@@ -18,12 +28,71 @@ MAX_ROWS_PER_PAGE = 100
 """Bound of one page: a list response stays small whatever a client asks for."""
 
 
+def _no_nul(value: Any) -> Any:
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("may not contain NUL characters")
+    if isinstance(value, list):
+        for item in value:
+            _no_nul(item)
+    return value
+
+
 class CamelModel(BaseModel):
-    """JSON in camelCase; Python in snake_case. Unknown input fields are refused (422)."""
+    """JSON in camelCase; Python in snake_case. Unknown input fields are refused (422), and
+    so is a NUL character in any text (no column takes one; the document says so too:
+    api/openapi.py)."""
 
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="forbid", from_attributes=True
     )
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        return _no_nul(value)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_a_flag(cls, value: Any, info: ValidationInfo) -> Any:
+        """true and false are not numbers (pydantic would read them as 1 and 0)."""
+        if isinstance(value, bool) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            kinds = set(get_args(annotation)) or {annotation}
+            if kinds & {int, float} and bool not in kinds:
+                raise ValueError("must be a number, not true or false")
+        return value
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def optional(**constraints: Any) -> Any:
+    """A field that may be left out but never set to null (its column is NOT NULL): an
+    explicit null is a 422 naming it, and the document shows no null."""
+    return Field(None, json_schema_extra=_no_default, **constraints)
+
+
+class PatchModel(CamelModel):
+    """A PATCH body: the fields given change; at least one must be given (the document
+    says `minProperties: 1`); a field whose column allows it may be null (cleared)."""
+
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+
+_NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
+def _iso(value: Any) -> Any:
+    """A time in a request is ISO 8601 text, as the document says: a bare number (which
+    pydantic would read as Unix time) is refused."""
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        raise ValueError("must be an ISO 8601 date or date-time, not a number")
+    return value
+
+
+IsoDatetime = Annotated[AwareDatetime, BeforeValidator(_iso)]
+IsoDate = Annotated[date, BeforeValidator(_iso)]
 
 
 class Envelope(CamelModel, Generic[T]):

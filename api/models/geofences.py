@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, JsonValue
 
 from api.models.catalog import MAX_TEXT
 from api.models.common import CamelModel, Paging
@@ -14,6 +14,16 @@ MAX_RADIUS_M = 100_000.0
 """Largest circle fence: a service area wider than 100 km is a region, drawn as a polygon."""
 MAX_DWELL_S = 7 * 86400.0
 """Longest dwell: a week inside before geofence_dwell (a depot's long stay), bounded."""
+
+
+GEOJSON_TYPES: list[JsonValue] = [
+    "Polygon",
+    "MultiPolygon",
+    "Point",
+    "Feature",
+    "FeatureCollection",
+]
+"""What a geofence's `geometry` may be (its shape is checked when read: 422 naming it)."""
 
 
 class GeofenceKind(StrEnum):
@@ -30,7 +40,11 @@ class GeofenceCreate(CamelModel):
     kind: GeofenceKind = GeofenceKind.OTHER
     geometry: dict[str, Any] = Field(
         description="GeoJSON Polygon or MultiPolygon (lon, lat), or a Point with radiusM;"
-        " a Feature or a FeatureCollection of one feature is taken too."
+        " a Feature or a FeatureCollection of one feature is taken too.",
+        json_schema_extra={
+            "required": ["type"],
+            "properties": {"type": {"type": "string", "enum": GEOJSON_TYPES}},
+        },
     )
     radius_m: float | None = Field(None, gt=0, le=MAX_RADIUS_M)
     dwell_s: float = Field(0.0, ge=0, le=MAX_DWELL_S)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Self
+from typing import Annotated, Self
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import Field, model_validator
 
 from api.models.catalog import (
     MAX_LONG_TEXT,
@@ -20,6 +20,7 @@ from api.models.common import (
     CallPriority,
     CamelModel,
     EngagementAction,
+    IsoDatetime,
     LocationPreference,
     Paging,
     PaymentStatus,
@@ -43,7 +44,7 @@ class CreateServiceRequest(CamelModel):
     vehicle_id: UUID
     service_schedule_type: ServiceScheduleType = ServiceScheduleType.ON_DEMAND
     location_preference: LocationPreference = LocationPreference.CUSTOMER_LOCATION
-    scheduled_at: AwareDatetime | None = None
+    scheduled_at: IsoDatetime | None = None
     latitude: float = Field(ge=-90, le=90)
     longitude: float = Field(ge=-180, le=180)
     location: str | None = Field(None, max_length=MAX_LONG_TEXT)
@@ -86,7 +87,9 @@ class ServiceRequestAction(CamelModel):
 
 class CompleteServiceRequest(CamelModel):
     mileage: int | None = Field(None, ge=0, le=MAX_MILEAGE)
-    evidences: list[str] | None = Field(None, max_length=MAX_EVIDENCES)
+    evidences: list[Annotated[str, Field(max_length=MAX_LONG_TEXT)]] | None = Field(
+        None, max_length=MAX_EVIDENCES
+    )
     completed_services: list[UUID] | None = Field(None, max_length=MAX_SERVICES_PER_REQUEST)
     additional_services: list[UUID] | None = Field(None, max_length=MAX_SERVICES_PER_REQUEST)
 
@@ -99,7 +102,7 @@ class SubmitFeedback(CamelModel):
 class AssignServiceRequestModel(CamelModel):
     request_id: UUID
     technician_id: UUID
-    scheduled_at: AwareDatetime | None = None
+    scheduled_at: IsoDatetime | None = None
 
 
 class QueueOrder(CamelModel):
@@ -203,8 +206,8 @@ class ServiceRequestsFilter(Paging):
     action: EngagementAction | None = None
     service_schedule_type: ServiceScheduleType | None = None
     location_preference: LocationPreference | None = None
-    from_date: AwareDatetime | None = None
-    to_date: AwareDatetime | None = None
+    from_date: IsoDatetime | None = None
+    to_date: IsoDatetime | None = None
 
 
 class TechnicianSuggestionsFilter(Paging):

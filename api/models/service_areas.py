@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from api.models.catalog import MAX_LONG_TEXT
-from api.models.common import CamelModel, Paging
+from api.models.common import CamelModel, IsoDatetime, Paging, PatchModel, optional
 
 MAX_SLA_MINUTES = 7 * 24 * 60
 """Longest response time an area may promise: a week (a scheduled visit's window)."""
@@ -28,10 +28,10 @@ class ServiceAreaCreate(CamelModel):
     )
 
 
-class ServiceAreaUpdate(CamelModel):
+class ServiceAreaUpdate(PatchModel):
     description: str | None = Field(None, max_length=MAX_LONG_TEXT)
-    priority_level: int | None = Field(None, ge=PRIORITY_LEVELS[0], le=PRIORITY_LEVELS[1])
-    response_time_sla_minutes: int | None = Field(None, ge=1, le=MAX_SLA_MINUTES)
+    priority_level: int = optional(ge=PRIORITY_LEVELS[0], le=PRIORITY_LEVELS[1])
+    response_time_sla_minutes: int = optional(ge=1, le=MAX_SLA_MINUTES)
 
 
 class ServiceAreaInfo(CamelModel):
@@ -62,5 +62,5 @@ class SlaViolationInfo(CamelModel):
 
 class SlaViolationsFilter(Paging):
     service_area_id: UUID | None = None
-    from_date: AwareDatetime | None = None
-    to_date: AwareDatetime | None = None
+    from_date: IsoDatetime | None = None
+    to_date: IsoDatetime | None = None

@@ -5,10 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from pydantic import AwareDatetime
-
 from api.models.catalog import CustomerBasicInfo, TechnicianBasicInfo, VanInfo
-from api.models.common import CamelModel, RequestStatus
+from api.models.common import CamelModel, IsoDatetime, RequestStatus
 from api.models.requests import ServiceRequestBasicInfo
 
 
@@ -99,5 +97,5 @@ class Track(CamelModel):
 
 
 class TrackQuery(CamelModel):
-    from_time: AwareDatetime
-    to_time: AwareDatetime
+    from_time: IsoDatetime
+    to_time: IsoDatetime

@@ -1,5 +1,7 @@
-"""`/ws?token=JWT[&last_event_id=ID]`: authenticate, join the hub, replay what was missed
-(or say `resync`), send `welcome` with the seam id, then the live feed (docs/realtime.md)."""
+"""`POST /ws-ticket` (bearer token) then `/ws?ticket=T[&last_event_id=ID]`: authenticate,
+join the hub, replay what was missed (or say `resync`), send `welcome` with the seam id,
+then the live feed until the client leaves, its token expires or its principal is disabled
+(docs/realtime.md)."""
 
 from __future__ import annotations
 
@@ -10,14 +12,16 @@ import logging
 import time
 
 import asyncpg
-from fastapi import APIRouter, WebSocket
+from fastapi import WebSocket
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocketDisconnect
 
-from api.auth import BadToken, read_token
+from api.deps import PrincipalDep, StateDep
+from api.guard import guarded_router
 from api.metrics import WS_CLIENTS, WS_DELIVERY_SECONDS, WS_MESSAGES, WS_REPLAYED, WS_SLOW
+from api.models.common import CamelModel, Envelope
 from api.principal import Principal, Role
-from api.realtime import replay
+from api.realtime import replay, tickets
 from api.realtime.groups import home_groups
 from api.realtime.hub import Connection
 from api.realtime.protocol import (
@@ -35,7 +39,7 @@ from api.state import ApiState
 
 log = logging.getLogger("fixgate.api.realtime")
 
-router = APIRouter()
+router = guarded_router()
 
 CLOSE_TIMEOUT_S = 5.0
 """A slow client's close frame waits behind what it has not read: give it this long, then
@@ -69,14 +73,45 @@ async def _drain(ws: WebSocket) -> None:
         pass
 
 
-def _principal(state: ApiState, ws: WebSocket) -> Principal | str:
-    token = ws.query_params.get("token")
-    if not token:
-        return "missing token: connect to /ws?token=JWT"
-    try:
-        return read_token(state.settings.api_secret, token)
-    except BadToken as e:
-        return f"invalid token: {e}"
+NO_TICKET = "missing ticket: POST /ws-ticket with your token, then connect to /ws?ticket=..."
+
+
+async def _principal(state: ApiState, ws: WebSocket) -> Principal | str:
+    """The ticket's principal, or why not (a token in the URL is refused, never read)."""
+    if "token" in ws.query_params:
+        return "a token never goes in a URL: " + NO_TICKET
+    ticket = ws.query_params.get("ticket")
+    if not ticket:
+        return NO_TICKET
+    principal = await tickets.redeem(state.redis, state.settings.redis_prefix, ticket)
+    if principal is None:
+        return "invalid ticket: unknown, used or expired (a ticket works once, within 30 s)"
+    if state.principals.disabled(principal):
+        return "your account is disabled"
+    if principal.expires_at is not None and principal.expires_at <= time.time():
+        return "invalid ticket: its token has expired"
+    return principal
+
+
+class TicketResponse(CamelModel):
+    ticket: str
+    expires_in: int
+
+
+@router.post("/ws-ticket", tags=["real time"])
+async def ws_ticket(state: StateDep, principal: PrincipalDep) -> Envelope[TicketResponse]:
+    """A single-use ticket for `/ws?ticket=...`, valid 30 s (docs/realtime.md)."""
+    ticket = await tickets.issue(state.redis, state.settings.redis_prefix, principal)
+    data = TicketResponse(ticket=ticket, expires_in=tickets.TICKET_TTL_S)
+    return Envelope[TicketResponse](status=200, message="OK", data=data)
+
+
+async def _expiry(principal: Principal) -> None:
+    """Returns when the principal's token expires (never, without an expiry)."""
+    if principal.expires_at is None:
+        await asyncio.Event().wait()
+    else:
+        await asyncio.sleep(max(0.0, principal.expires_at - time.time()))
 
 
 async def _catch_up(
@@ -111,7 +146,11 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     rt = state.realtime
     # Accept first: a close code and reason can only be sent on an open WebSocket.
     await ws.accept()
-    who = _principal(state, ws)
+    try:
+        who = await _principal(state, ws)
+    except (RedisError, OSError):
+        await _close(ws, CLOSE_UNAVAILABLE, "try again later")
+        return
     if isinstance(who, str):
         await _close(ws, CLOSE_UNAUTHORIZED, who)
         return
@@ -152,17 +191,25 @@ async def websocket_endpoint(ws: WebSocket) -> None:
         pump = asyncio.create_task(_pump(ws, conn, at.sid))
         drain = asyncio.create_task(_drain(ws))
         slow = asyncio.create_task(conn.overflowed.wait())
-        done, pending = await asyncio.wait({pump, drain, slow}, return_when="FIRST_COMPLETED")
+        revoked = asyncio.create_task(conn.revoked.wait())
+        expired = asyncio.create_task(_expiry(principal))
+        done, pending = await asyncio.wait(
+            {pump, drain, slow, revoked, expired}, return_when="FIRST_COMPLETED"
+        )
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        for task in done - {slow}:
+        for task in done - {slow, revoked, expired}:
             if not task.cancelled() and task.exception() is not None:
                 log.debug("websocket ended: %r", task.exception())
         if slow in done:
             WS_SLOW.inc()
             log.info("closing a slow %s client of %s", principal.role.value, principal.tenant)
             await _close(ws, CLOSE_TOO_SLOW, "too slow: send queue full")
+        elif revoked in done:
+            await _close(ws, CLOSE_UNAUTHORIZED, "your account is disabled")
+        elif expired in done:
+            await _close(ws, CLOSE_UNAUTHORIZED, "token expired: sign in again")
     except WebSocketDisconnect:
         pass
     finally:

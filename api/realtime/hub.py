@@ -8,9 +8,11 @@ import asyncio
 from dataclasses import dataclass
 
 from api.events import ALL_ADMINS
+from api.personal import Sight
 from api.principal import Principal
 from api.realtime.groups import admit, request_facts
 from api.realtime.protocol import Entry, StreamId
+from api.realtime.views import seen_as, text_for
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +28,8 @@ class Connection:
         self.groups = groups
         self.queue: asyncio.Queue[Outgoing] = asyncio.Queue(max_queue)
         self.overflowed = asyncio.Event()
+        self.revoked = asyncio.Event()
+        """Set when its principal is disabled: the socket closes (4401)."""
 
     def offer(self, item: Outgoing) -> None:
         if self.overflowed.is_set():
@@ -79,18 +83,32 @@ class Hub:
         candidates: set[Connection] = set()
         for group in touched:
             candidates.update(self._index.get((entry.tenant, group), ()))
-        item = Outgoing(entry.sid, entry.text, entry.at)
+        items: dict[tuple[Sight, bool], Outgoing] = {}  # one rendering per way of seeing it
         delivered = 0
         for conn in candidates:
             admission = admit(conn.principal, conn.groups, entry.event, entry.groups, facts)
             if admission.during != conn.groups:
                 self._set_groups(conn, admission.during)
             if admission.deliver:
+                seen = seen_as(conn.principal, entry.event, facts)
+                item = items.get(seen)
+                if item is None:
+                    item = items[seen] = Outgoing(entry.sid, text_for(entry, *seen), entry.at)
                 conn.offer(item)
                 delivered += 1
             if admission.after != conn.groups:
                 self._set_groups(conn, admission.after)
         return delivered
+
+    def revoke(self, tenant: str, role: str, subject: str) -> int:
+        """End every connection of a principal (disabled); how many there were."""
+        ended = 0
+        for conn in list(self.connections):
+            p = conn.principal
+            if (p.tenant, p.role.value, p.subject) == (tenant, role, subject):
+                conn.revoked.set()
+                ended += 1
+        return ended
 
     def has_admins(self, tenant: str) -> bool:
         return tenant in self._admin_tenants

@@ -4,7 +4,7 @@ seam where its live feed starts, filtered to its groups as they were along the w
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -13,6 +13,7 @@ from redis.exceptions import ResponseError
 from api.principal import Principal
 from api.realtime.groups import admit, request_facts
 from api.realtime.protocol import Entry, StreamId, format_stream_id, parse_entry, text
+from api.realtime.views import seen_as, text_for
 
 PAGE_ENTRIES = 500
 """Entries per XRANGE: a ten-minute backlog of a busy tenant in a few round trips."""
@@ -97,5 +98,6 @@ async def missed(
             admission = admit(principal, groups, entry.event, entry.groups, facts)
             groups = admission.after
             if admission.deliver:
-                yield entry
+                seen = seen_as(principal, entry.event, facts)
+                yield replace(entry, text=text_for(entry, *seen))
         cursor = _sid(page[-1][0] or format_stream_id(upto))

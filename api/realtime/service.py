@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 
+from api.principal import Role
 from api.realtime.fleet import Fleet
 from api.realtime.hub import Hub
 from api.realtime.presence import Presence
@@ -16,6 +17,10 @@ class Realtime:
     presence: Presence
     hub: Hub = field(default_factory=Hub)
     fleet: Fleet = field(default_factory=Fleet)
+
+    def revoke(self, tenant: str, role: Role, subject: str) -> None:
+        """A principal was disabled: close their sockets on this process."""
+        self.hub.revoke(tenant, role.value, subject)
 
     @classmethod
     def build(cls, client: aioredis.Redis, prefix: str, presence_ttl_s: float) -> Realtime:

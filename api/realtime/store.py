@@ -27,7 +27,8 @@ async def initial_groups(conn: asyncpg.Connection, principal: Principal) -> froz
             "SELECT r.requestid FROM servicerequests r WHERE r.tenant_id = $1"
             " AND ((r.currenttechnicianid = $2 AND NOT r.requeststatus = ANY($3::text[]))"
             "  OR (r.requeststatus = $4 AND EXISTS (SELECT 1 FROM technicianringlog l"
-            "      WHERE l.requestid = r.requestid AND l.technicianid = $2)))",
+            "      WHERE l.requestid = r.requestid AND l.technicianid = $2"
+            "      AND l.ringendedat IS NULL)))",
             principal.tenant,
             subject_id(principal),
             TERMINAL_STATES,

@@ -8,14 +8,16 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 from uuid import UUID
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from api import queue
-from api.deps import DbDep, PrincipalDep, StaffDep, StateDep
+from api.deps import DbDep, PrincipalDep, SettingsDep, StaffDep, StateDep
+from api.guard import guarded_router
 from api.machine import RequestStatus
 from api.models.common import Envelope
 from api.models.console import (
@@ -26,8 +28,9 @@ from api.models.console import (
     RungTechnician,
 )
 from api.models.tracking import TechnicianLocation
+from api.settings import ApiSettings
 
-router = APIRouter(tags=["console"])
+router = guarded_router(tags=["console"])
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 """The pages, their scripts and the vendored map library (package data)."""
@@ -37,21 +40,39 @@ def mount_static(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
 
-def _page(name: str) -> HTMLResponse:
-    # no-store: a page holds no data, but an old copy would load old scripts.
-    return HTMLResponse(
-        (STATIC / name).read_text(encoding="utf-8"), headers={"Cache-Control": "no-store"}
+def content_security_policy(tiles_url: str | None) -> str:
+    """Only the page's own scripts and styles, and images from it and the tile server: a
+    script injected into a page finds nowhere to run from and nowhere to send a token."""
+    tiles = ""
+    if tiles_url:
+        parts = urlsplit(tiles_url)
+        host = parts.netloc.replace("{s}.", "*.")  # a {s} subdomain: any of the server's
+        tiles = f" {parts.scheme}://{host}"
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; "
+        f"img-src 'self' data:{tiles}; connect-src 'self'; object-src 'none'; "
+        "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
     )
 
 
+def _page(name: str, settings: ApiSettings) -> HTMLResponse:
+    # no-store: a page holds no data, but an old copy would load old scripts.
+    headers = {
+        "Cache-Control": "no-store",
+        "Content-Security-Policy": content_security_policy(settings.map_tiles_url),
+    }
+    return HTMLResponse((STATIC / name).read_text(encoding="utf-8"), headers=headers)
+
+
 @router.get("/console", include_in_schema=False)
-async def console_page() -> HTMLResponse:
-    return _page("console.html")
+async def console_page(settings: SettingsDep) -> HTMLResponse:
+    """Sign in with `/console#token=...` (a fragment: never sent to a server)."""
+    return _page("console.html", settings)
 
 
 @router.get("/track/{requestId}", include_in_schema=False)
-async def track_page(requestId: str) -> HTMLResponse:
-    return _page("track.html")
+async def track_page(requestId: str, settings: SettingsDep) -> HTMLResponse:
+    return _page("track.html", settings)
 
 
 @lru_cache(maxsize=4)

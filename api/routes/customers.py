@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
-from api.deps import DbDep, StaffDep
+from api.deps import DbDep, StaffDep, StateDep
 from api.errors import not_found
+from api.guard import guarded_router
 from api.models.catalog import (
     CustomerBasicInfo,
     CustomerCreate,
@@ -19,11 +20,12 @@ from api.models.catalog import (
     VehicleUpdate,
 )
 from api.models.common import Envelope, IdData, ServerPaginatedData
+from api.principal import Role
 from api.routes.catalog import created, disable_one, get_one, list_page, update_one
 from api.store import catalog
 from api.store.catalog import CUSTOMERS, VEHICLES
 
-router = APIRouter(prefix="/customers", tags=["customers"])
+router = guarded_router(prefix="/customers", tags=["customers"])
 
 
 @router.post("")
@@ -56,8 +58,14 @@ async def update_customer(
 
 
 @router.post("/{customerId}/disable")
-async def disable_customer(customerId: UUID, db: DbDep, principal: StaffDep) -> Envelope[None]:
-    return await disable_one(db, CUSTOMERS, principal.tenant, customerId, "Customer")
+async def disable_customer(
+    customerId: UUID, state: StateDep, db: DbDep, principal: StaffDep
+) -> Envelope[None]:
+    """Disable a customer: their tokens and open WebSockets stop working at once (every API
+    process hears of it: api/principals.py; this one without waiting)."""
+    answer = await disable_one(db, CUSTOMERS, principal.tenant, customerId, "Customer")
+    state.principals.set_enabled(principal.tenant, Role.CUSTOMER, str(customerId), False)
+    return answer
 
 
 async def _customer_exists(db: DbDep, tenant: str, customer_id: UUID) -> None:

@@ -5,15 +5,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
 from api import queue
 from api.deps import DbDep, StaffDep, StateDep
 from api.errors import ApiError, not_found
+from api.guard import guarded_router
 from api.models.common import Envelope
 from api.models.tracking import LivePosition, Track, TrackPoint, TrackQuery
 
-router = APIRouter(prefix="/devices", tags=["devices"])
+router = guarded_router(prefix="/devices", tags=["devices"])
 
 MAX_TRACK_RANGE = timedelta(days=31)
 """Longest track one call covers: a month of buckets is still one bounded response."""

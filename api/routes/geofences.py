@@ -7,24 +7,32 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import Path, Query
 
-from api.deps import DbDep, StaffDep
+from api.deps import AdminDep, DbDep, StaffDep, StateDep
 from api.errors import conflict, invalid, not_found
+from api.guard import guarded_router
 from api.models.common import Envelope, IdData, ServerPaginatedData, paginated
 from api.models.geofences import GeofenceCreate, GeofenceFilter, GeofenceInfo
 from api.routes.catalog import done
 from api.store import geofences as store
 from gateway.engine.fences import BadGeofence, add_geofence, geometry_from_geojson, remove_geofence
 
-router = APIRouter(prefix="/geofences", tags=["geofences"])
+router = guarded_router(prefix="/geofences", tags=["geofences"])
 
 MAX_ID = 2**63 - 1  # bigserial
 GeofenceId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 @router.post("")
-async def create_geofence(body: GeofenceCreate, db: DbDep, principal: StaffDep) -> Envelope[IdData]:
+async def create_geofence(
+    body: GeofenceCreate, state: StateDep, db: DbDep, principal: AdminDep
+) -> Envelope[IdData]:
+    """Every tenant's fences share the engine: a fence's vertices and a tenant's fences are
+    bounded (`FIXGATE_GEOFENCE_MAX_VERTICES`, `FIXGATE_GEOFENCES_PER_TENANT_MAX`)."""
+    limit = state.settings.geofence_max_vertices
+    if (vertices := _vertices(body.geometry)) > limit:
+        raise invalid("geometry", f"{vertices} vertices: at most {limit} per geofence")
     try:
         geometry = geometry_from_geojson(body.geometry, body.radius_m)
     except BadGeofence as e:
@@ -35,6 +43,9 @@ async def create_geofence(body: GeofenceCreate, db: DbDep, principal: StaffDep) 
     west, south, east, north = geometry.bounds
     if not (-180 <= west <= east <= 180 and -90 <= south <= north <= 90):
         raise invalid("geometry", "coordinates are (longitude, latitude) in degrees, WGS 84")
+    most = state.settings.geofences_per_tenant_max
+    if await store.count(db, principal.tenant) >= most:
+        raise invalid("geometry", f"the tenant has {most} geofences: at most {most}")
     exists = await db.fetchval(
         "SELECT true FROM geofences WHERE tenant_id = $1 AND name = $2", principal.tenant, body.name
     )
@@ -45,6 +56,17 @@ async def create_geofence(body: GeofenceCreate, db: DbDep, principal: StaffDep) 
         radius_m=body.radius_m, dwell_s=body.dwell_s,
     )  # fmt: skip
     return Envelope[IdData](status=200, message="Geofence created", data=IdData(id=str(fid)))
+
+
+def _vertices(value: object) -> int:
+    """Positions in a GeoJSON document (before it is parsed: a huge one is refused cheaply)."""
+    if isinstance(value, dict):
+        return sum(_vertices(v) for k, v in value.items() if k != "properties")
+    if isinstance(value, list):
+        if len(value) >= 2 and all(isinstance(c, int | float) for c in value):
+            return 1
+        return sum(_vertices(v) for v in value)
+    return 0
 
 
 @router.get("")
@@ -69,7 +91,7 @@ async def get_geofence(
 
 
 @router.delete("/{geofenceId}")
-async def delete_geofence(geofenceId: GeofenceId, db: DbDep, principal: StaffDep) -> Envelope[None]:
+async def delete_geofence(geofenceId: GeofenceId, db: DbDep, principal: AdminDep) -> Envelope[None]:
     if not await remove_geofence(db, geofenceId, tenant=principal.tenant):
         raise not_found("Geofence")
     return done("Geofence removed")

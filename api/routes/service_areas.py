@@ -7,10 +7,11 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
-from api.deps import DbDep, StaffDep
-from api.errors import ApiError, invalid, not_found
+from api.deps import AdminDep, DbDep, StaffDep
+from api.errors import ApiError, not_found
+from api.guard import guarded_router
 from api.models.common import Envelope, IdData, ServerPaginatedData, paginated
 from api.models.service_areas import (
     ServiceAreaCreate,
@@ -23,12 +24,12 @@ from api.models.service_areas import (
 from api.routes.catalog import created, done
 from api.store import service_areas as store
 
-router = APIRouter(tags=["service areas"])
+router = guarded_router(tags=["service areas"])
 
 
 @router.post("/service-areas")
 async def create_service_area(
-    body: ServiceAreaCreate, db: DbDep, principal: StaffDep
+    body: ServiceAreaCreate, db: DbDep, principal: AdminDep
 ) -> Envelope[IdData]:
     return created(await store.create(db, principal.tenant, body.model_dump()), "Service area")
 
@@ -57,15 +58,11 @@ async def get_service_area(
 
 @router.patch("/service-areas/{serviceAreaId}")
 async def update_service_area(
-    serviceAreaId: UUID, body: ServiceAreaUpdate, db: DbDep, principal: StaffDep
+    serviceAreaId: UUID, body: ServiceAreaUpdate, db: DbDep, principal: AdminDep
 ) -> Envelope[None]:
     values = body.model_dump(exclude_unset=True)
     if not values:
         raise ApiError(400, "Nothing to update: give at least one field")
-    for name in ("priority_level", "response_time_sla_minutes"):
-        if name in values and values[name] is None:
-            field = "priorityLevel" if name == "priority_level" else "responseTimeSlaMinutes"
-            raise invalid(field, "may not be null")
     if not await store.update(db, principal.tenant, serviceAreaId, values):
         raise not_found("Service area")
     return done("Service area updated")
@@ -73,7 +70,7 @@ async def update_service_area(
 
 @router.post("/service-areas/{serviceAreaId}/disable")
 async def disable_service_area(
-    serviceAreaId: UUID, db: DbDep, principal: StaffDep
+    serviceAreaId: UUID, db: DbDep, principal: AdminDep
 ) -> Envelope[None]:
     """New requests no longer fall in it; those made before keep their due time."""
     if not await store.update(db, principal.tenant, serviceAreaId, {"enabled": False}):

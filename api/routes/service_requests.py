@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from enum import IntEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
-from fastapi import APIRouter, Body, Depends, Query
+from fastapi import Body, Depends, Query
+from pydantic import BaseModel
 
-from api import lifecycle, queue
+from api import lifecycle, limits, personal, queue
 from api.deps import DbDep, PrincipalDep, StaffDep, StateDep, TechnicianDep, may, require
 from api.errors import forbidden, not_found
-from api.machine import Action
+from api.guard import guarded_router
+from api.machine import Action, RequestStatus
 from api.models.catalog import TechnicianBasicInfo
-from api.models.common import Envelope, ServerPaginatedData, paginated
+from api.models.common import Envelope, IsoDate, ServerPaginatedData, paginated
 from api.models.requests import (
     AssignServiceRequestModel,
     CompleteServiceRequest,
@@ -47,7 +49,7 @@ from api.store import requests, technicians
 from api.store.requests import basic_info, load_details, scope, subject_id, technician_info
 from geofence.geodesy import haversine_m
 
-router = APIRouter(tags=["service requests"])
+router = guarded_router(tags=["service requests"])
 
 TechOrCustomerDep = Annotated[Principal, Depends(require(Role.TECHNICIAN, Role.CUSTOMER))]
 
@@ -69,6 +71,10 @@ async def create_request(
     state: StateDep,
     principal: Annotated[Principal, Depends(may(Action.CREATE))],
 ) -> Envelope[CreateServiceRequestResponse]:
+    await limits.per_minute(
+        state.redis, state.settings.redis_prefix, "create", principal,
+        state.settings.create_requests_per_min, "new requests",
+    )  # fmt: skip
     request_id, number = await lifecycle.create(state, principal, body)
     return Envelope[CreateServiceRequestResponse](
         status=200,
@@ -77,7 +83,7 @@ async def create_request(
     )
 
 
-@router.put("/service-request/{requestId}/priority")
+@router.put("/service-request/{requestId:uuid}/priority")
 async def escalate_request(
     requestId: UUID,
     body: EscalateServiceRequest,
@@ -89,7 +95,7 @@ async def escalate_request(
     return done("Priority escalated")
 
 
-@router.put("/service-request/{requestId}/{actionType}")
+@router.put("/service-request/{requestId:uuid}/{actionType:int}")
 async def request_action(
     requestId: UUID,
     actionType: ActionType,
@@ -115,7 +121,7 @@ async def request_action(
     return done("Action completed successfully")
 
 
-@router.put("/service-request/{requestId}")
+@router.put("/service-request/{requestId:uuid}")
 async def work_action(
     requestId: UUID,
     workAction: Annotated[WorkAction, Query()],
@@ -133,7 +139,7 @@ async def work_action(
     )
 
 
-@router.post("/service-request/feedback/{requestId}")
+@router.post("/service-request/feedback/{requestId:uuid}")
 async def submit_feedback(
     requestId: UUID,
     body: SubmitFeedback,
@@ -154,7 +160,7 @@ async def assign_request(
     return done("Service request assigned successfully to technician")
 
 
-@router.post("/service-request/{requestId}/unassign")
+@router.post("/service-request/{requestId:uuid}/unassign")
 async def unassign_request(
     requestId: UUID, state: StateDep, principal: Annotated[Principal, Depends(may(Action.UNASSIGN))]
 ) -> Envelope[None]:
@@ -162,7 +168,7 @@ async def unassign_request(
     return done("Service request unassigned: back to Pending")
 
 
-@router.put("/technician/{technicianId}/queue")
+@router.put("/technician/{technicianId:uuid}/queue")
 async def reorder_queue(
     technicianId: UUID,
     body: QueueOrder,
@@ -173,7 +179,7 @@ async def reorder_queue(
     return done("Queue reordered")
 
 
-@router.post("/service-request/{requestId}/start-journey")
+@router.post("/service-request/{requestId:uuid}/start-journey")
 async def start_journey(
     requestId: UUID,
     state: StateDep,
@@ -234,14 +240,49 @@ async def list_requests(
             *args,
         )
     ]
-    return paginated(await load_details(db, principal.tenant, ids), total, filters)
+    found = await load_details(db, principal.tenant, ids)
+    return paginated([as_seen(principal, d, d) for d in found], total, filters)
+
+
+def _sight(principal: Principal, detail: ServiceRequestDetailedResponse) -> personal.Sight:
+    """How the principal sees a request the scope let them read (ringing: it rings them)."""
+    return personal.sight(
+        principal,
+        status=detail.request_status,
+        technician=detail.technician.technician_id if detail.technician else None,
+        customer=detail.customer_id,
+        ringing_them=detail.request_status is RequestStatus.RINGING,
+    )
+
+
+def _tracks(principal: Principal, detail: ServiceRequestDetailedResponse) -> bool:
+    return personal.may_track(
+        principal,
+        status=detail.request_status,
+        technician=detail.technician.technician_id if detail.technician else None,
+        customer=detail.customer_id,
+        arrived=detail.arrived_at is not None,
+    )
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def as_seen(principal: Principal, detail: ServiceRequestDetailedResponse, model: M) -> M:
+    """`model` (about `detail`'s request) as the principal may see it (api/personal.py)."""
+    seen, tracking = _sight(principal, detail), _tracks(principal, detail)
+    if seen is personal.Sight.WHOLE and tracking:
+        return model
+    data = personal.redact(model.model_dump(mode="json", by_alias=True), seen, tracking=tracking)
+    return type(model).model_validate(data)
 
 
 async def _visible_detail(
     db: DbDep, principal: Principal, request_id: UUID
 ) -> ServiceRequestDetailedResponse:
+    """The request as the principal may see it (404 when they may not see it at all)."""
     detail = await requests.visible_detail(db, principal, request_id)
-    if detail is None:
+    if detail is None or _sight(principal, detail) is personal.Sight.NONE:
         raise not_found("Service request")
     return detail
 
@@ -274,16 +315,19 @@ async def initial_data(
         queued_jobs=counts[1],
     )
     return Envelope[LocationBroadcastModel](
-        status=200, message="Initial data retrieved successfully", data=data
-    )
+        status=200, message="Initial data retrieved successfully",
+        data=as_seen(principal, detail, data),
+    )  # fmt: skip
 
 
-@router.get("/service-request/{requestId}")
+@router.get("/service-request/{requestId:uuid}")
 async def get_request(
     requestId: UUID, db: DbDep, principal: PrincipalDep
 ) -> Envelope[ServiceRequestDetailedResponse]:
     detail = await _visible_detail(db, principal, requestId)
-    return Envelope[ServiceRequestDetailedResponse](status=200, message="OK", data=detail)
+    return Envelope[ServiceRequestDetailedResponse](
+        status=200, message="OK", data=as_seen(principal, detail, detail)
+    )
 
 
 @router.get("/technician/current-request")
@@ -297,12 +341,12 @@ async def current_request(
     return Envelope[ServiceRequestDetailedResponse](status=200, message="OK", data=detail)
 
 
-@router.get("/service-request/{technicianId}/scheduled-requests")
+@router.get("/service-request/{technicianId:uuid}/scheduled-requests")
 async def scheduled_requests(
     technicianId: UUID,
     db: DbDep,
     principal: PrincipalDep,
-    day: Annotated[date | None, Query(alias="date")] = None,
+    day: Annotated[IsoDate | None, Query(alias="date")] = None,
 ) -> Envelope[list[ServiceRequestSummary]]:
     """A technician's requests scheduled on a day (UTC; default today): staff or themselves."""
     if principal.role is Role.TECHNICIAN and subject_id(principal) != technicianId:
@@ -380,7 +424,7 @@ async def _technician_location(
     )
 
 
-@router.get("/service-request/{requestId}/route-info")
+@router.get("/service-request/{requestId:uuid}/route-info")
 async def route_info(
     requestId: UUID, state: StateDep, db: DbDep, principal: PrincipalDep
 ) -> Envelope[ServiceRequestRouteInformation]:
@@ -411,10 +455,12 @@ async def route_info(
         polyline_version=_int(route, "polyline_version"),
         calculation_strategy=route.get("calculation") if route else None,
     )
-    return Envelope[ServiceRequestRouteInformation](status=200, message="OK", data=data)
+    return Envelope[ServiceRequestRouteInformation](
+        status=200, message="OK", data=as_seen(principal, detail, data)
+    )
 
 
-@router.get("/service-request/{requestId}/queue")
+@router.get("/service-request/{requestId:uuid}/queue")
 async def queue_position(
     requestId: UUID, state: StateDep, db: DbDep, principal: PrincipalDep
 ) -> Envelope[QueueInfo]:
@@ -476,7 +522,7 @@ async def _suggestions(
     return paginated(items, total, filters)
 
 
-@router.get("/service-request/{requestId}/technician-suggestions")
+@router.get("/service-request/{requestId:uuid}/technician-suggestions")
 async def request_suggestions(
     requestId: UUID,
     state: StateDep,

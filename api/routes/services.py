@@ -5,20 +5,21 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
-from api.deps import DbDep, PrincipalDep, StaffDep
+from api.deps import AdminDep, DbDep, PrincipalDep
+from api.guard import guarded_router
 from api.models.catalog import ServiceCreate, ServiceInfo, ServicesFilter, ServiceUpdate
 from api.models.common import Envelope, IdData, ServerPaginatedData
 from api.routes.catalog import created, disable_one, get_one, list_page, update_one
 from api.store import catalog
 from api.store.catalog import SERVICES
 
-router = APIRouter(prefix="/services", tags=["services"])
+router = guarded_router(prefix="/services", tags=["services"])
 
 
 @router.post("")
-async def create_service(body: ServiceCreate, db: DbDep, principal: StaffDep) -> Envelope[IdData]:
+async def create_service(body: ServiceCreate, db: DbDep, principal: AdminDep) -> Envelope[IdData]:
     row_id = await catalog.create(db, SERVICES, principal.tenant, body.model_dump())
     return created(row_id, "Service")
 
@@ -46,11 +47,11 @@ async def get_service(serviceId: UUID, db: DbDep, principal: PrincipalDep) -> En
 
 @router.patch("/{serviceId}")
 async def update_service(
-    serviceId: UUID, body: ServiceUpdate, db: DbDep, principal: StaffDep
+    serviceId: UUID, body: ServiceUpdate, db: DbDep, principal: AdminDep
 ) -> Envelope[None]:
     return await update_one(db, SERVICES, principal.tenant, serviceId, body, "Service")
 
 
 @router.post("/{serviceId}/disable")
-async def disable_service(serviceId: UUID, db: DbDep, principal: StaffDep) -> Envelope[None]:
+async def disable_service(serviceId: UUID, db: DbDep, principal: AdminDep) -> Envelope[None]:
     return await disable_one(db, SERVICES, principal.tenant, serviceId, "Service")

@@ -6,10 +6,11 @@ from typing import Annotated
 from uuid import UUID
 
 import asyncpg
-from fastapi import APIRouter, Query
+from fastapi import Query
 
-from api.deps import DbDep, StaffDep, TechnicianDep
+from api.deps import AdminDep, DbDep, StaffDep, StateDep, TechnicianDep
 from api.errors import ApiError, not_found
+from api.guard import guarded_router
 from api.models.catalog import (
     AvailabilityUpdate,
     KeywordFilter,
@@ -18,11 +19,12 @@ from api.models.catalog import (
     TechnicianUpdate,
 )
 from api.models.common import Envelope, IdData, ServerPaginatedData
+from api.principal import Role
 from api.routes.catalog import created, disable_one, done, get_one, list_page, update_one
 from api.store import catalog
 from api.store.catalog import TECHNICIANS
 
-router = APIRouter(tags=["technicians"])
+router = guarded_router(tags=["technicians"])
 
 
 async def _check_links(
@@ -41,7 +43,7 @@ async def _check_links(
 
 @router.post("/technicians")
 async def create_technician(
-    body: TechnicianCreate, db: DbDep, principal: StaffDep
+    body: TechnicianCreate, db: DbDep, principal: AdminDep
 ) -> Envelope[IdData]:
     await _check_links(db, principal.tenant, body.device_id, body.van_id)
     row_id = await catalog.create(db, TECHNICIANS, principal.tenant, body.model_dump())
@@ -68,15 +70,20 @@ async def get_technician(
 
 @router.patch("/technicians/{technicianId}")
 async def update_technician(
-    technicianId: UUID, body: TechnicianUpdate, db: DbDep, principal: StaffDep
+    technicianId: UUID, body: TechnicianUpdate, db: DbDep, principal: AdminDep
 ) -> Envelope[None]:
     await _check_links(db, principal.tenant, body.device_id, body.van_id)
     return await update_one(db, TECHNICIANS, principal.tenant, technicianId, body, "Technician")
 
 
 @router.post("/technicians/{technicianId}/disable")
-async def disable_technician(technicianId: UUID, db: DbDep, principal: StaffDep) -> Envelope[None]:
-    return await disable_one(db, TECHNICIANS, principal.tenant, technicianId, "Technician")
+async def disable_technician(
+    technicianId: UUID, state: StateDep, db: DbDep, principal: AdminDep
+) -> Envelope[None]:
+    """Disable a technician: their tokens and open WebSockets stop working at once."""
+    answer = await disable_one(db, TECHNICIANS, principal.tenant, technicianId, "Technician")
+    state.principals.set_enabled(principal.tenant, Role.TECHNICIAN, str(technicianId), False)
+    return answer
 
 
 @router.put("/technician/availability")

@@ -5,20 +5,21 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
-from api.deps import DbDep, StaffDep
+from api.deps import AdminDep, DbDep, StaffDep
+from api.guard import guarded_router
 from api.models.catalog import KeywordFilter, VanCreate, VanInfo, VanUpdate
 from api.models.common import Envelope, IdData, ServerPaginatedData
 from api.routes.catalog import created, disable_one, get_one, list_page, update_one
 from api.store import catalog
 from api.store.catalog import VANS
 
-router = APIRouter(prefix="/vans", tags=["vans"])
+router = guarded_router(prefix="/vans", tags=["vans"])
 
 
 @router.post("")
-async def create_van(body: VanCreate, db: DbDep, principal: StaffDep) -> Envelope[IdData]:
+async def create_van(body: VanCreate, db: DbDep, principal: AdminDep) -> Envelope[IdData]:
     return created(await catalog.create(db, VANS, principal.tenant, body.model_dump()), "Van")
 
 
@@ -36,11 +37,11 @@ async def get_van(vanId: UUID, db: DbDep, principal: StaffDep) -> Envelope[VanIn
 
 @router.patch("/{vanId}")
 async def update_van(
-    vanId: UUID, body: VanUpdate, db: DbDep, principal: StaffDep
+    vanId: UUID, body: VanUpdate, db: DbDep, principal: AdminDep
 ) -> Envelope[None]:
     return await update_one(db, VANS, principal.tenant, vanId, body, "Van")
 
 
 @router.post("/{vanId}/disable")
-async def disable_van(vanId: UUID, db: DbDep, principal: StaffDep) -> Envelope[None]:
+async def disable_van(vanId: UUID, db: DbDep, principal: AdminDep) -> Envelope[None]:
     return await disable_one(db, VANS, principal.tenant, vanId, "Van")

@@ -7,15 +7,17 @@ const fixgate = (() => {
   const RECONNECT_MIN_MS = 500; // first retry soon: most drops are an API restart
   const RECONNECT_MAX_MS = 10000; // and no faster than this while the API stays away
 
-  // A token in the address bar (a link that opens the page logged in) moves to session
-  // storage and leaves the address bar, so it is not bookmarked or shared by accident.
+  // A token in the link's fragment (`#token=...`: a fragment never leaves the browser, so
+  // no server, proxy or Referer sees it) moves to session storage and leaves the address
+  // bar, so it is not bookmarked or shared by accident.
   function takeToken() {
-    const url = new URL(window.location.href);
-    const given = url.searchParams.get("token");
+    const fragment = new URLSearchParams(window.location.hash.slice(1));
+    const given = fragment.get("token");
     if (given) {
       sessionStorage.setItem(TOKEN_KEY, given.trim());
-      url.searchParams.delete("token");
-      history.replaceState(null, "", url.pathname + url.search + url.hash);
+      fragment.delete("token");
+      const rest = fragment.toString();
+      history.replaceState(null, "", window.location.pathname + window.location.search + (rest ? `#${rest}` : ""));
     }
     return sessionStorage.getItem(TOKEN_KEY);
   }
@@ -98,8 +100,21 @@ const fixgate = (() => {
     let lastId = null;
     let delay = RECONNECT_MIN_MS;
     const live = document.getElementById("live");
-    function open() {
-      const query = new URLSearchParams({ token: sessionStorage.getItem(TOKEN_KEY) });
+    // A socket takes a single-use ticket, asked for with the token in the header: the
+    // token itself never goes into the socket's URL.
+    async function open() {
+      let ticket;
+      try {
+        ticket = (await api("/ws-ticket", { method: "POST" })).data.ticket;
+      } catch (e) {
+        live.textContent = "offline";
+        live.className = "live off";
+        live.title = e.message;
+        window.setTimeout(open, delay);
+        delay = Math.min(delay * 2, RECONNECT_MAX_MS);
+        return;
+      }
+      const query = new URLSearchParams({ ticket });
       if (lastId) query.set("last_event_id", lastId);
       const scheme = window.location.protocol === "https:" ? "wss" : "ws";
       const ws = new WebSocket(`${scheme}://${window.location.host}/ws?${query}`);
@@ -119,6 +134,10 @@ const fixgate = (() => {
         live.textContent = "offline";
         live.className = "live off";
         live.title = e.reason || `closed (${e.code})`;
+        if (e.code === 4401) {
+          logout(); // the token expired or the account was disabled: sign in again
+          return;
+        }
         window.setTimeout(open, delay);
         delay = Math.min(delay * 2, RECONNECT_MAX_MS);
       };

@@ -31,13 +31,18 @@
   function techIcon(t) {
     const heading = t.location && t.location.heading != null ? t.location.heading : 0;
     const chosen = selected.technician === t.technicianId ? " selected" : "";
+    // Built as elements, not markup: the page's Content-Security-Policy allows no inline
+    // style attributes; a style set through the DOM is not one.
+    const arrow = fixgate.el("div", { class: `arrow ${t.availabilityStatus}` }, "▲");
+    arrow.style.transform = `rotate(${heading}deg)`;
+    const label = fixgate.el(
+      "span", { class: "tech-label" }, t.vanNumber ? `${t.name} · ${t.vanNumber}` : t.name
+    );
     return L.divIcon({
       className: `tech-icon${chosen}`,
       iconSize: [28, 28],
       iconAnchor: [14, 14],
-      html:
-        `<div class="arrow ${t.availabilityStatus}" style="transform: rotate(${heading}deg)">▲</div>` +
-        `<span class="tech-label">${escape(t.name)}${t.vanNumber ? " · " + escape(t.vanNumber) : ""}</span>`,
+      html: fixgate.el("div", {}, arrow, label),
     });
   }
 

@@ -42,3 +42,8 @@ async def get(conn: asyncpg.Connection, tenant: str, geofence_id: int) -> dict[s
         f"SELECT {_COLUMNS} FROM geofences WHERE tenant_id = $1 AND id = $2", tenant, geofence_id
     )
     return None if row is None else _row(row)
+
+
+async def count(conn: asyncpg.Connection, tenant: str) -> int:
+    found: int = await conn.fetchval("SELECT count(*) FROM geofences WHERE tenant_id = $1", tenant)
+    return found

@@ -46,6 +46,7 @@ def states(members: Iterable[RequestStatus]) -> list[str]:
 QUEUED_STATES = states(QUEUED)
 ACTIVE_STATES = states(ACTIVE)
 TERMINAL_STATES = states(TERMINAL)
+_QUEUED_LITERALS = ", ".join(f"'{s}'" for s in QUEUED_STATES)
 
 
 def subject_id(principal: Principal) -> UUID:
@@ -56,11 +57,11 @@ def subject_id(principal: Principal) -> UUID:
 
 
 def scope(principal: Principal, args: list[Any], alias: str = "r") -> str:
-    """A WHERE fragment limiting `servicerequests {alias}` to what the principal may see.
-
-    Customers: their own requests. Technicians: requests rung to or assigned to them, and
-    every Pending request of the tenant (after the ring, anyone may accept). Staff: the
-    tenant. Appends its parameters to `args`."""
+    """A WHERE fragment limiting `servicerequests {alias}` to what the principal may read
+    (api/personal.py says how much of it). Customers: their own requests. Technicians: the
+    requests assigned to them and not finished, those ringing them now (the ring phase for
+    them still open), and every Pending request of the tenant (after the ring anyone may
+    accept). Staff: the tenant. Appends its parameters to `args`."""
     args.append(principal.tenant)
     clause = f"{alias}.tenant_id = ${len(args)}"
     if principal.role is Role.CUSTOMER:
@@ -70,10 +71,12 @@ def scope(principal: Principal, args: list[Any], alias: str = "r") -> str:
         args.append(subject_id(principal))
         n = len(args)
         clause += (
-            f" AND ({alias}.currenttechnicianid = ${n}"
+            f" AND (({alias}.currenttechnicianid = ${n}"
+            f" AND {alias}.requeststatus IN ({_QUEUED_LITERALS}))"
             f" OR {alias}.requeststatus = '{RequestStatus.PENDING.value}'"
-            f" OR EXISTS (SELECT 1 FROM technicianringlog l"
-            f" WHERE l.requestid = {alias}.requestid AND l.technicianid = ${n}))"
+            f" OR ({alias}.requeststatus = '{RequestStatus.RINGING.value}'"
+            f" AND EXISTS (SELECT 1 FROM technicianringlog l WHERE l.requestid = {alias}.requestid"
+            f" AND l.technicianid = ${n} AND l.ringendedat IS NULL)))"
         )
     return clause
 
@@ -655,6 +658,24 @@ async def mark_services(conn: asyncpg.Connection, request_id: UUID, done: list[U
         request_id,
         done,
     )
+
+
+async def open_requests_of(conn: asyncpg.Connection, tenant: str, customer_id: UUID) -> int:
+    """How many requests the customer has open, their row locked for this transaction (two
+    creations of theirs count one after the other)."""
+    await conn.execute(
+        "SELECT 1 FROM customermaster WHERE customerid = $1 AND tenant_id = $2 FOR UPDATE",
+        customer_id,
+        tenant,
+    )
+    found: int = await conn.fetchval(
+        "SELECT count(*) FROM servicerequests WHERE tenant_id = $1 AND customerid = $2"
+        " AND NOT requeststatus = ANY($3::text[])",
+        tenant,
+        customer_id,
+        TERMINAL_STATES,
+    )
+    return found
 
 
 async def vehicle_of_customer(

@@ -33,7 +33,8 @@ async def end_open(conn: asyncpg.Connection, request_id: UUID) -> list[UUID]:
 
 
 async def unschedule(conn: asyncpg.Connection, request_id: UUID) -> None:
-    """The request rings no more."""
+    """The request rings no more. An action takes this row before the request's (a ring
+    phase holds them in that order: the other way round, the two could deadlock)."""
     await conn.execute("DELETE FROM ringschedule WHERE requestid = $1", request_id)
 
 

@@ -63,7 +63,7 @@ def test_a_bounded_demo_runs_a_scenario_to_the_arrival(
                 with contextlib.suppress(queue.Empty):
                     seen.append(lines.get(timeout=1.0))
                 if token is None:
-                    found = re.search(r"/console\?token=(\S+)", "".join(seen))
+                    found = re.search(r"/console#token=(\S+)", "".join(seen))
                     token = found.group(1) if found else None
                 if token is None or arrived is not None:
                     continue

@@ -27,6 +27,7 @@ from websockets.sync.client import connect as ws_connect
 
 from api.principal import Role
 from devices.tcp_nmea import login_sentence
+from devtools.ws_client import ws_url_sync
 from tests.support.api import SECRET, raw_token
 from tests.support.browser import api_process, free_port, wait_ready
 from tests.support.gateway import running_gateway
@@ -149,8 +150,9 @@ def _activity(api: str, gateway_tcp_port: int, database: str) -> None:
         {"serviceCode": "S-1", "serviceName": "Battery", "servicePrice": 49.0, "durationMinutes": 30},
     )["id"]  # fmt: skip
     tech_token = raw_token(Role.TECHNICIAN, technician, "acme")
-    ws_url = api.replace("http://", "ws://") + f"/ws?token={tech_token}"
-    with ws_connect(ws_url) as app:  # connected: the ring rings it; the clients gauge counts it
+    with ws_connect(
+        ws_url_sync(api, tech_token)
+    ) as app:  # connected: the ring rings it; the clients gauge counts it
         assert json.loads(app.recv(timeout=10))["event"] == "welcome"
         t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=FIXES)
         lines = b"".join(

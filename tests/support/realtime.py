@@ -20,6 +20,7 @@ from websockets.asyncio.client import ClientConnection
 
 from api.auth import issue_token
 from api.principal import Role
+from devtools.ws_client import ws_url
 from tests.support.api import SECRET, TOKEN_TTL_S
 from tests.support.paths import FIXGATE_BIN, REPO_ROOT
 from tests.support.ports import free_port
@@ -164,8 +165,7 @@ def _get(data: Any, dotted: str) -> Any:
 
 async def connect(url: str, token: str, last_event_id: str | None = None) -> Client:
     """Connect and read up to `welcome` (replayed events first, then welcome)."""
-    query = f"?token={token}" + (f"&last_event_id={last_event_id}" if last_event_id else "")
-    ws = await websockets.connect(url + query)
+    ws = await websockets.connect(await ws_url(url, token, last_event_id))
     before: list[dict[str, Any]] = []
     while True:
         message = json.loads(await asyncio.wait_for(ws.recv(), 10.0))

@@ -12,8 +12,9 @@ import pytest
 from tests.support.paths import REPO_ROOT
 
 PURE_PACKAGES = ("devices", "ingest", "geofence")
-PURE_MODULES = ("api/principal.py", "api/machine.py")
-"""Pure modules inside an asyncio-side package: the dispatch lifecycle's table and who acts."""
+PURE_MODULES = ("api/principal.py", "api/machine.py", "api/personal.py")
+"""Pure modules inside an asyncio-side package: the dispatch lifecycle's table, who acts,
+and what each principal may see."""
 PRODUCT_PACKAGES = ("gateway", "devices", "ingest", "geofence", "api")
 
 # What a pure core may import: computation only. Anything else (sockets, asyncio, database

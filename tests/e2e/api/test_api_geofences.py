@@ -1,5 +1,6 @@
-"""Geofence management in the API: the engine's fences of the principal's tenant, for
-admins and dispatchers; polygons, multipolygons and circles; another tenant's are 404;
+"""Geofence management in the API: the engine's fences of the principal's tenant, managed by
+admins and read by dispatchers too; polygons, multipolygons and circles; another tenant's
+are 404;
 and a fence created over the API is the running engine's within a second."""
 
 from __future__ import annotations
@@ -46,12 +47,12 @@ async def test_polygons_multipolygons_and_circles_are_created_listed_and_removed
         ADMIN,
     )  # fmt: skip
     far = offset(LAT, LON, 2000, 0)
-    area = await _create(
-        client,
-        {"name": "area", "kind": "service_area",
-         "geometry": {"type": "MultiPolygon", "coordinates": [square(50), square(50, far)]}},
-        DISPATCHER,
-    )  # fmt: skip
+    body = {"name": "area", "kind": "service_area",
+            "geometry": {"type": "MultiPolygon", "coordinates": [square(50), square(50, far)]}}  # fmt: skip
+    # Only an admin manages geofences; a dispatcher runs requests (and reads the fences).
+    refused = await client.post("/geofences", json=body, headers=DISPATCHER)
+    assert refused.status_code == 403
+    area = await _create(client, body, ADMIN)
     circle = await _create(
         client,
         {"name": "customer", "kind": "customer", "radiusM": 30,

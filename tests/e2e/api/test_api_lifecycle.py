@@ -134,6 +134,16 @@ async def test_happy_path_end_to_end(
         "queue": [],
     }
     await redis_client.xadd(f"{redis_prefix}events", {"event": json.dumps(update)})
+
+    async def routed() -> Any:
+        got = await client.get(f"/service-request/{request_id}/route-info", headers=customer)
+        return got.json()["data"] if got.json()["data"]["etaInSec"] is not None else None
+
+    # On the way, the customer follows the technician.
+    route = await eventually(routed)
+    assert route["etaInSec"] == 300 and route["distanceInMeter"] == 1500
+    assert route["encodedPolyline"] == "_p~iF~ps|U"
+    assert route["technicianLocation"]["latitude"] > ORIGIN[0]
     await redis_client.xadd(
         f"{redis_prefix}events", {"event": json.dumps({**base, "type": "trip_arrived", "id": "e2"})}
     )
@@ -143,10 +153,13 @@ async def test_happy_path_end_to_end(
         return d["arrivedAt"]
 
     await eventually(arrived)
-    route = (await client.get(f"/service-request/{request_id}/route-info", headers=customer)).json()
-    assert route["data"]["etaInSec"] == 300 and route["data"]["distanceInMeter"] == 1500
-    assert route["data"]["encodedPolyline"] == "_p~iF~ps|U"
-    assert route["data"]["technicianLocation"]["latitude"] > ORIGIN[0]
+    # Arrived: the technician's position is no longer the customer's to see; staff's it is.
+    after = await client.get(f"/service-request/{request_id}/route-info", headers=customer)
+    assert after.json()["data"]["technicianLocation"] is None
+    assert after.json()["data"]["etaInSec"] is None
+    staff = await client.get(f"/service-request/{request_id}/route-info", headers=acme.admin)
+    assert staff.json()["data"]["etaInSec"] == 300
+    assert staff.json()["data"]["technicianLocation"]["latitude"] > ORIGIN[0]
 
     start = await client.put(
         f"/service-request/{request_id}", params={"workAction": 1}, headers=tech

@@ -64,7 +64,7 @@ async def _open_console(browser: BrowserContext, base: str) -> tuple[Page, list[
     page = await browser.new_page()
     errors = watch_errors(page)
     token = raw_token(Role.DISPATCHER, "dispatcher-1", "acme")
-    await page.goto(f"{base}/console?token={token}")
+    await page.goto(f"{base}/console#token={token}")
     return page, errors
 
 

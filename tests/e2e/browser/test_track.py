@@ -106,7 +106,7 @@ async def test_the_tracking_page_shows_status_technician_route_distance_and_eta(
     await eventually(consumed)
     page = await browser.new_page()
     errors = watch_errors(page)
-    await page.goto(f"{api_base}/track/{request_id}?token={customer}")
+    await page.goto(f"{api_base}/track/{request_id}#token={customer}")
     assert "token=" not in page.url and page.url.endswith(f"/track/{request_id}")
     await expect(page.locator("#request-status")).to_have_text("EnRoute", timeout=UI_TIMEOUT_MS)
     await expect(page.locator("#number")).to_have_text(number)
@@ -132,7 +132,7 @@ async def test_the_tracking_pages_eta_updates_live(
     request_id, customer, device, _ = await _en_route_request(acme, pg, redis_client, redis_prefix)
     page = await browser.new_page()
     errors = watch_errors(page)
-    await page.goto(f"{api_base}/track/{request_id}?token={customer}")
+    await page.goto(f"{api_base}/track/{request_id}#token={customer}")
     await expect(page.locator("#live")).to_have_text("live", timeout=UI_TIMEOUT_MS)
     await expect(page.locator("#eta")).to_have_text(
         "\u2013"

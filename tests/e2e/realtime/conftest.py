@@ -15,6 +15,12 @@ from tests.support.services import Services
 
 FAST_RING = {"FIXGATE_RING_PHASE_S": "4", "FIXGATE_RING_POLL_S": "0.05"}
 """Phases short enough for a test, long enough to disconnect and reconnect within one."""
+FLOODABLE = {
+    "FIXGATE_CUSTOMER_OPEN_REQUESTS_MAX": "5000",
+    "FIXGATE_CREATE_REQUESTS_PER_MIN": "5000",
+}
+"""These tests flood events through one customer's requests: the bounds on a customer's open
+requests and creations (tested in tests/e2e/api/test_api_trust.py) are lifted here."""
 
 
 @pytest.fixture
@@ -24,7 +30,7 @@ def start_apis(services: Services, db_url: str, redis_prefix: str, redis_client:
     @contextlib.contextmanager
     def start(count: int = 2, **env: str) -> Iterator[list[ApiProcess]]:
         with api_processes(
-            count, db_url, services.redis_url, redis_prefix, **{**FAST_RING, **env}
+            count, db_url, services.redis_url, redis_prefix, **{**FAST_RING, **FLOODABLE, **env}
         ) as apis:
             yield apis
 

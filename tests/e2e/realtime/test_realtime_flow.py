@@ -1,6 +1,6 @@
 """Flow control and refusals: a client that stops reading is closed with 4408 while the
-others keep receiving; a bad token or a malformed last_event_id is refused with its close
-code; a technician counts as connected for the ring while, and only while, connected."""
+others keep receiving; a missing or bad ticket, a token in the URL or a malformed
+last_event_id is refused with its close code; a technician counts as connected for the ring while, and only while, connected."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ import websockets
 
 from api.auth import issue_token
 from api.principal import Role
+from api.realtime.endpoint import NO_TICKET
 from api.realtime.protocol import CLOSE_BAD_REQUEST, CLOSE_TOO_SLOW, CLOSE_UNAUTHORIZED
+from devtools.ws_client import ws_url
 from tests.support.api import SECRET, Tenant, eventually
 from tests.support.realtime import ApiProcess, connect, create_request, raw_token
 
@@ -41,7 +43,7 @@ async def _stalled(url: str, token: str) -> websockets.ClientConnection:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_BUFFER_BYTES)
     host, port = url.removeprefix("ws://").split("/")[0].split(":")
     sock.connect((host, int(port)))
-    return await websockets.connect(f"{url}?token={token}", sock=sock, max_queue=1)
+    return await websockets.connect(await ws_url(url, token), sock=sock, max_queue=1)
 
 
 async def test_a_client_that_stops_reading_is_closed_and_the_others_keep_receiving(
@@ -103,12 +105,19 @@ async def test_bad_tokens_and_ids_are_refused_with_their_close_code(
     forged = issue_token("another-secret-" + "y" * 32, subject="a", tenant="acme",
                          role=Role.ADMIN, ttl_s=60)  # fmt: skip
     code, reason = await _refused(url)
-    assert (code, reason) == (CLOSE_UNAUTHORIZED, "missing token: connect to /ws?token=JWT")
-    for bad in ("not-a-jwt", expired, forged):
-        code, reason = await _refused(f"{url}?token={bad}")
-        assert code == CLOSE_UNAUTHORIZED
-        assert reason.startswith("invalid token")
-    code, _ = await _refused(f"{url}?token={good}&last_event_id=yesterday")
+    assert (code, reason) == (CLOSE_UNAUTHORIZED, NO_TICKET)
+    # A token in the socket's URL is refused unread, even a good one (URLs reach logs).
+    code, reason = await _refused(f"{url}?token={good}")
+    assert code == CLOSE_UNAUTHORIZED and reason.startswith("a token never goes in a URL")
+    # A bad token gets no ticket; a made-up ticket opens nothing.
+    async with httpx.AsyncClient(base_url=apis[0].http) as http:
+        for bad in ("not-a-jwt", expired, forged):
+            refused = await http.post("/ws-ticket", headers={"Authorization": f"Bearer {bad}"})
+            assert refused.status_code == 401
+            assert refused.json()["message"].startswith("Invalid token")
+    code, reason = await _refused(f"{url}?ticket=made-up")
+    assert code == CLOSE_UNAUTHORIZED and reason.startswith("invalid ticket")
+    code, _ = await _refused(await ws_url(url, good, last_event_id="yesterday"))
     assert code == CLOSE_BAD_REQUEST
     # The same token and a good id are accepted.
     client = await connect(url, good, last_event_id="0-1")

@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 import websockets
 
 from api.principal import Role
+from devtools.ws_client import ws_url
 from tests.support.api import Tenant
 from tests.support.realtime import (
     ApiProcess,
@@ -132,8 +133,7 @@ async def test_a_technician_rung_while_disconnected_gets_the_ring_on_reconnect(
     _, token, _ = await technician_near(acme, pg, redis_client, redis_prefix, 3)
     # Connected (so the ring picks them), but the app's socket dies without reading:
     # the ring goes into a connection nobody reads.
-    query = f"?token={token}"
-    lost = await websockets.connect(one.ws + query)
+    lost = await websockets.connect(await ws_url(one.ws, token))
     welcome = json.loads(await lost.recv())
     assert welcome["event"] == "welcome"
     request_id = await create_request(http, vehicle, service, customer)
