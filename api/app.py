@@ -11,7 +11,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
-from api import consumer, errors, openapi, ring, sla
+from api import consumer, errors, idempotency, openapi, ring, sla
 from api.guard import BodyLimit, SecurityHeaders
 from api.metrics import RequestMetrics
 from api.models.common import ErrorEnvelope
@@ -99,6 +99,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         state.tasks.append(asyncio.create_task(fanout.run(state), name="ws-fanout"))
         state.tasks.append(asyncio.create_task(fanout.fleet_maps(state), name="ws-fleet"))
         state.tasks.append(asyncio.create_task(state.realtime.presence.run(), name="ws-presence"))
+        state.tasks.append(asyncio.create_task(_forget_keys(pool), name="idempotency-keys"))
         quiet_gc()
         try:
             yield
@@ -129,6 +130,19 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(endpoint.router)
     console.mount_static(app)
     return app
+
+
+FORGET_KEYS_EVERY_S = 3600.0
+"""How often expired Idempotency-Key answers are deleted (they are ignored once expired)."""
+
+
+async def _forget_keys(pool: asyncpg.Pool) -> None:
+    while True:
+        try:
+            await idempotency.forget_expired(pool)
+        except Exception:  # the database away: next time
+            log.exception("idempotency keys")
+        await asyncio.sleep(FORGET_KEYS_EVERY_S)
 
 
 SHUTDOWN_STEP_S = 5.0

@@ -5,7 +5,7 @@ its threadpool, a thread hop (and GIL contention) per dependency per request."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, cast
+from typing import Annotated
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -23,7 +23,8 @@ _bearer = HTTPBearer(auto_error=False, description="A token from `fixgate token 
 
 
 async def get_state(request: Request) -> ApiState:
-    state: ApiState = request.app.state.api
+    """The API as this request sees it (on its own connection under an Idempotency-Key)."""
+    state: ApiState = getattr(request.state, "api", None) or request.app.state.api
     return state
 
 
@@ -38,9 +39,8 @@ SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 
 
 async def get_db(state: StateDep) -> AsyncIterator[asyncpg.Connection]:
-    async with state.pool.acquire() as conn:
-        # The pool's proxy forwards every Connection method; the stubs type it apart.
-        yield cast(asyncpg.Connection, conn)
+    async with state.conn() as conn:
+        yield conn
 
 
 DbDep = Annotated[asyncpg.Connection, Depends(get_db)]
