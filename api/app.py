@@ -8,7 +8,6 @@ import logging
 from collections.abc import AsyncIterator
 
 import asyncpg
-import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from api import consumer, errors, ring, sla
@@ -32,6 +31,7 @@ from api.routes import (
 from api.settings import MIN_SECRET_CHARS, ApiSettings
 from api.state import ApiState
 from gateway.collector import quiet_gc
+from gateway.redis_link import AnyRedis, connect_when_up
 
 DB_POOL_MIN = 2
 
@@ -64,13 +64,17 @@ def create_app(settings: ApiSettings) -> FastAPI:
             max_size=settings.api_db_pool_max,
             reset=_release,
         )
-        client = aioredis.from_url(settings.redis_url)
+        client = await connect_when_up(
+            settings.redis_url,
+            on_wait=lambda e: log.warning("api: waiting for redis: %s", e),
+        )
         state = ApiState(
             settings=settings,
             pool=pool,
             redis=client,
             outbox=Outbox(pool, client, settings.redis_prefix, settings.ws_replay_window_s),
             realtime=Realtime.build(client, settings.redis_prefix, settings.ws_presence_ttl_s),
+            keys=settings.keys(),
         )
         app.state.api = state
         # First: relays at once what a dead process committed but did not relay.
@@ -119,7 +123,7 @@ well under the 30 s a supervisor waits after SIGTERM before SIGKILL."""
 
 
 async def _shut_down(
-    tasks: list[asyncio.Task[None]], outbox: Outbox, client: aioredis.Redis, pool: asyncpg.Pool
+    tasks: list[asyncio.Task[None]], outbox: Outbox, client: AnyRedis, pool: asyncpg.Pool
 ) -> None:
     """Background tasks, the outbox's last deletes, then Redis, then the pool, each under a
     deadline: a task stuck in a

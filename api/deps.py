@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, cast
 
 import asyncpg
-import redis.asyncio as aioredis
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -16,6 +15,7 @@ from api.auth import BadToken, Principal, Role, read_token
 from api.errors import forbidden, unauthorized
 from api.settings import ApiSettings
 from api.state import ApiState
+from gateway.redis_link import AnyRedis
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `fixgate token issue`.")
 
@@ -44,11 +44,11 @@ async def get_db(state: StateDep) -> AsyncIterator[asyncpg.Connection]:
 DbDep = Annotated[asyncpg.Connection, Depends(get_db)]
 
 
-async def get_redis(state: StateDep) -> aioredis.Redis:
+async def get_redis(state: StateDep) -> AnyRedis:
     return state.redis
 
 
-RedisDep = Annotated[aioredis.Redis, Depends(get_redis)]
+RedisDep = Annotated[AnyRedis, Depends(get_redis)]
 
 
 async def get_principal(

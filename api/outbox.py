@@ -36,10 +36,11 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import asyncpg
-import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from api.events import DEFAULT_RETENTION_S, MAX_STREAM_ENTRIES, to_json
+from contracts.keys import same_slot_as
+from gateway.redis_link import AnyRedis
 
 log = logging.getLogger("fixgate.api.outbox")
 
@@ -168,14 +169,14 @@ class Outbox:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        client: aioredis.Redis,
+        client: AnyRedis,
         prefix: str,
         retention_s: float = DEFAULT_RETENTION_S,
     ) -> None:
         self.pool = pool
         self.client = client
         self.stream = f"{prefix}dispatch"
-        self.marker_prefix = f"{prefix}outbox:"
+        self.marker_prefix = f"{same_slot_as(prefix, self.stream)}outbox:"  # one slot: cluster
         self.retention_ms = int(retention_s * 1000)
         self.script = client.register_script(RELAY_SCRIPT)
         self.relayed: collections.deque[int] = collections.deque(maxlen=MAX_DELETE_BACKLOG)

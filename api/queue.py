@@ -9,25 +9,18 @@ distance at a fallback speed (the specification's 25 mph).
 from __future__ import annotations
 
 import json
-import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import asyncpg
-import redis.asyncio as aioredis
 
 from api.settings import ApiSettings
 from api.store.requests import QUEUED_STATES
-
-EARTH_RADIUS_M = 6_371_008.8
-
-
-def haversine_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+from contracts import live
+from contracts.geodesy import haversine_m
+from contracts.keys import Keys
+from gateway.redis_link import AnyRedis
 
 
 def _text(value: bytes | str) -> str:
@@ -59,28 +52,22 @@ async def renumber(conn: asyncpg.Connection, tenant: str, technician_id: UUID) -
 
 
 async def live_position(
-    client: aioredis.Redis, prefix: str, device_id: str | None
+    client: AnyRedis, keys: Keys, device_id: str | None
 ) -> dict[str, Any] | None:
+    """The device's live position (contracts.live) in the API's shape; None if none."""
     if device_id is None:
         return None
-    raw = await client.hgetall(f"{prefix}device:{device_id}")
-    if not raw:
+    found = live.decode(await client.hgetall(keys.device(device_id)))
+    if found is None:
         return None
-    fields = {_text(k): _text(v) for k, v in raw.items()}
-    position: dict[str, Any] = {
-        "latitude": float(fields["lat"]),
-        "longitude": float(fields["lon"]),
-        "updatedAt": fields.get("time"),
-        "tenant": fields.get("tenant"),
-    }
-    for name in ("heading", "speed", "accuracy"):
-        position[name] = float(fields[name]) if name in fields else None
-    return position
+    return {
+        "latitude": found.lat, "longitude": found.lon, "updatedAt": found.time,
+        "tenant": found.tenant, "heading": found.heading, "speed": found.speed,
+        "accuracy": found.accuracy,
+    }  # fmt: skip
 
 
-async def latest_route(
-    client: aioredis.Redis, prefix: str, request_id: str
-) -> dict[str, Any] | None:
+async def latest_route(client: AnyRedis, prefix: str, request_id: str) -> dict[str, Any] | None:
     raw = await client.get(route_key(prefix, request_id))
     if raw is None:
         return None
@@ -90,7 +77,7 @@ async def latest_route(
 
 async def entries(
     conn: asyncpg.Connection,
-    client: aioredis.Redis,
+    client: AnyRedis,
     settings: ApiSettings,
     tenant: str,
     technician_id: UUID,
@@ -121,7 +108,7 @@ async def entries(
     )
     device_id = found[0]["device_id"] if found else None
     rows = [row for row in found if row["requestid"] is not None]
-    here = await live_position(client, settings.redis_prefix, device_id)
+    here = await live_position(client, settings.keys(), device_id)
     now = datetime.now(UTC)
     at: tuple[float, float] | None = (here["latitude"], here["longitude"]) if here else None
     elapsed_s: float | None = 0.0

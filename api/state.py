@@ -9,20 +9,22 @@ from dataclasses import dataclass, field
 from typing import cast
 
 import asyncpg
-import redis.asyncio as aioredis
 
 from api.outbox import Outbox
 from api.realtime.service import Realtime
 from api.settings import ApiSettings
+from contracts.keys import Keys
+from gateway.redis_link import AnyRedis
 
 
 @dataclass
 class ApiState:
     settings: ApiSettings
     pool: asyncpg.Pool
-    redis: aioredis.Redis
+    redis: AnyRedis
     outbox: Outbox
     realtime: Realtime
+    keys: Keys
     # Set when a request starts ringing, so the ring worker runs its first phase at once
     # instead of at its next poll.
     ring_wakeup: asyncio.Event = field(default_factory=asyncio.Event)

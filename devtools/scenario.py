@@ -22,11 +22,11 @@ import httpx
 import websockets
 
 from api.auth import Role, issue_token
+from contracts.geodesy import haversine_m
 from devtools.driving import Errand, RoadPlanner
 from devtools.roads import point_ahead
 from devtools.simulate import SimDevice
 from geofence.routes import Route
-from ingest.filters import distance_m
 
 log = logging.getLogger("demo")
 
@@ -309,7 +309,7 @@ async def _nearest(
 
     def away_m(t: Technician) -> float:
         lat, lon = t.device.position
-        return distance_m(lat, lon, at[0], at[1])
+        return haversine_m(lat, lon, at[0], at[1])
 
     return min(techs, key=away_m), None
 

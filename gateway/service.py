@@ -32,9 +32,10 @@ from gateway.listeners.stream import StreamListener
 from gateway.listeners.tcp import TcpListener
 from gateway.listeners.teltonika import TeltonikaListener
 from gateway.logs import setup_logging
+from gateway.redis_link import REDIS_ERRORS, AnyRedis, connect
 from gateway.registry.cache import SNAPSHOT_NAME, RegistryCache, RegistryUnavailable
 from gateway.sinks.history import HistoryWriter
-from gateway.sinks.live import LiveUpdater, LiveWriter, redis_client
+from gateway.sinks.live import LiveUpdater, LiveWriter
 from gateway.sinks.postgres import prepare_connection
 from gateway.sinks.retention import run_retention
 from gateway.sinks.spool import Spool, SpoolError
@@ -42,6 +43,9 @@ from ingest.filters import FilterLimits
 from ingest.pipeline import BatchLimits, Ingest
 
 log = logging.getLogger("gateway")
+
+REDIS_CONNECT_AT_START_S = 3.0
+"""How long startup waits for Redis before going on without it (it connects later)."""
 
 
 class Gateway:
@@ -79,7 +83,13 @@ class Gateway:
             max_size=s.max_concurrent_writes + 4,
             init=prepare_connection,
         )
-        self.redis = redis_client(s.redis_url)
+        self.redis: AnyRedis | None = None
+        try:  # a Redis away at start is connected to later: history goes on meanwhile
+            self.redis = await asyncio.wait_for(connect(s.redis_url), REDIS_CONNECT_AT_START_S)
+        except (*REDIS_ERRORS, TimeoutError) as e:
+            log.warning(
+                "gateway: redis not reachable at start (%s); live positions will catch up", e
+            )
         self.registry = RegistryCache(self.pool, snapshot=s.spool_dir / SNAPSHOT_NAME)
         await self.registry.start()
         self.ingest = Ingest(
@@ -91,7 +101,9 @@ class Gateway:
             BatchLimits(max_batch_fixes=s.batch_max_fixes, max_batch_age_s=s.batch_max_age_s),
         )
         self.flow = Flow(s.max_queued_fixes)
-        self.live = LiveUpdater(LiveWriter(self.redis, s.redis_prefix))
+        self.live = LiveUpdater(
+            LiveWriter(self.redis, s.redis_prefix, s.position_shards), s.redis_url
+        )
         self.history = HistoryWriter(
             self.ingest,
             self.pool,
@@ -153,6 +165,10 @@ class Gateway:
             missing.append("spool full")
         if not self.flow.open.is_set():
             missing.append("ingest queue full")
+        if not self.live.redis_ok:
+            missing.append(
+                "redis not reachable (fixes are stored; live positions and the engine wait)"
+            )
         return missing
 
     async def shutdown(self) -> None:
@@ -189,7 +205,8 @@ class Gateway:
             log.warning("gateway: cancelled %d tasks that did not finish in time", len(stragglers))
             await asyncio.gather(*stragglers, return_exceptions=True)
         self.http.close()
-        await self.redis.aclose()
+        if self.live.writer.client is not None:
+            await self.live.writer.client.aclose()
         await self.pool.close()
         if self.spool is not None:
             self.spool.close()

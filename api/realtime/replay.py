@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from api.auth import Principal
 from api.realtime.groups import admit, request_facts
 from api.realtime.protocol import Entry, StreamId, format_stream_id, parse_entry, text
+from gateway.redis_link import AnyRedis, clustered
 
 PAGE_ENTRIES = 500
 """Entries per XRANGE: a ten-minute backlog of a busy tenant in a few round trips."""
@@ -36,9 +36,10 @@ def _sid(value: Any) -> StreamId:
     return int(ms), int(seq or 0)
 
 
-async def seam(client: aioredis.Redis, stream: str) -> Seam:
+async def seam(client: AnyRedis, stream: str) -> Seam:
     """Read after the connection joined the hub (so nothing falls between the two)."""
-    pipe = client.pipeline(transaction=True)
+    # One moment on one Redis; a cluster has no transaction across slots (TIME has none).
+    pipe = client.pipeline(transaction=not clustered(client))
     pipe.xinfo_stream(stream)
     pipe.time()
     info, (seconds, micros) = await pipe.execute(raise_on_error=False)
@@ -69,7 +70,7 @@ def must_resync(last: StreamId, at: Seam, window_s: float) -> bool:
 
 
 async def missed(
-    client: aioredis.Redis,
+    client: AnyRedis,
     stream: str,
     principal: Principal,
     groups: frozenset[str],

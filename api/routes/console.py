@@ -99,10 +99,9 @@ async def fleet(state: StateDep, db: DbDep, principal: StaffDep) -> Envelope[lis
         """,
         principal.tenant,
     )
-    prefix = state.settings.redis_prefix
     out: list[FleetTechnician] = []
     for row in rows:
-        where = await queue.live_position(state.redis, prefix, row["device_id"])
+        where = await queue.live_position(state.redis, state.keys, row["device_id"])
         location = None
         if where is not None and where["tenant"] == principal.tenant:
             location = TechnicianLocation(

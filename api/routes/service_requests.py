@@ -52,6 +52,7 @@ from api.store.requests import (
     subject_id,
     technician_info,
 )
+from contracts import geodesy
 
 router = APIRouter(tags=["service requests"])
 
@@ -387,9 +388,7 @@ async def _technician_location(
 ) -> TechnicianLocation | None:
     if detail.technician is None:
         return None
-    where = await queue.live_position(
-        state.redis, state.settings.redis_prefix, detail.technician.device_id
-    )
+    where = await queue.live_position(state.redis, state.keys, detail.technician.device_id)
     if where is None:
         return None
     return TechnicianLocation(
@@ -512,11 +511,9 @@ async def _suggestions(
         eta_min: int | None = None
         meters: int | None = None
         if near is not None:
-            where_now = await queue.live_position(
-                state.redis, state.settings.redis_prefix, row["device_id"]
-            )
+            where_now = await queue.live_position(state.redis, state.keys, row["device_id"])
             if where_now is not None:
-                m = queue.haversine_m(
+                m = geodesy.haversine_m(
                     where_now["latitude"], where_now["longitude"], near[0], near[1]
                 )
                 meters = round(m)

@@ -24,6 +24,7 @@ import psycopg
 import pytest
 import redis
 
+from contracts.keys import Keys
 from devices.tcp_nmea import login_sentence
 from devtools.stack import stack_env
 from devtools.stack.native import NativeStack
@@ -176,7 +177,8 @@ def test_redis_outage_keeps_history_and_live_positions_catch_up(
             assert wait_for(
                 lambda d=d: live(redis_url, prefix, f"dev-{d}").get("time") == newest, 15
             ), gw.log()
-        members = redis.Redis.from_url(redis_url).zrange(f"{prefix}live:acme", 0, -1)
+        client = redis.Redis.from_url(redis_url)
+        members = [m for key in Keys(prefix).all_geo("acme") for m in client.zrange(key, 0, -1)]
         assert sorted(members) == [b"dev-0", b"dev-1", b"dev-2"]
         assert gw.metric("fixgate_sink_down", sink="redis") == 0
     for d in range(3):

@@ -14,6 +14,7 @@ import paho.mqtt.client as paho
 import psycopg
 import redis
 
+from contracts.keys import Keys
 from devices.nmea_write import ddmm, rmc_gga, sentence
 from gateway.registry.store import add_device
 
@@ -66,7 +67,7 @@ def count(db_url: str, device_id: str | None = None) -> int:
 def live(redis_url: str, prefix: str, device_id: str) -> dict[str, str]:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        return client.hgetall(f"{prefix}device:{device_id}")  # type: ignore[return-value]
+        return client.hgetall(Keys(prefix).device(device_id))  # type: ignore[return-value]
     finally:
         client.close()
 

@@ -11,8 +11,8 @@ import pytest
 
 from tests.support.paths import REPO_ROOT
 
-PURE_PACKAGES = ("devices", "ingest", "geofence")
-PRODUCT_PACKAGES = ("gateway", "devices", "ingest", "geofence", "api")
+PURE_PACKAGES = ("contracts", "devices", "ingest", "geofence")
+PRODUCT_PACKAGES = ("gateway", "contracts", "devices", "ingest", "geofence", "api")
 
 # What a pure core may import: computation only. Anything else (sockets, asyncio, database
 # and Redis clients, logging, the clock, the file system, processes, randomness) belongs to
