@@ -40,7 +40,7 @@ from redis.exceptions import NoScriptError
 
 from api.events import DEFAULT_RETENTION_S, MAX_STREAM_ENTRIES, to_json
 from contracts.keys import same_slot_as
-from gateway.redis_link import AnyRedis
+from gateway.redis_link import AnyRedis, evalsha
 
 log = logging.getLogger("fixgate.api.outbox")
 
@@ -266,7 +266,8 @@ class Outbox:
         for attempt in range(2):
             pipe = self.client.pipeline(transaction=False)
             for row in rows:
-                pipe.evalsha(self.script.sha, 2, self.stream, *self._script_args(row))
+                marker, *args = self._script_args(row)
+                evalsha(pipe, self.script.sha, [self.stream, marker], *args)
             try:
                 await pipe.execute()
                 return

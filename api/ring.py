@@ -35,7 +35,7 @@ from api.realtime.presence import connected_technicians
 from api.state import ApiState
 from api.store.requests import QUEUED_STATES, load_detail
 from contracts import live
-from gateway.redis_link import AnyPipeline, run_scripted
+from gateway.redis_link import AnyPipeline, evalsha, run_scripted
 
 log = logging.getLogger("fixgate.api.ring")
 
@@ -90,9 +90,9 @@ async def _candidates(
 
     async def build(pipe: AnyPipeline) -> None:
         for shard in range(keys.shards):
-            pipe.evalsha(
-                _CANDIDATES_SHA, 1, keys.geo(tenant, shard), lon, lat, min_mi, max_mi, oldest,
-                MAX_CANDIDATES, keys.device_prefix(shard), live.TS,
+            evalsha(
+                pipe, _CANDIDATES_SHA, [keys.geo(tenant, shard)], lon, lat, min_mi, max_mi,
+                oldest, MAX_CANDIDATES, keys.device_prefix(shard), live.TS,
             )  # fmt: skip
 
     found: list[tuple[float, str]] = []

@@ -118,6 +118,12 @@ async def run_scripted(
     return await pipe.execute()
 
 
+def evalsha(pipe: AnyPipeline, sha: str, keys: list[str], *args: Any) -> None:
+    """Queue a script call by its SHA1 (redis-py blocks `evalsha` in a cluster pipeline;
+    the plain command is routed by its first key, all of whose slot the keys must share)."""
+    pipe.execute_command("EVALSHA", sha, len(keys), *keys, *args)
+
+
 async def read_streams(
     client: AnyRedis, ids: Mapping[str, str], *, count: int, block_ms: int
 ) -> list[tuple[str, Entries]]:

@@ -38,11 +38,18 @@ def _sid(value: Any) -> StreamId:
 
 async def seam(client: AnyRedis, stream: str) -> Seam:
     """Read after the connection joined the hub (so nothing falls between the two)."""
-    # One moment on one Redis; a cluster has no transaction across slots (TIME has none).
-    pipe = client.pipeline(transaction=not clustered(client))
-    pipe.xinfo_stream(stream)
-    pipe.time()
-    info, (seconds, micros) = await pipe.execute(raise_on_error=False)
+    info: Any
+    if clustered(client):  # no TIME in a cluster's pipeline: the stream first, then the clock
+        try:
+            info = await client.xinfo_stream(stream)
+        except ResponseError as e:
+            info = e
+        seconds, micros = await client.time()
+    else:  # one moment on one Redis
+        pipe = client.pipeline(transaction=True)
+        pipe.xinfo_stream(stream)
+        pipe.time()
+        info, (seconds, micros) = await pipe.execute(raise_on_error=False)
     now_ms = int(seconds) * 1000 + int(micros) // 1000
     if isinstance(info, ResponseError):  # no such stream yet: every entry to come is live
         # An id above every entry so far and below any to come (ids are Redis's clock).

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from contracts.keys import Keys
-from gateway.redis_link import AnyPipeline, AnyRedis, run_scripted
+from gateway.redis_link import AnyPipeline, AnyRedis, evalsha, run_scripted
 
 log = logging.getLogger("engine.leases")
 
@@ -103,7 +103,7 @@ class Leases:
         keys, me, ttl = self.keys, self.me, self.ttl_ms
 
         async def announce(pipe: AnyPipeline) -> None:
-            pipe.evalsha(_SHA[_ANNOUNCE], 1, keys.engines, me, ttl)
+            evalsha(pipe, _SHA[_ANNOUNCE], [keys.engines], me, ttl)
 
         [members] = await self._run(announce, [_ANNOUNCE])
         self.members = sorted(_text(m) for m in members)
@@ -114,11 +114,11 @@ class Leases:
 
         async def build(pipe: AnyPipeline) -> None:
             for s in renew:
-                pipe.evalsha(_SHA[_RENEW], 2, keys.lease(s), keys.fence(s), me, ttl, self.held[s])
+                evalsha(pipe, _SHA[_RENEW], [keys.lease(s), keys.fence(s)], me, ttl, self.held[s])
             for s in give:
-                pipe.evalsha(_SHA[_RELEASE], 1, keys.lease(s), me)
+                evalsha(pipe, _SHA[_RELEASE], [keys.lease(s)], me)
             for s in take:
-                pipe.evalsha(_SHA[_ACQUIRE], 2, keys.lease(s), keys.fence(s), me, ttl)
+                evalsha(pipe, _SHA[_ACQUIRE], [keys.lease(s), keys.fence(s)], me, ttl)
 
         replies = await self._run(build, [_RENEW, _RELEASE, _ACQUIRE])
         for s, ok in zip(renew, replies[: len(renew)], strict=True):
@@ -145,8 +145,8 @@ class Leases:
 
         async def build(pipe: AnyPipeline) -> None:
             for s in held:
-                pipe.evalsha(_SHA[_RELEASE], 1, keys.lease(s), me)
-            pipe.evalsha(_SHA[_LEAVE], 1, keys.engines, me)
+                evalsha(pipe, _SHA[_RELEASE], [keys.lease(s)], me)
+            evalsha(pipe, _SHA[_LEAVE], [keys.engines], me)
 
         await self._run(build, [_RELEASE, _LEAVE])
         log.info("engine: gave back shards %s", held)

@@ -33,7 +33,7 @@ from typing import Final
 
 from contracts import events as event_contract
 from contracts.keys import DEFAULT_SHARDS, Keys
-from gateway.redis_link import AnyPipeline, AnyRedis, run_scripted
+from gateway.redis_link import AnyPipeline, AnyRedis, evalsha, run_scripted
 from geofence.state import DeviceState, decode_state, encode_state
 
 MAX_DEVICES_PER_SCRIPT: Final = 256
@@ -142,7 +142,7 @@ class StateStore:
                     state, expected, events = items[i]
                     names.append(self.key(state.device))
                     args += (expected, str(state.rev), encoded[i], len(events), *events)
-                pipe.evalsha(_COMMIT_SHA, len(names), *names, *args)
+                evalsha(pipe, _COMMIT_SHA, names, *args)
 
         try:
             replies = await run_scripted(self.client, build, [_COMMIT])

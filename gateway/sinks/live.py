@@ -24,7 +24,7 @@ from contracts import live, positions
 from contracts.keys import DEFAULT_SHARDS, Keys
 from devices.fix import Fix
 from gateway import metrics
-from gateway.redis_link import AnyPipeline, AnyRedis, connect, ping, run_scripted
+from gateway.redis_link import AnyPipeline, AnyRedis, connect, evalsha, ping, run_scripted
 from gateway.retry import RETRY_BACKOFF_S, backoff
 from gateway.sinks.health import SinkHealth
 
@@ -109,7 +109,7 @@ class LiveWriter:
                     for fix in chunk:
                         names += (keys.device(fix.device_id), keys.geo(fix.tenant_id, shard))
                     blob = positions.encode_fixes([live.fields(f) for f in chunk])
-                    pipe.evalsha(self._sha, len(names), *names, blob)
+                    evalsha(pipe, self._sha, names, blob)
                     calls += 1
             for shard, group in entries.items():
                 name = keys.positions(shard)
