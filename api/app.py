@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -31,6 +30,7 @@ from api.routes import (
 from api.settings import MIN_SECRET_CHARS, ApiSettings
 from api.state import ApiState
 from gateway.collector import quiet_gc
+from gateway.process import Life
 from gateway.redis_link import AnyRedis, connect_when_up
 
 DB_POOL_MIN = 2
@@ -69,6 +69,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             on_wait=lambda e: log.warning("api: waiting for redis: %s", e),
         )
         state = ApiState(
+            life=Life("api", SHUTDOWN_S),
             settings=settings,
             pool=pool,
             redis=client,
@@ -77,24 +78,25 @@ def create_app(settings: ApiSettings) -> FastAPI:
             keys=settings.keys(),
         )
         app.state.api = state
+        life = state.life
         # First: relays at once what a dead process committed but did not relay.
-        state.tasks.append(asyncio.create_task(state.outbox.run(), name="outbox-relay"))
+        life.spawn(state.outbox.run(), "outbox-relay")
         # Phases are I/O (a dozen statements and a Redis search each): several at once,
         # each its own due row (SKIP LOCKED), so one slow phase does not hold up the rest.
-        state.tasks += [
-            asyncio.create_task(ring.worker(state), name=f"ring-{n}")
-            for n in range(settings.ring_workers)
-        ]
-        state.tasks.append(asyncio.create_task(sla.worker(state), name="sla-watcher"))
-        state.tasks.append(asyncio.create_task(consumer.worker(state), name="engine-events"))
-        state.tasks.append(asyncio.create_task(fanout.run(state), name="ws-fanout"))
-        state.tasks.append(asyncio.create_task(fanout.fleet_maps(state), name="ws-fleet"))
-        state.tasks.append(asyncio.create_task(state.realtime.presence.run(), name="ws-presence"))
+        for n in range(settings.ring_workers):
+            life.spawn(ring.worker(state), f"ring-{n}")
+        life.spawn(sla.worker(state), "sla-watcher")
+        life.spawn(consumer.worker(state), "engine-events")
+        life.spawn(fanout.run(state), "ws-fanout")
+        life.spawn(fanout.fleet_maps(state), "ws-fleet")
+        life.spawn(state.realtime.presence.run(), "ws-presence")
         quiet_gc()
+        life.ready()
         try:
             yield
         finally:
-            await _shut_down(state.tasks, state.outbox, client, pool)
+            life.draining()
+            await _shut_down(life, state.outbox, client, pool)
 
     app = FastAPI(
         title="fixgate dispatch API",
@@ -117,39 +119,22 @@ def create_app(settings: ApiSettings) -> FastAPI:
     return app
 
 
-SHUTDOWN_STEP_S = 5.0
-"""Each shutdown step (background tasks, Redis, the pool) gets this long; the whole stays
-well under the 30 s a supervisor waits after SIGTERM before SIGKILL."""
+SHUTDOWN_S = 15.0
+"""The whole shutdown (background tasks, the outbox's last deletes, Redis, the pool) stays
+within this, well under the 30 s a supervisor waits after SIGTERM before SIGKILL."""
 
 
-async def _shut_down(
-    tasks: list[asyncio.Task[None]], outbox: Outbox, client: AnyRedis, pool: asyncpg.Pool
-) -> None:
-    """Background tasks, the outbox's last deletes, then Redis, then the pool, each under a
-    deadline: a task stuck in a
-    blocking read or a connection that is never released must not keep the process from
-    exiting (uvicorn's order: stop, cancel stragglers with a count, close the pools)."""
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        _, stuck = await asyncio.wait(tasks, timeout=SHUTDOWN_STEP_S)
-        if stuck:
-            log.warning(
-                "api: %d background tasks did not stop within %.0f s", len(stuck), SHUTDOWN_STEP_S
-            )
-    try:
-        # The rows relayed last are deleted here, not left to another process's recovery.
-        await asyncio.wait_for(outbox.delete_relayed(), SHUTDOWN_STEP_S)
-    except TimeoutError:
-        log.warning("api: relayed outbox rows not deleted within %.0f s", SHUTDOWN_STEP_S)
-    try:
-        await asyncio.wait_for(client.aclose(), SHUTDOWN_STEP_S)
-    except TimeoutError:
-        log.warning("api: Redis client not closed within %.0f s", SHUTDOWN_STEP_S)
-    try:
-        await asyncio.wait_for(pool.close(), SHUTDOWN_STEP_S)
-    except TimeoutError:
-        log.warning(
-            "api: database connections not released within %.0f s; terminated", SHUTDOWN_STEP_S
-        )
+async def _shut_down(life: Life, outbox: Outbox, client: AnyRedis, pool: asyncpg.Pool) -> None:
+    """Background tasks, the outbox's last deletes, then Redis, then the pool, under one
+    deadline: a task stuck in a blocking read or a connection that is never released must
+    not keep the process from exiting (uvicorn's order: stop, cancel stragglers with a
+    count, close the pools)."""
+    tasks = list(life.tasks)
+    await life.cancel_stragglers()  # the workers run until cancelled
+    if stuck := sum(not t.done() for t in tasks):
+        log.warning("api: %d background tasks did not stop in time", stuck)
+    # The rows relayed last are deleted here, not left to another process's recovery.
+    await life.finish(outbox.delete_relayed(), "deleting the relayed outbox rows")
+    await life.finish(client.aclose(), "closing the Redis client")
+    if not await life.finish(pool.close(), "releasing the database connections"):
         pool.terminate()

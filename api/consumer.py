@@ -27,7 +27,7 @@ from api.outbox import OutboxWriter
 from api.queue import live_position, route_key
 from api.state import ApiState
 from contracts import events
-from gateway.redis_link import Entries, ensure_groups, nogroup, read_group
+from gateway.redis_link import Entries, Poll, ensure_groups, nogroup, read_group
 
 log = logging.getLogger("fixgate.api.consumer")
 
@@ -110,6 +110,7 @@ async def worker(state: ApiState) -> None:
     streams = state.keys.all_events()
     consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     grouped = False
+    poll = Poll()
     next_claim = 0.0
     while True:
         try:
@@ -121,7 +122,7 @@ async def worker(state: ApiState) -> None:
                 next_claim = time.monotonic() + CLAIM_EVERY_S
             replies = await read_group(
                 state.redis, GROUP, consumer, dict.fromkeys(streams, ">"),
-                count=READ_COUNT, block_ms=BLOCK_MS,
+                count=READ_COUNT, block_ms=BLOCK_MS, poll=poll,
             )  # fmt: skip
             for stream, entries in replies:
                 await _handle_entries(state, stream, entries)

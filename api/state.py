@@ -14,11 +14,14 @@ from api.outbox import Outbox
 from api.realtime.service import Realtime
 from api.settings import ApiSettings
 from contracts.keys import Keys
+from gateway.process import Life
 from gateway.redis_link import AnyRedis
 
 
 @dataclass
 class ApiState:
+    life: Life
+    """The process's life: its background tasks, readiness while starting and draining."""
     settings: ApiSettings
     pool: asyncpg.Pool
     redis: AnyRedis
@@ -28,7 +31,6 @@ class ApiState:
     # Set when a request starts ringing, so the ring worker runs its first phase at once
     # instead of at its next poll.
     ring_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @contextlib.asynccontextmanager
     async def conn(self) -> AsyncIterator[asyncpg.Connection]:

@@ -20,7 +20,7 @@ from contracts import events
 from contracts.geodesy import metres_per_degree
 from contracts.keys import Keys
 from devtools.roads import Area
-from gateway.redis_link import REDIS_ERRORS, connect_when_up, read_streams
+from gateway.redis_link import REDIS_ERRORS, Poll, connect_when_up, read_streams
 
 SERVICE_AREA = "Demo service area (east half)"
 SERVICE_AREA_SLA_MIN = 15
@@ -87,10 +87,12 @@ async def print_engine_events(
     dispatcher would watch."""
     client = await connect_when_up(redis_url)
     ids: dict[str, str] = dict.fromkeys(Keys(prefix).all_events(), "$")
+    poll = Poll()
     try:
         while not stop.is_set():
             with contextlib.suppress(*REDIS_ERRORS):
-                for stream, entries in await read_streams(client, ids, count=100, block_ms=1000):
+                got = await read_streams(client, ids, count=100, block_ms=1000, poll=poll)
+                for stream, entries in got:
                     for entry_id, fields in entries:
                         ids[stream] = entry_id.decode()
                         event = events.read(fields)

@@ -5,8 +5,9 @@ no separate switch to forget.
 Also what differs between the two and every reader needs: reading several streams at
 once. One Redis takes one blocking XREAD/XREADGROUP over all of them; a cluster refuses a
 command whose keys lie in several slots (CROSSSLOT), so there the streams are read in one
-pipeline (grouped by node by redis-py) without blocking, and an empty round waits
-`CLUSTER_POLL_S` before the next: that is the added latency of an idle cluster reader.
+pipeline (grouped by node by redis-py) without blocking, and an empty round waits before the
+next (`Poll`: 5 ms growing to 100 ms while nothing comes): that is the added latency of a
+cluster reader, up to 100 ms for the first entry after a quiet spell.
 
 Scripts: Redis forgets loaded scripts when it restarts, and a pipelined EVALSHA then fails
 with NOSCRIPT; `execute_with_scripts` loads them (on every master of a cluster) and runs
@@ -27,9 +28,27 @@ AnyRedis: TypeAlias = aioredis.Redis | RedisCluster
 AnyPipeline: TypeAlias = aioredis.client.Pipeline | ClusterPipeline
 Entries: TypeAlias = list[tuple[bytes, dict[bytes, bytes]]]
 
-CLUSTER_POLL_S: Final = 0.02
-"""How long a cluster reader waits after a round that found nothing (20 ms: a few hundred
-cheap reads a second per idle process, and 10 ms of added latency on average)."""
+CLUSTER_POLL_MIN_S: Final = 0.005
+CLUSTER_POLL_MAX_S: Final = 0.1
+"""A cluster reader waits after a round that found nothing, from the least to the most,
+doubling per empty round and back to the least when a round finds entries: a busy reader
+adds milliseconds, an idle one asks ten times a second (not a busy loop)."""
+
+
+class Poll:
+    """The wait of one cluster reader between empty rounds (see CLUSTER_POLL_*)."""
+
+    def __init__(self) -> None:
+        self.wait_s = CLUSTER_POLL_MIN_S
+
+    async def idle(self, block_ms: int) -> None:
+        await asyncio.sleep(min(block_ms / 1000, self.wait_s))
+        self.wait_s = min(2 * self.wait_s, CLUSTER_POLL_MAX_S)
+
+    def busy(self) -> None:
+        self.wait_s = CLUSTER_POLL_MIN_S
+
+
 PROBE_TIMEOUT_S: Final = 3.0
 """How long the mode probe waits for the server."""
 
@@ -125,7 +144,7 @@ def evalsha(pipe: AnyPipeline, sha: str, keys: list[str], *args: Any) -> None:
 
 
 async def read_streams(
-    client: AnyRedis, ids: Mapping[str, str], *, count: int, block_ms: int
+    client: AnyRedis, ids: Mapping[str, str], *, count: int, block_ms: int, poll: Poll | None = None
 ) -> list[tuple[str, Entries]]:
     """XREAD of several streams from the given ids: [(stream, entries)] of those with any."""
     if not ids:
@@ -138,7 +157,7 @@ async def read_streams(
     names = list(ids)
     for name in names:
         pipe.xread({name: ids[name]}, count=count)
-    return await _polled(pipe, names, block_ms)
+    return await _polled(pipe, names, block_ms, poll or Poll())
 
 
 async def read_group(
@@ -149,6 +168,7 @@ async def read_group(
     *,
     count: int,
     block_ms: int | None,
+    poll: Poll | None = None,
 ) -> list[tuple[str, Entries]]:
     """XREADGROUP of several streams (">" for new entries, "0" for one's own pending ones);
     block_ms None: do not wait."""
@@ -163,19 +183,21 @@ async def read_group(
     names = list(ids)
     for name in names:
         pipe.xreadgroup(group, consumer, {name: ids[name]}, count=count)
-    return await _polled(pipe, names, block_ms or 0)
+    return await _polled(pipe, names, block_ms or 0, poll or Poll())
 
 
 async def _polled(
-    pipe: ClusterPipeline, names: list[str], block_ms: int
+    pipe: ClusterPipeline, names: list[str], block_ms: int, poll: Poll
 ) -> list[tuple[str, Entries]]:
     replies = await pipe.execute()
     out: list[tuple[str, Entries]] = []
     for name, reply in zip(names, replies, strict=True):
         for _, entries in _named(reply):
             out.append((name, entries))
-    if not out and block_ms:
-        await asyncio.sleep(min(block_ms / 1000, CLUSTER_POLL_S))
+    if out:
+        poll.busy()
+    elif block_ms:
+        await poll.idle(block_ms)
     return out
 
 

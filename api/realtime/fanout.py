@@ -14,7 +14,7 @@ from api.realtime.protocol import message, parse_entry, text
 from api.state import ApiState
 from contracts import events
 from contracts.positions import entry_fixes
-from gateway.redis_link import AnyRedis, read_streams
+from gateway.redis_link import AnyRedis, Poll, read_streams
 
 log = logging.getLogger("fixgate.api.realtime.fanout")
 
@@ -75,6 +75,7 @@ async def run(state: ApiState) -> None:
     dispatch, positions, engine = keys.dispatch, keys.all_positions(), set(keys.all_events())
     rt, client = state.realtime, state.redis
     ids: dict[str, str] = {}
+    poll = Poll()
     while not ids:
         try:
             ids = {s: await last_id(client, s) for s in (dispatch, *engine)}
@@ -86,7 +87,9 @@ async def run(state: ApiState) -> None:
     while True:
         try:
             await _watch_positions(client, ids, positions, rt.hub.any_admins())
-            replies = await read_streams(client, ids, count=READ_COUNT, block_ms=BLOCK_MS)
+            replies = await read_streams(
+                client, ids, count=READ_COUNT, block_ms=BLOCK_MS, poll=poll
+            )
             for stream, entries in replies:
                 ids[stream] = text(entries[-1][0])
                 for entry_id, fields in entries:

@@ -24,6 +24,8 @@ async def healthz() -> Envelope[None]:
 
 @router.get("/readyz", responses={503: {"model": Envelope[None]}})
 async def readyz(state: StateDep) -> Response:
+    if starting := state.life.not_ready():  # draining: a load balancer should stop sending
+        return envelope(503, f"not ready: {', '.join(starting)}")
     try:
         async with asyncio.timeout(READY_TIMEOUT_S):
             async with state.pool.acquire() as conn:

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 import time
 from collections.abc import Sequence
@@ -44,10 +43,12 @@ from gateway.engine.route_source import RouteFn, route_source
 from gateway.engine.settings import EngineSettings
 from gateway.engine.store import StateStore
 from gateway.http import serve_http
+from gateway.process import Life
 from gateway.redis_link import (
     REDIS_ERRORS,
     AnyRedis,
     Entries,
+    Poll,
     connect_when_up,
     ensure_groups,
     nogroup,
@@ -105,9 +106,8 @@ class Engine:
     def __init__(self, settings: Settings, es: EngineSettings) -> None:
         self.settings = settings
         self.es = es
-        self.stop = asyncio.Event()
-        self.tasks: set[asyncio.Task[Any]] = set()
-        self.ready = False
+        self.life = Life("engine", settings.shutdown_timeout_s)
+        self.stop = self.life.stop
         self.indexes: dict[str, FenceIndex] = {}
         self.trips: dict[str, list[TripSpec]] = {}
         self.eta = EtaRecorder()
@@ -121,30 +121,21 @@ class Engine:
         self.consumer = es.engine_consumer or f"{socket.gethostname()}-{os.getpid()}"
         self.keys = Keys(settings.redis_prefix, settings.position_shards)
         self.routing_slots = asyncio.Semaphore(MAX_ROUTING_TASKS)
-        self.starting = "starting"
         self.redis_ok = True
         self.busy: set[int] = set()
         """Shards whose entries are in hand now (not given back until done)."""
         self.take_over: set[int] = set()
         """Held shards whose pending entries are to be claimed before new ones are read."""
 
-    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
-        task = asyncio.create_task(coro, name=name)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return task
-
     def not_ready(self) -> list[str]:
-        if not self.ready:
-            return [self.starting]
+        if starting := self.life.not_ready():
+            return starting
         return [] if self.redis_ok else ["redis not reachable"]
 
     # ---- lifecycle --------------------------------------------------------------------
 
     async def serve(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stop.set)
+        self.life.handle_signals()
         await self.startup()
         log.info(
             "engine: running as %s (group %s, %d shards)",
@@ -158,13 +149,13 @@ class Engine:
         self.http = await serve_http(es.engine_host, es.engine_port, self.not_ready)
         log.info("engine: metrics on http://%s:%d/metrics", es.engine_host, es.engine_port)
         self.pool = await asyncpg.create_pool(s.database_url, min_size=1, max_size=4)
-        self.starting = "waiting for redis"
+        self.life.starting = "waiting for redis"
         self.redis: AnyRedis = await connect_when_up(
             s.redis_url,
             socket_timeout=10,
             on_wait=lambda e: log.warning("engine: waiting for redis: %s", e),
         )
-        self.starting = "starting"
+        self.life.starting = "loading geofences and trips"
         self.store = StateStore(self.redis, s.redis_prefix, self.keys.shards)
         self.leases = Leases(self.redis, self.keys, self.consumer, es.engine_lease_s)
         self.http_client: Any = None
@@ -174,29 +165,23 @@ class Engine:
             self.http_client = httpx.AsyncClient()
         await self.reload_all()
         await self.listen()
-        self.lease_task = self._spawn(self.lease_loop(), "leases")
-        self.consume_task = self._spawn(self.consume(), "consume")
-        self._spawn(self.reload_loop(), "reload")
-        self._spawn(self.eta_loop(), "eta-flush")
+        self.lease_task = self.life.spawn(self.lease_loop(), "leases")
+        self.consume_task = self.life.spawn(self.consume(), "consume")
+        self.life.spawn(self.reload_loop(), "reload")
+        self.life.spawn(self.eta_loop(), "eta-flush")
         quiet_gc()
-        self.ready = True
+        self.life.ready()
 
     async def shutdown(self) -> None:
-        log.info("engine: draining")
-        self.ready = False
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(
-                asyncio.shield(self.consume_task), self.settings.shutdown_timeout_s
-            )
+        life = self.life
+        life.draining()
+        await life.finish(self.consume_task, "the batch in hand")
         self.lease_task.cancel()
         await asyncio.gather(self.lease_task, return_exceptions=True)
-        try:  # the others take the shards at their next tick, not after the leases lapse
-            await asyncio.wait_for(self.leases.release_all(), 5.0)
-        except (*REDIS_ERRORS, TimeoutError) as e:
-            log.warning("engine: shards not given back (%s); they lapse instead", e)
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        # The others take the shards at their next tick, not after the leases lapse.
+        if not await life.finish(self.leases.release_all(), "giving the shards back"):
+            log.warning("engine: shards not given back; they lapse instead")
+        await life.cancel_stragglers()  # the loops (reloads, ETA flush) and routes in flight
         with contextlib.suppress(Exception):
             async with self.pool.acquire() as conn:
                 await self.eta.flush(conn)
@@ -246,9 +231,9 @@ class Engine:
     def _on_notify(self, conn: object, pid: int, channel: str, payload: object) -> None:
         payload = str(payload)
         if channel == "fixgate_geofences":
-            self._spawn(self.reload_tenant(payload), "reload-tenant")
+            self.life.spawn(self.reload_tenant(payload), "reload-tenant")
         else:
-            self._spawn(self.reload_device_trips(payload), "reload-trips")
+            self.life.spawn(self.reload_device_trips(payload), "reload-trips")
 
     async def reload_loop(self) -> None:
         while not self.stop.is_set():
@@ -299,6 +284,7 @@ class Engine:
 
     async def consume(self) -> None:
         group = self.es.engine_group
+        poll = Poll()
         while not self.stop.is_set():
             held = set(self.leases.held)
             if not held:
@@ -314,7 +300,7 @@ class Engine:
                 replies = await read_group(
                     self.redis, group, self.consumer,
                     {self.keys.positions(s): ">" for s in sorted(held)},
-                    count=self.es.engine_read_count, block_ms=READ_BLOCK_MS,
+                    count=self.es.engine_read_count, block_ms=READ_BLOCK_MS, poll=poll,
                 )  # fmt: skip
                 if replies:
                     await self.handle(replies)
@@ -450,9 +436,9 @@ class Engine:
             if t.state in ("waiting", "active") and t.id in done
         ]
         if arrived or stale:
-            self._spawn(self.record_arrivals(arrived, stale), "arrivals")
+            self.life.spawn(self.record_arrivals(arrived, stale), "arrivals")
         for request in result.route_requests:
-            self._spawn(self.fetch_route(request), "route")
+            self.life.spawn(self.fetch_route(request), "route")
 
     async def record_arrivals(self, arrived: list[TripArrived], stale: list[str]) -> None:
         try:

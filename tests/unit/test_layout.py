@@ -92,3 +92,13 @@ def test_product_packages_never_import_the_developer_tooling() -> None:
         if m == "devtools" or m.startswith("devtools.")
     ]
     assert found == []
+
+
+@pytest.mark.parametrize(
+    "path", list(modules("gateway", "contracts")), ids=lambda p: str(p.relative_to(REPO_ROOT))
+)
+def test_the_gateway_and_the_contracts_never_import_the_api(path: Path) -> None:
+    """The API imports the contracts and gateway's shared modules, never the other way
+    round: `fixgate` gathers the API's commands through an entry point."""
+    tree = ast.parse(path.read_text(), str(path))
+    assert [f"line {n}: import {m}" for n, m in imported(tree) if m.split(".")[0] == "api"] == []
