@@ -119,9 +119,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
     return app
 
 
-SHUTDOWN_S = 15.0
+SHUTDOWN_S = 10.0
 """The whole shutdown (background tasks, the outbox's last deletes, Redis, the pool) stays
 within this, well under the 30 s a supervisor waits after SIGTERM before SIGKILL."""
+CANCEL_AT_MOST_S = 5.0
+"""Of which the background tasks' cancellation (a Redis client retrying a lost node may
+take long to notice) takes at most this, leaving the rest to the outbox and the pools."""
 
 
 async def _shut_down(life: Life, outbox: Outbox, client: AnyRedis, pool: asyncpg.Pool) -> None:
@@ -130,7 +133,7 @@ async def _shut_down(life: Life, outbox: Outbox, client: AnyRedis, pool: asyncpg
     not keep the process from exiting (uvicorn's order: stop, cancel stragglers with a
     count, close the pools)."""
     tasks = list(life.tasks)
-    await life.cancel_stragglers()  # the workers run until cancelled
+    await life.cancel_stragglers(at_most_s=CANCEL_AT_MOST_S)  # the workers run until cancelled
     if stuck := sum(not t.done() for t in tasks):
         log.warning("api: %d background tasks did not stop in time", stuck)
     # The rows relayed last are deleted here, not left to another process's recovery.

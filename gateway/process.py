@@ -87,12 +87,16 @@ class Life:
             log.warning("%s: %s failed while stopping: %s", self.name, what, e)
         return True
 
-    async def cancel_stragglers(self, more: Iterable[asyncio.Task[Any]] = ()) -> int:
-        """Cancel every tracked task (and `more`) that has not ended; how many there were."""
+    async def cancel_stragglers(
+        self, more: Iterable[asyncio.Task[Any]] = (), at_most_s: float | None = None
+    ) -> int:
+        """Cancel every tracked task (and `more`) that has not ended, and wait for them at
+        most what is left (or `at_most_s`); how many there were."""
         stragglers = [t for t in (*self.tasks, *more) if not t.done()]
         for task in stragglers:
             task.cancel()
         if stragglers:
+            wait_s = self.left() if at_most_s is None else min(self.left(), at_most_s)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait(stragglers, timeout=self.left())
+                await asyncio.wait(stragglers, timeout=wait_s)
         return len(stragglers)
