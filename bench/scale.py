@@ -13,10 +13,13 @@ a trip per device (local ETAs: every fix is evaluated against the fences and the
 trip and yields a `trip_update`). The backlog: --devices random walkers (5-20 m/s, one fix
 a second), --fixes in all, written to the positions streams by the gateway's own writer
 (gateway/sinks/live.py), the same backlog for every run (a fresh key prefix per run).
-For each engine count the backlog is written first, then the engines start, and the figure
-is fixes evaluated per second by all engines together while they all work (from the moment
-every engine holds its share of the shards until 95 % of the backlog is done, sampled from
-their /metrics every 0.2 s). Beside it, the floor of the same run: one bare consumer that
+For each engine count the engines start and split the shards, then the backlog's entries
+are written (the positions streams only: the engines' whole input, in a second or two),
+and the figure is fixes evaluated per second by all engines together from the end of the
+writing until 95 % of the backlog is done (sampled from their /metrics every 0.2 s), with
+the CPU the engine processes used meanwhile (/proc): fixes per engine CPU second is the
+figure that does not depend on what else the machine runs, and cores used says how much
+of the machine the engines got. Beside it, the floor of the same run: one bare consumer that
 reads the same backlog from the same streams (XREADGROUP, decode, XACK; no evaluation),
 which is what moving the fixes through Redis costs one process here. The machine is
 shared: run it twice and read ratios within one run.
@@ -67,6 +70,20 @@ class Run:
     seconds: float
     events: float
     per_engine: list[float]
+    cpu_s: float
+    """CPU seconds the engine processes used in the window, together."""
+
+    @property
+    def per_cpu_s(self) -> float:
+        """Fixes evaluated per CPU second of the engines: what one core does, whatever the
+        machine's other load leaves them."""
+        return self.rate * self.seconds / max(self.cpu_s, 1e-9)
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _wait(predicate: object, timeout_s: float, what: str) -> None:
@@ -128,13 +145,16 @@ async def setup_database(db_url: str, a: argparse.Namespace) -> None:
         await conn.close()
 
 
-async def write_backlog(client: AnyRedis, prefix: str, batches: list[list[Fix]]) -> float:
+async def write_backlog(
+    client: AnyRedis, prefix: str, batches: list[list[Fix]], live: bool = True
+) -> float:
+    """The gateway's writes of the batches (live positions too unless `live` is off)."""
     from gateway.sinks.live import LiveWriter
 
     writer = LiveWriter(client, prefix, DEFAULT_SHARDS)
     started = time.monotonic()
     for batch in batches:
-        await writer.write(batch, batch)
+        await writer.write(batch if live else [], batch)
     return time.monotonic() - started
 
 
@@ -145,7 +165,7 @@ async def bare_floor(redis_url: str, prefix: str, batches: list[list[Fix]]) -> f
     streams = keys.all_positions()
     for stream in streams:
         await client.xgroup_create(stream, "bare", id="0", mkstream=True)
-    await write_backlog(client, prefix, batches)
+    await write_backlog(client, prefix, batches, live=False)
     total = sum(len(b) for b in batches)
     read = 0
     started = time.monotonic()
@@ -178,13 +198,6 @@ def engine_run(
            "FIXGATE_REDIS_PREFIX": prefix, "FIXGATE_ENGINE_LEASE_S": "3"}  # fmt: skip
     env.pop("FIXGATE_ROUTING_URL", None)
     total = sum(len(b) for b in batches)
-
-    async def write() -> None:
-        client = await connect(redis_url)
-        await write_backlog(client, prefix, batches)
-        await client.aclose()
-
-    asyncio.run(write())  # before the engines: the writer's CPU is not theirs
     ports = [free_port() for _ in range(n)]
     procs = []
     for i, port in enumerate(ports):
@@ -193,21 +206,29 @@ def engine_run(
                 [FIXGATE, "engine"], env={**env, "FIXGATE_ENGINE_PORT": str(port)},
                 stdout=out, stderr=out,
             ))  # fmt: skip
-    samples: list[tuple[float, float, float, list[float]]] = []
-    split_at: int | None = None
+    samples: list[tuple[float, float, float, list[float], float]] = []
     try:
+        _wait(lambda: all(_ready(p) for p in ports), 120, "engines ready")
+
+        def split() -> bool:
+            held = [scrape(p).get("fixgate_engine_shards", 0.0) for p in ports]
+            return all(held) and sum(held) == DEFAULT_SHARDS
+
+        _wait(split, 60, "the shards split between the engines")
+
+        async def write() -> None:  # the positions entries only: the engines' whole input
+            client = await connect(redis_url)
+            await write_backlog(client, prefix, batches, live=False)
+            await client.aclose()
+
+        asyncio.run(write())
         deadline = time.monotonic() + a.timeout
         while time.monotonic() < deadline:
-            if not all(_ready(p) for p in ports):
-                time.sleep(0.1)
-                continue
             metrics = [scrape(p) for p in ports]
             done = [_sum(m, "fixgate_engine_fixes_total{") for m in metrics]
             events = sum(_sum(m, "fixgate_engine_events_total{") for m in metrics)
-            samples.append((time.monotonic(), sum(done), events, done))
-            held = [m.get("fixgate_engine_shards", 0.0) for m in metrics]
-            if split_at is None and all(held) and sum(held) == DEFAULT_SHARDS:
-                split_at = len(samples) - 1  # every engine holds its share from here on
+            cpu = sum(_cpu_s(p.pid) for p in procs)
+            samples.append((time.monotonic(), sum(done), events, done, cpu))
             if sum(done) >= total:
                 break
             time.sleep(0.2)
@@ -227,14 +248,15 @@ def engine_run(
             await client.aclose()
 
         asyncio.run(drop())
-    if split_at is None or samples[split_at][1] >= 0.95 * total:
-        raise RuntimeError(f"{n} engines never all worked at once: use a larger --fixes")
-    first = samples[split_at]
+    if samples[0][1] >= 0.5 * total:
+        raise RuntimeError("half the backlog was done while it was written: use a larger --fixes")
+    first = samples[0]  # the backlog is all there: every engine works from here on
     last = next(s for s in samples if s[1] >= 0.95 * total)
     seconds = max(1e-3, last[0] - first[0])
     done = last[1] - first[1]
     return Run(label, n, done / seconds, seconds, (last[2] - first[2]) / seconds,
-               [(b - a_) / seconds for a_, b in zip(first[3], last[3], strict=True)])  # fmt: skip
+               [(b - a_) / seconds for a_, b in zip(first[3], last[3], strict=True)],
+               last[4] - first[4])  # fmt: skip
 
 
 def engine_mode(a: argparse.Namespace) -> None:
@@ -272,15 +294,18 @@ def engine_mode(a: argparse.Namespace) -> None:
                 runs.append(run)
                 shares = ", ".join(f"{r:,.0f}" for r in run.per_engine)
                 print(f"  [{label}] {n} engine(s): {run.rate:,.0f} fixes/s evaluated "
-                      f"({run.events:,.0f} events/s; per engine {shares}) over {run.seconds:.1f} s",
-                      flush=True)  # fmt: skip
+                      f"({run.events:,.0f} events/s; per engine {shares}) over {run.seconds:.1f} s;"
+                      f" the engines used {run.cpu_s / run.seconds:.2f} cores,"
+                      f" {run.per_cpu_s:,.0f} fixes per CPU second; load average"
+                      f" {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    print("\nredis     engines  fixes/s  x one  events/s  floor fixes/s")
+    print("\nredis     engines  fixes/s  x one  cores used  fixes/CPU-s  events/s  floor fixes/s")
     for r in runs:
         one = next(x.rate for x in runs if x.label == r.label and x.engines == counts[0])
-        print(f"{r.label:9} {r.engines:>7} {r.rate:>8,.0f} {r.rate / one:>6.2f} {r.events:>9,.0f}"
+        print(f"{r.label:9} {r.engines:>7} {r.rate:>8,.0f} {r.rate / one:>6.2f}"
+              f" {r.cpu_s / r.seconds:>11.2f} {r.per_cpu_s:>12,.0f} {r.events:>9,.0f}"
               f" {floors[r.label]:>14,.0f}")  # fmt: skip
 
 

@@ -68,6 +68,9 @@ READ_BLOCK_MS: Final = 1000
 """XREADGROUP blocks at most this long, so stop and new shards are looked at every second."""
 MAX_ROUTING_TASKS: Final = 64
 """Route requests in flight at once (OSRM answers in milliseconds; this bounds a burst)."""
+EVALUATE_CHUNK_DEVICES: Final = 500
+"""Devices evaluated between two yields to the event loop (a few ms of CPU), so that a
+large batch never keeps the lease loop from renewing."""
 IDLE_S: Final = 0.2
 """How long a process that holds no shard waits before looking again."""
 RETRY_S: Final = 1.0
@@ -297,10 +300,12 @@ class Engine:
                     await self.claim(claim[0])
                     self.take_over.discard(claim[0])
                     continue
+                # COUNT is per stream: the batch stays about engine_read_count entries.
+                per_stream = max(1, self.es.engine_read_count // len(held))
                 replies = await read_group(
                     self.redis, group, self.consumer,
                     {self.keys.positions(s): ">" for s in sorted(held)},
-                    count=self.es.engine_read_count, block_ms=READ_BLOCK_MS, poll=poll,
+                    count=per_stream, block_ms=READ_BLOCK_MS, poll=poll,
                 )  # fmt: skip
                 if replies:
                     await self.handle(replies)
@@ -376,7 +381,11 @@ class Engine:
                 DeviceJob(state=st, fixes=by_device[d], trips=self.trips.get(d))
                 for d, (st, _) in zip(devices, loaded, strict=True)
             ]
-            results = evaluate(jobs, self.indexes, self.config, time.time())
+            results = []
+            for first in range(0, len(jobs), EVALUATE_CHUNK_DEVICES):
+                chunk = jobs[first : first + EVALUATE_CHUNK_DEVICES]
+                results += evaluate(chunk, self.indexes, self.config, time.time())
+                await asyncio.sleep(0)  # the lease loop renews between chunks
             commits = [(r, rev) for r, (_, rev) in zip(results, loaded, strict=True) if r.changed]
             stored = await self.store.commit(
                 [(r.state, rev, [encode_event(e) for e in r.events]) for r, rev in commits], tokens

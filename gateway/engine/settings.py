@@ -26,7 +26,8 @@ class EngineSettings(BaseSettings):
         description="This process's consumer name in the group (default: host name and pid).",
     )
     engine_read_count: int = Field(
-        default=500, description="Stream entries read at once (each holds a batch of fixes)."
+        default=500,
+        description="Stream entries read at once, over all the shards held (each holds a shard's part of a gateway batch).",
     )
     engine_lease_s: float = Field(
         default=5,

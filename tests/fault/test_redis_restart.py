@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 import redis
 
 from contracts.keys import Keys
@@ -27,6 +28,8 @@ from tests.support.engine import EngineProcess, fixgate
 from tests.support.gateway import running_gateway, wait_for
 from tests.support.ingest import NumberedPublisher, register
 from tests.support.realtime import api_processes
+
+pytestmark = pytest.mark.fault
 
 FENCE = (47.0, 8.0)
 """A circle of `RADIUS_M` around it."""
