@@ -12,6 +12,7 @@ everything with `FIXGATE_POSITION_SHARDS=N`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,6 +85,21 @@ async def _move(client: AnyRedis, source: str, target: str) -> bool:
     return True
 
 
+async def _move_per_device(
+    client: AnyRedis, prefix: str, new_key: Callable[[str], str], seen: set[str]
+) -> None:
+    """Each key `prefix + device` to `new_key(device)` (once per device: a key moved to a
+    shard scanned later is found there again)."""
+    found = [_text(k) async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
+    for key in found:
+        device = key[len(prefix) :]
+        if device in seen:
+            continue
+        seen.add(device)
+        if new_key(device) != key:
+            await _move(client, key, new_key(device))
+
+
 async def reshard(client: AnyRedis, prefix: str, old_shards: int, new_shards: int) -> Moved:
     """Move every device's keys from `old_shards` to `new_shards` (see the module)."""
     old, new = Keys(prefix, old_shards), Keys(prefix, new_shards)
@@ -94,23 +110,8 @@ async def reshard(client: AnyRedis, prefix: str, old_shards: int, new_shards: in
     members: set[tuple[str, str]] = set()
     for shard in range(old_shards):
         tag = old.tag(shard)
-        device_keys = [_text(k) async for k in client.scan_iter(match=f"{tag}device:*", count=1000)]
-        for key in device_keys:
-            device = key[len(old.device_prefix(shard)) :]
-            if device in devices:
-                continue  # moved here from an earlier shard
-            devices.add(device)
-            if new.device(device) != key:
-                await _move(client, key, new.device(device))
-        state_prefix = f"{tag}engine:device:"
-        async for raw in client.scan_iter(match=f"{state_prefix}*", count=1000):
-            key = _text(raw)
-            device = key[len(state_prefix) :]
-            if device in states:
-                continue
-            states.add(device)
-            if new.engine_state(device) != key:
-                await _move(client, key, new.engine_state(device))
+        await _move_per_device(client, old.device_prefix(shard), new.device, devices)
+        await _move_per_device(client, f"{tag}engine:device:", new.engine_state, states)
         geo_prefix = f"{tag}live:"
         async for raw in client.scan_iter(match=f"{geo_prefix}*", count=1000):
             key = _text(raw)

@@ -27,7 +27,7 @@ from devices.tcp_nmea import login_sentence
 from devtools.stack.native import NativeStack
 from devtools.trackers import Record, recv_exactly, teltonika_login, teltonika_packet
 from tests.support.gateway import GatewayProcess, free_port, running_gateway, wait_for
-from tests.support.ingest import NumberedPublisher, count, live, register, rmc_gga
+from tests.support.ingest import NumberedPublisher, count, live, register, register_fleet, rmc_gga
 from tests.support.paths import FIXGATE_BIN
 
 pytestmark = pytest.mark.fault
@@ -99,11 +99,7 @@ def test_database_outage_mid_stream_loses_no_acknowledged_fix(
 def test_redis_outage_keeps_history_and_live_positions_catch_up(
     fault_stack: NativeStack, fault_env: dict[str, str], tmp_path: Path
 ) -> None:
-    db_url, redis_url, prefix = (
-        fault_env[k] for k in ("FIXGATE_DATABASE_URL", "FIXGATE_REDIS_URL", "FIXGATE_REDIS_PREFIX")
-    )
-    for d in range(3):
-        register(db_url, f"dev-{d}", "acme")
+    db_url, redis_url, prefix = register_fleet(fault_env)
     with running_gateway(fault_env, tmp_path) as gw:
         pub = NumberedPublisher(
             fault_env["FIXGATE_MQTT_URL"], topic(fault_env), base_time(), devices=3

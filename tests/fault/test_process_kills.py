@@ -30,7 +30,7 @@ from tests.fault.test_redis_restart import FENCE, RADIUS_M, Fleet, _events, _kil
 from tests.support.api import Tenant
 from tests.support.engine import EngineProcess, fixgate, wait_split
 from tests.support.gateway import running_gateway, wait_for
-from tests.support.ingest import register
+from tests.support.ingest import register_fleet
 from tests.support.realtime import api_processes, connect, create_request, raw_token
 
 pytestmark = pytest.mark.fault
@@ -45,11 +45,7 @@ STOP_DATABASE_AT_S, DATABASE_BACK_AT_S = 23.0, 26.0
 async def test_one_gateway_engine_and_api_killed_in_turn_then_redis_and_the_database(
     fault_stack: NativeStack, fault_env: dict[str, str], tmp_path: Path
 ) -> None:
-    db_url, redis_url, prefix = (
-        fault_env[k] for k in ("FIXGATE_DATABASE_URL", "FIXGATE_REDIS_URL", "FIXGATE_REDIS_PREFIX")
-    )
-    for d in range(3):
-        await asyncio.to_thread(register, db_url, f"dev-{d}", "acme")
+    db_url, redis_url, prefix = await asyncio.to_thread(register_fleet, fault_env)
     point = tmp_path / "fence.geojson"
     point.write_text(json.dumps({"type": "Point", "coordinates": [FENCE[1], FENCE[0]]}))
     fence = await asyncio.to_thread(

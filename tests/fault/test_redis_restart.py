@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -17,7 +16,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import redis
 
@@ -26,7 +24,7 @@ from devtools.stack.native import NativeStack
 from tests.fault.test_faults import assert_exactly_once, base_time, topic
 from tests.support.engine import EngineProcess, fixgate
 from tests.support.gateway import running_gateway, wait_for
-from tests.support.ingest import NumberedPublisher, register
+from tests.support.ingest import NumberedPublisher, register_fleet
 from tests.support.realtime import api_processes
 
 pytestmark = pytest.mark.fault
@@ -52,42 +50,17 @@ class Fleet(NumberedPublisher):
     """dev-0 stays inside the fence, dev-1 drives into it after `CROSS_AT_S` (while Redis
     is away), dev-2 stays outside; numbered fixes at `RATE` per second."""
 
-    def where(self, n: int, device: str) -> tuple[float, float]:
-        jitter = (n % 7) * 1e-6
+    FIXES_PER_S = RATE
+
+    def payload(self, n: int, device: str) -> bytes:
         north_m = {
             "dev-0": 0.0,
             "dev-1": max(0.0, START_M - SPEED_MPS * n / RATE),
             "dev-2": OUTSIDE_M,
         }[device]
-        return FENCE[0] + north_m / M_PER_DEG_LAT + jitter, FENCE[1]
-
-    def start(self, count: int, rate: float) -> None:
-        def go() -> None:
-            started = time.monotonic()
-            for n in range(count):
-                for d in range(self.devices):
-                    device = f"dev-{d}"
-                    lat, lon = self.where(n, device)
-                    at = (self.base + timedelta(seconds=n / RATE)).isoformat()
-                    body = {"time": at.replace("+00:00", "Z"), "lat": lat, "lon": lon, "speed": 0.5}
-                    info = self.client.publish(
-                        self.topic.format(device=device), json.dumps(body).encode(), qos=1
-                    )
-                    self.sent.append((n, device, info))
-                pause = started + (n + 1) / rate - time.monotonic()
-                if pause > 0:
-                    time.sleep(pause)
-
-        self._thread = threading.Thread(target=go, daemon=True)
-        self._thread.start()
-
-    def stored(self, db_url: str, device: str = "dev-0") -> list[int]:
-        """The numbers of the device's stored fixes (fix n is at n / RATE s)."""
-        with psycopg.connect(db_url) as conn:
-            rows = conn.execute(
-                "SELECT time FROM positions WHERE device_id = %s", (device,)
-            ).fetchall()
-        return sorted(round((t - self.base).total_seconds() * RATE) for (t,) in rows)
+        lat = FENCE[0] + north_m / M_PER_DEG_LAT + (n % 7) * 1e-6  # a little jitter
+        at = (self.base + timedelta(seconds=n / RATE)).isoformat().replace("+00:00", "Z")
+        return json.dumps({"time": at, "lat": lat, "lon": FENCE[1], "speed": 0.5}).encode()
 
 
 def _status(url: str) -> int:
@@ -129,11 +102,7 @@ def _kill_redis(stack: NativeStack) -> None:
 def test_redis_kill_9_and_restart_under_load_every_process_goes_on_by_itself(
     fault_stack: NativeStack, fault_env: dict[str, str], tmp_path: Path
 ) -> None:
-    db_url, redis_url, prefix = (
-        fault_env[k] for k in ("FIXGATE_DATABASE_URL", "FIXGATE_REDIS_URL", "FIXGATE_REDIS_PREFIX")
-    )
-    for d in range(3):
-        register(db_url, f"dev-{d}", "acme")
+    db_url, redis_url, prefix = register_fleet(fault_env)
     point = tmp_path / "fence.geojson"
     point.write_text(json.dumps({"type": "Point", "coordinates": [FENCE[1], FENCE[0]]}))
     fence = fixgate(
