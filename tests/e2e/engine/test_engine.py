@@ -359,6 +359,35 @@ async def test_two_engines_on_one_stream_emit_what_one_emits(
     assert all(n > 0 for n in evaluated), evaluated  # both did a share of the work
 
 
+@pytest.mark.fault
+async def test_an_engine_whose_redis_came_back_empty_goes_on_by_itself(
+    fixgate_env: dict[str, str],
+    db_url: str,
+    redis_client: aioredis.Redis,
+    redis_prefix: str,
+    tmp_path: Path,
+) -> None:
+    """Redis restarted without its data (streams, consumer groups, leases, states gone):
+    the engine's reads answer NOGROUP; it makes its groups and leases again and evaluates
+    what comes next, from a fresh state, without a restart of its own."""
+    batches = await _fleet_in_a_yard(fixgate_env, db_url, tmp_path)
+    engine = EngineProcess(fixgate_env, tmp_path / "engine.log")
+    try:
+        await asyncio.to_thread(engine.wait_ready)
+        await feed(redis_client, redis_prefix, batches[: len(batches) // 2], pause_s=0.005)
+        first = await wait_events(redis_client, redis_prefix, 1)
+        await asyncio.sleep(1.0)
+        keys = [k async for k in redis_client.scan_iter(match=f"{redis_prefix}*")]
+        await redis_client.delete(*keys)  # as an empty restart leaves it
+        await feed(redis_client, redis_prefix, batches[len(batches) // 2 :], pause_s=0.005)
+        again = await wait_events(redis_client, redis_prefix, 1, timeout_s=30)
+        alive, ready = engine.proc.poll() is None, engine.get("/readyz")
+    finally:
+        engine.stop()
+    assert first and again, engine.log.read_text()[-2000:]
+    assert alive and "ready" in ready
+
+
 def per_device(found: list[dict[str, Any]]) -> dict[str, list[tuple[str, str, str, str]]]:
     out: dict[str, list[tuple[str, str, str, str]]] = {}
     for event in found:
