@@ -32,13 +32,14 @@ log = logging.getLogger(__name__)
 
 _NEWEST_WINS = """
 local fixes = cmsgpack.unpack(ARGV[1])
+local ts = ARGV[2]
 local moved = 0
 for i, f in ipairs(fixes) do
   local device = KEYS[2 * i - 1]
-  local current = redis.call('HGET', device, 'ts')
+  local current = redis.call('HGET', device, ts)
   if not current or tonumber(current) < tonumber(f[1]) then
     redis.call('DEL', device)
-    redis.call('HSET', device, 'ts', f[1], unpack(f, 5))
+    redis.call('HSET', device, ts, f[1], unpack(f, 5))
     if f[4] == '1' then redis.call('GEOADD', KEYS[2 * i], f[2], f[3], f[6]) end
     moved = moved + 1
   end
@@ -46,7 +47,8 @@ end
 return moved
 """
 """One call per round for a shard's devices: ARGV[1] is a msgpack array with, per device,
-`contracts.live.fields` ([ts, lon, lat, geo, field, value, ...] as strings); KEYS are the
+`contracts.live.fields` ([ts, lon, lat, geo, field, value, ...] as strings), ARGV[2] the
+name of the fix-time field (`contracts.live.TS`); KEYS are the
 device's hash and its tenant's GEO set of the shard, in pairs. The hash is replaced, not
 merged: it holds the newest fix's fields only, so an alarm (or a battery level) of an older
 fix never lingers beside a newer fix that did not report one. Packing the batch into one
@@ -109,7 +111,7 @@ class LiveWriter:
                     for fix in chunk:
                         names += (keys.device(fix.device_id), keys.geo(fix.tenant_id, shard))
                     blob = positions.encode_fixes([live.fields(f) for f in chunk])
-                    evalsha(pipe, self._sha, names, blob)
+                    evalsha(pipe, self._sha, names, blob, live.TS)
                     calls += 1
             for shard, group in entries.items():
                 name = keys.positions(shard)
