@@ -65,3 +65,9 @@ def token_issue(
     typer.echo(
         issue_token(settings.api_secret, subject=subject, tenant=tenant, role=role, ttl_s=ttl_s)
     )
+
+
+def register(app: typer.Typer) -> None:
+    """The API's commands in `fixgate` (the `fixgate.commands` entry point group)."""
+    app.command("api")(api)
+    app.add_typer(token_app, name="token")

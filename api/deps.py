@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
 import asyncpg
-import redis.asyncio as aioredis
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -18,6 +17,7 @@ from api.machine import Action, roles_of
 from api.principal import Principal, Role
 from api.settings import ApiSettings
 from api.state import ApiState
+from gateway.redis_link import AnyRedis
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `fixgate token issue`.")
 
@@ -46,11 +46,11 @@ async def get_db(state: StateDep) -> AsyncIterator[asyncpg.Connection]:
 DbDep = Annotated[asyncpg.Connection, Depends(get_db)]
 
 
-async def get_redis(state: StateDep) -> aioredis.Redis:
+async def get_redis(state: StateDep) -> AnyRedis:
     return state.redis
 
 
-RedisDep = Annotated[aioredis.Redis, Depends(get_redis)]
+RedisDep = Annotated[AnyRedis, Depends(get_redis)]
 
 
 async def get_principal(

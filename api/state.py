@@ -9,27 +9,31 @@ from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 import asyncpg
-import redis.asyncio as aioredis
 
 from api.outbox import Outbox
 from api.principals import Principals
 from api.realtime.service import Realtime
 from api.settings import ApiSettings
+from contracts.keys import Keys
+from gateway.process import Life
+from gateway.redis_link import AnyRedis
 
 
 @dataclass
 class ApiState:
+    life: Life
+    """The process's life: its background tasks, readiness while starting and draining."""
     settings: ApiSettings
     pool: asyncpg.Pool
-    redis: aioredis.Redis
+    redis: AnyRedis
     outbox: Outbox
     realtime: Realtime
+    keys: Keys
     principals: Principals = field(default_factory=Principals)
     """Who is disabled (their tokens refused at once)."""
     # Set when a request starts ringing, so the ring worker runs its first phase at once
     # instead of at its next poll.
     ring_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
     held: asyncpg.Connection | None = None
     """A request's own connection, in the transaction that keeps its Idempotency-Key
     (api/idempotency.py): every unit of work of the request runs on it."""

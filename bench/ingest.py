@@ -64,6 +64,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.load import TOPIC_PREFIX, TcpLoad, publish  # noqa: E402
+from contracts.keys import Keys  # noqa: E402
 from gateway.config import Settings, mqtt_address  # noqa: E402
 from gateway.migrate import migrate, migrations_dir  # noqa: E402
 from gateway.registry.store import add_device  # noqa: E402
@@ -135,7 +136,7 @@ class LiveProbe:
 
     def __init__(self, redis_url: str, prefix: str, devices: list[str], t0: int) -> None:
         self.client = redis.Redis.from_url(redis_url)
-        self.keys = [f"{prefix}device:{d}" for d in devices]
+        self.keys = [Keys(prefix).device(d) for d in devices]
         self.t0 = t0
 
     def covered(self) -> int:

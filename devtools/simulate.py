@@ -42,6 +42,7 @@ import httpx
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from contracts.geodesy import haversine_m
 from devices.fix import Fix, Protocol
 from devices.jsonfix import encode_json_fixes
 from devices.nmea_write import rmc_gga
@@ -62,7 +63,6 @@ from devtools.teltonika_unit import UnitMemory, imei_for, session
 from gateway.config import Settings, mqtt_address
 from gateway.registry import store as registry
 from gateway.registry.tokens import verify_token
-from ingest.filters import distance_m
 
 log = logging.getLogger("simulate")
 
@@ -135,7 +135,7 @@ def step(m: Motion, dt: float) -> Motion:
     """Where the vehicle is `dt` seconds later: along its leg, and on to new legs at waypoints."""
     left = max(0.0, dt)
     for _ in range(MAX_LEGS_PER_STEP):
-        remaining = distance_m(m.lat, m.lon, m.target_lat, m.target_lon)
+        remaining = haversine_m(m.lat, m.lon, m.target_lat, m.target_lon)
         travel = m.speed * left
         if travel < remaining:
             lat, lon = destination(m.lat, m.lon, m.heading, travel)
@@ -153,7 +153,7 @@ def _next_leg(m: Motion) -> Motion:
     min_leg_m = min(300.0, m.area.radius_m / 2)
     for _ in range(20):
         t_lat, t_lon = random_point(m.area, rng)
-        if distance_m(m.lat, m.lon, t_lat, t_lon) >= min_leg_m:
+        if haversine_m(m.lat, m.lon, t_lat, t_lon) >= min_leg_m:
             break
     speed = rng.uniform(m.speeds.low, m.speeds.high)
     heading = bearing_deg(m.lat, m.lon, t_lat, t_lon)
@@ -490,7 +490,7 @@ def _saved_position(saved: dict[str, object], area: Area) -> tuple[float, float]
     # Outside the area (--center or --radius-km changed): start afresh; the first fix is a jump.
     return (
         (float(lat), float(lon))
-        if distance_m(area.lat, area.lon, lat, lon) <= area.radius_m
+        if haversine_m(area.lat, area.lon, lat, lon) <= area.radius_m
         else None
     )
 
@@ -781,7 +781,7 @@ async def record_teltonika(dev: SimDevice, ticker: Ticker, stop: asyncio.Event) 
         here = dev.position
         dev.unit.record(
             now, sample.lat, sample.lon, sample.speed, sample.heading,
-            distance_m(last[0], last[1], here[0], here[1]),
+            haversine_m(last[0], last[1], here[0], here[1]),
         )  # fmt: skip
         last = here
 

@@ -11,11 +11,8 @@ from typing import Annotated, Concatenate, ParamSpec, TypeVar
 import asyncpg
 import typer
 
-from api.cli import api as dispatch_api
-from api.cli import token_app
 from gateway.config import Settings
-from gateway.engine.cli import engine as engine_command
-from gateway.engine.cli import eta_app, geofence_app, trip_app
+from gateway.engine.cli import engine_app, eta_app, geofence_app, trip_app
 from gateway.migrate import migrate as apply_migrations
 from gateway.migrate import migrations_dir
 from gateway.registry import store as registry
@@ -27,9 +24,7 @@ app.add_typer(device_app, name="device")
 app.add_typer(geofence_app, name="geofence")
 app.add_typer(trip_app, name="trip")
 app.add_typer(eta_app, name="eta")
-app.command("engine")(engine_command)
-app.command("api")(dispatch_api)
-app.add_typer(token_app, name="token")
+app.add_typer(engine_app, name="engine")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -162,8 +157,8 @@ def gateway() -> None:
 
 def _add_plugin_commands() -> None:
     """Commands other packages register through the `fixgate.commands` entry point group
-    (the developer tooling in devtools/: stack, simulate, demo), so the product packages
-    never import them."""
+    (the dispatch API's `api` and `token`; the developer tooling in devtools/: stack,
+    simulate, demo), so the gateway imports neither the API nor the tooling."""
     for entry in entry_points(group="fixgate.commands"):
         try:
             register: Callable[[typer.Typer], None] = entry.load()

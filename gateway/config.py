@@ -11,6 +11,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contracts.keys import DEFAULT_SHARDS, MAX_SHARDS
 from devices.framing import DEFAULT_MAX_LINE_BYTES
 from devices.tcp_nmea import DEFAULT_MAX_ERRORS
 from ingest.filters import FilterLimits
@@ -42,6 +43,12 @@ class Settings(BaseSettings):
     redis_prefix: str = Field(
         "fixgate:",
         description="Prefix of every Redis key and channel fixgate uses (isolates deployments and tests).",
+    )
+    position_shards: int = Field(
+        DEFAULT_SHARDS,
+        ge=1,
+        le=MAX_SHARDS,
+        description="Shards of the positions stream and the engine's state, by device (the same in every gateway, engine and API; changing it is an offline step: docs/scaling.md).",
     )
     mqtt_url: str = Field(
         f"mqtt://127.0.0.1:{STACK_MQTT_PORT}",

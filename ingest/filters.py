@@ -14,6 +14,7 @@ from datetime import datetime
 
 import msgspec
 
+from contracts.geodesy import MEAN_EARTH_RADIUS_M, haversine_m
 from devices.fix import (
     MAX_ACCURACY_M,
     MAX_ALTITUDE_M,
@@ -23,8 +24,6 @@ from devices.fix import (
     MIN_ALTITUDE_M,
     Fix,
 )
-
-EARTH_RADIUS_M = 6_371_008.8
 
 
 class Reason(enum.StrEnum):
@@ -60,14 +59,6 @@ class DeviceTrack(msgspec.Struct):
     good_lon: float = 0.0
 
 
-def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle (haversine) distance in metres."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
-
-
 def is_invalid(fix: Fix) -> bool:
     return not fix.valid
 
@@ -101,7 +92,7 @@ def is_too_old(fix: Fix, now: float, limits: FilterLimits) -> bool:
     return fix.time.timestamp() < now - limits.max_fix_age_s
 
 
-_UPPER_M_PER_DEGREE = EARTH_RADIUS_M * math.pi / 180.0 * (1.0 + 1e-9)
+_UPPER_M_PER_DEGREE = MEAN_EARTH_RADIUS_M * math.pi / 180.0 * (1.0 + 1e-9)
 """Going |dlat| along a meridian, then |dlon| along a parallel (at most as long as the
 equator's degree) is a path between two points, so R * (|dlat| + |dlon|) in radians is an
 upper bound of their great-circle distance; the 1e-9 covers floating-point rounding."""
@@ -116,7 +107,7 @@ def is_jump(fix: Fix, track: DeviceTrack | None, limits: FilterLimits) -> bool:
     bound = (abs(fix.lat - track.good_lat) + abs(fix.lon - track.good_lon)) * _UPPER_M_PER_DEGREE
     if bound < limits.min_jump_distance_m or (dt > 0 and bound <= limits.max_speed_mps * dt):
         return False
-    d = distance_m(track.good_lat, track.good_lon, fix.lat, fix.lon)
+    d = haversine_m(track.good_lat, track.good_lon, fix.lat, fix.lon)
     if d < limits.min_jump_distance_m:
         return False
     return dt == 0 or d / dt > limits.max_speed_mps

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import asyncpg
 import psycopg
@@ -23,6 +24,7 @@ import redis.asyncio as aioredis
 
 from devtools.stack import docker_engine_answers
 from gateway.migrate import migrate, migrations_dir
+from gateway.redis_link import connect
 from tests.support.services import (
     Services,
     from_native_stack,
@@ -106,7 +108,7 @@ def redis_prefix() -> str:
 
 @pytest.fixture
 async def redis_client(services: Services, redis_prefix: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(services.redis_url)
+    client: Any = await connect(services.redis_url)  # a cluster client on a cluster
     yield client
     keys = [k async for k in client.scan_iter(match=f"{redis_prefix}*")]
     if keys:

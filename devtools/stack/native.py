@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-from devtools.stack import ServiceStatus
+from devtools.stack import CLUSTER_PORT_OFFSET, ServiceStatus, cluster_marker
 from devtools.stack.settings import StackSettings
 
 TRIXIE_PACKAGES = ("postgresql-17", "postgresql-17-timescaledb", "postgresql-17-postgis-3")
@@ -36,6 +36,11 @@ HOST_PACKAGES = {
     "mosquitto_pub": "mosquitto-clients",
     "psql": "postgresql-client",
 }
+REDIS_DURABLE = ("--save", "", "--appendonly", "yes", "--appendfsync", "everysec")
+"""Redis holds what the engine has not read yet, its state and the events the API has not
+fanned out: an append-only file fsynced every second, so a restart (even after kill -9)
+loses at most the last second. No RDB snapshots: the AOF is the one copy."""
+CLUSTER_MASTERS = 3
 # A cold PostgreSQL start with timescaledb preloaded takes ~2 s here; crash recovery
 # after a kill can take longer, so wait generously before calling it failed.
 TIMEOUT_START_S = 90.0
@@ -277,9 +282,7 @@ class NativeStack:
             "redis-server",
             "--port", str(port),
             "--bind", "127.0.0.1",
-            # Live positions are a cache of TimescaleDB's newest fixes: no persistence.
-            "--save", "",
-            "--appendonly", "no",
+            *REDIS_DURABLE,
             "--pidfile", str(self.redis_dir / "redis.pid"),
             "--dir", str(self.redis_dir),
         ]  # fmt: skip
@@ -287,6 +290,76 @@ class NativeStack:
 
     def stop_redis(self) -> bool:
         return _stop_pid(self.redis_pid(), signal.SIGTERM, "Redis")
+
+    # ---- Redis Cluster (`fixgate stack up --redis-cluster`) ----------------------------
+
+    @property
+    def cluster_ports(self) -> list[int]:
+        first = self.settings.stack_redis_port + CLUSTER_PORT_OFFSET
+        return [first + n for n in range(CLUSTER_MASTERS)]
+
+    @property
+    def cluster_dir(self) -> Path:
+        return self.dir / f"redis-cluster-{self.cluster_ports[0]}"
+
+    def cluster_pids(self) -> list[int | None]:
+        pids = [_read_pid(self.cluster_dir / f"{p}" / "redis.pid") for p in self.cluster_ports]
+        return [pid if pid is not None and _pid_alive(pid) else None for pid in pids]
+
+    def cluster_wanted(self) -> bool:
+        """`up --redis-cluster` ran and `down` has not: `stack env` points at the cluster."""
+        return cluster_marker(self.settings).exists()
+
+    def start_redis_cluster(self) -> None:
+        """Three masters (Debian's redis-server, cluster mode, AOF), joined once with
+        `redis-cli --cluster create`; their nodes.conf keeps the cluster across restarts."""
+        self.cluster_dir.mkdir(parents=True, exist_ok=True)
+        for port, pid in zip(self.cluster_ports, self.cluster_pids(), strict=True):
+            if pid is not None and _port_open(port):
+                continue
+            node = self.cluster_dir / f"{port}"
+            node.mkdir(exist_ok=True)
+            cmd = [
+                "redis-server",
+                "--port", str(port),
+                "--bind", "127.0.0.1",
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", "5000",
+                *REDIS_DURABLE,
+                "--pidfile", str(node / "redis.pid"),
+                "--dir", str(node),
+            ]  # fmt: skip
+            _spawn(cmd, node / "redis.log", port, f"Redis Cluster node {port}")
+        first = self.cluster_ports[0]
+        if "cluster_state:ok" not in self._redis_cli(first, "cluster", "info"):
+            if self._redis_cli(first, "cluster", "info").count("cluster_known_nodes:1") == 1:
+                _run(
+                    ["redis-cli", "--cluster", "create",
+                     *[f"127.0.0.1:{p}" for p in self.cluster_ports], "--cluster-yes"]
+                )  # fmt: skip
+            _wait(
+                lambda: all(
+                    "cluster_state:ok" in self._redis_cli(p, "cluster", "info")
+                    for p in self.cluster_ports
+                ),
+                TIMEOUT_START_S,
+                "Redis Cluster state ok",
+            )
+        cluster_marker(self.settings).write_text("fixgate stack up --redis-cluster\n")
+
+    def _redis_cli(self, port: int, *args: str) -> str:
+        done = subprocess.run(
+            ["redis-cli", "-p", str(port), *args], capture_output=True, text=True, check=False
+        )
+        return done.stdout
+
+    def stop_redis_cluster(self) -> bool:
+        cluster_marker(self.settings).unlink(missing_ok=True)
+        stopped = [
+            _stop_pid(pid, signal.SIGTERM, "Redis Cluster node") for pid in self.cluster_pids()
+        ]
+        return any(stopped)
 
     # ---- Mosquitto -----------------------------------------------------------------
 
@@ -312,12 +385,14 @@ class NativeStack:
 
     # ---- the whole stack -----------------------------------------------------------
 
-    def up(self) -> None:
+    def up(self, redis_cluster: bool = False) -> None:
         with _locked(self.dir):
             self.ensure_host_packages()
             self.build_root()
             self.start_pg()
             self.start_redis()
+            if redis_cluster or self.cluster_wanted():
+                self.start_redis_cluster()
             self.start_mosquitto()
             self.osrm.start()
 
@@ -328,6 +403,7 @@ class NativeStack:
                 ("osrm", self.osrm.stop),
                 ("mosquitto", self.stop_mosquitto),
                 ("redis", self.stop_redis),
+                ("redis-cluster", self.stop_redis_cluster),
                 ("timescaledb", self.stop_pg),
             ):
                 if stop():
@@ -341,7 +417,9 @@ class NativeStack:
             ServiceStatus("redis", self.redis_pid() is not None, f"127.0.0.1:{s.stack_redis_port}", self.redis_pid()),
             ServiceStatus("mosquitto", self.mosquitto_pid() is not None, f"127.0.0.1:{s.stack_mqtt_port}", self.mosquitto_pid()),
             ServiceStatus("osrm", self.osrm.pid() is not None, f"127.0.0.1:{s.stack_osrm_port}", self.osrm.pid()),
-        ]  # fmt: skip
+        ] + ([
+            ServiceStatus("redis-cluster", all(self.cluster_pids()), ",".join(f"127.0.0.1:{p}" for p in self.cluster_ports), self.cluster_pids()[0]),
+        ] if self.cluster_wanted() else [])  # fmt: skip
 
 
 def mosquitto_conf(port: int, state_dir: Path | None) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from devtools.stack.native import mosquitto_conf
+from devtools.stack.native import REDIS_DURABLE, mosquitto_conf
 from devtools.stack.osrm_extracts import EXTRACTS
 from devtools.stack.settings import StackSettings
 from gateway.config import STACK_MQTT_PORT, STACK_OSRM_PORT, STACK_PG_PORT, STACK_REDIS_PORT
@@ -107,3 +107,13 @@ def test_osrm_prepares_the_native_stacks_extract_for_mld() -> None:
     assert script.index(".osrm.mldgr") < script.index("osrm-extract")
     # The product's services reach it by its compose name.
     assert services["gateway"]["environment"]["FIXGATE_ROUTING_URL"] == "http://osrm:5000"
+
+
+def test_redis_is_durable() -> None:
+    """Redis keeps an append-only file fsynced every second on a volume, as the native
+    stack does (devtools/stack/native.py REDIS_DURABLE)."""
+    redis = load()["services"]["redis"]
+    command = redis["command"]
+    assert command[0] == "redis-server"
+    assert command[1:] == list(REDIS_DURABLE)
+    assert any(v.endswith(":/data") for v in redis["volumes"])

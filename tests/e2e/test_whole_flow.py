@@ -21,9 +21,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from api.principal import Role
+from contracts.geodesy import haversine_m
 from gateway.engine.routing import route
 from gateway.engine.trips import start_trip
-from geofence.geodesy import haversine_m
 from geofence.polyline import decode
 from tests.support.api import Tenant, eventually
 from tests.support.engine import EngineProcess, events
@@ -377,7 +377,7 @@ def _at(event: dict[str, Any]) -> datetime:
 
 def _sideways(a: Point, b: Point, metres: float) -> Point:
     """The midpoint of a-b moved `metres` to the left of the direction a -> b."""
-    from geofence.geodesy import metres_per_degree
+    from contracts.geodesy import metres_per_degree
 
     mlat, mlon = metres_per_degree(a[0])
     dy, dx = (b[0] - a[0]) * mlat, (b[1] - a[1]) * mlon

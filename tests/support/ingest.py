@@ -14,6 +14,7 @@ import paho.mqtt.client as paho
 import psycopg
 import redis
 
+from contracts.keys import Keys
 from devices.nmea_write import ddmm, rmc_gga, sentence
 from gateway.registry.store import add_device
 
@@ -54,6 +55,17 @@ def rows(db_url: str, device_id: str) -> list[dict[str, object]]:
         return cur.fetchall()
 
 
+def register_fleet(env: dict[str, str], devices: int = 3) -> tuple[str, str, str]:
+    """dev-0 .. dev-N of tenant acme registered in the environment's database; its
+    database URL, Redis URL and Redis prefix."""
+    db_url, redis_url, prefix = (
+        env[k] for k in ("FIXGATE_DATABASE_URL", "FIXGATE_REDIS_URL", "FIXGATE_REDIS_PREFIX")
+    )
+    for d in range(devices):
+        register(db_url, f"dev-{d}", "acme")
+    return db_url, redis_url, prefix
+
+
 def count(db_url: str, device_id: str | None = None) -> int:
     with psycopg.connect(db_url) as conn:
         if device_id is None:
@@ -66,7 +78,7 @@ def count(db_url: str, device_id: str | None = None) -> int:
 def live(redis_url: str, prefix: str, device_id: str) -> dict[str, str]:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        return client.hgetall(f"{prefix}device:{device_id}")  # type: ignore[return-value]
+        return client.hgetall(Keys(prefix).device(device_id))  # type: ignore[return-value]
     finally:
         client.close()
 
@@ -89,8 +101,11 @@ class NumberedPublisher:
         self.sent: list[tuple[int, str, paho.MQTTMessageInfo]] = []
         self._thread: threading.Thread | None = None
 
-    def payload(self, n: int) -> bytes:
-        t = (self.base + timedelta(seconds=n)).isoformat().replace("+00:00", "Z")
+    FIXES_PER_S = 1.0
+    """Fix n's time is `base` + n / FIXES_PER_S."""
+
+    def payload(self, n: int, device: str) -> bytes:
+        t = (self.base + timedelta(seconds=n / self.FIXES_PER_S)).isoformat().replace("+00:00", "Z")
         return json.dumps(
             {"time": t, "lat": 47.0 + n * 1e-5, "lon": 8.0 + n * 1e-5, "speed": 1.0}
         ).encode()
@@ -102,7 +117,7 @@ class NumberedPublisher:
                 for d in range(self.devices):
                     device = f"dev-{d}"
                     info = self.client.publish(
-                        self.topic.format(device=device), self.payload(n), qos=1
+                        self.topic.format(device=device), self.payload(n, device), qos=1
                     )
                     self.sent.append((n, device, info))
                 pause = started + (n + 1) / rate - time.monotonic()
@@ -129,4 +144,4 @@ class NumberedPublisher:
             times = conn.execute(
                 "SELECT time FROM positions WHERE device_id = %s", (device,)
             ).fetchall()
-        return sorted(round((t - self.base).total_seconds()) for (t,) in times)
+        return sorted(round((t - self.base).total_seconds() * self.FIXES_PER_S) for (t,) in times)

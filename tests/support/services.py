@@ -82,17 +82,21 @@ def from_testcontainers() -> Iterator[Services]:
 
 @contextlib.contextmanager
 def from_native_stack() -> Iterator[Services]:
+    """The native stack; its local Redis Cluster instead of its Redis when
+    `FIXGATE_TEST_REDIS_CLUSTER` is set (`./run test` runs a part of the suite so)."""
     from devtools.stack.native import NativeStack
 
     settings = StackSettings()
     stack = NativeStack(settings)
-    was_running = all(s.running for s in stack.status())
-    stack.up()
+    cluster = bool(os.environ.get("FIXGATE_TEST_REDIS_CLUSTER"))
+    was_running = all(s.running for s in stack.status()) and (stack.cluster_wanted() or not cluster)
+    stack.up(redis_cluster=cluster)
     env = stack_env(settings)
+    redis_port = stack.cluster_ports[0] if cluster else settings.stack_redis_port
     try:
         yield Services(
             admin_database_url=with_database(env["FIXGATE_DATABASE_URL"], "postgres"),
-            redis_url=env["FIXGATE_REDIS_URL"],
+            redis_url=f"redis://127.0.0.1:{redis_port}/0",
             mqtt_url=env["FIXGATE_MQTT_URL"],
             routing_url=env["FIXGATE_ROUTING_URL"],
         )
