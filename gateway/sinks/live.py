@@ -1,6 +1,8 @@
 """Live positions in Redis: a GEO set per tenant and a hash per device, newest fix wins.
 
-The "newest wins" check runs inside Redis (a small Lua script comparing fix times), so it
+"Newest" is by `ingest.filters.order_time`, the fix time capped at the receive time (the
+hash's `ts`), so a fix dated ahead of the clock cannot hold the position against the
+device's next real fixes. The check runs inside Redis (a small Lua script comparing `ts`), so it
 holds across gateway instances and restarts, and a late fix never moves a live position
 back. A batch is one pipelined round trip: one script call per 500 devices plus one stream
 entry carrying every valid fix of the batch for downstream consumers (the engine, which
@@ -27,6 +29,7 @@ from devices.fix import Fix
 from gateway import metrics
 from gateway.retry import RETRY_BACKOFF_S, backoff
 from gateway.sinks.health import SinkHealth
+from ingest.filters import order_time
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +87,7 @@ def _fields(fix: Fix) -> list[str]:
     """[ts, lon, lat, geo] then the hash's field/value pairs, as strings (floats by repr,
     as redis-py formats them). Fields 5 and 6 are ('device', id): the GEO member."""
     fields = [
-        repr(fix.time.timestamp()), repr(fix.lon), repr(fix.lat), "1" if abs(fix.lat) <= MAX_GEO_LAT else "0",
+        repr(order_time(fix).timestamp()), repr(fix.lon), repr(fix.lat), "1" if abs(fix.lat) <= MAX_GEO_LAT else "0",
         "device", fix.device_id, "tenant", fix.tenant_id, "time", fix.time.isoformat(),
         "lat", repr(fix.lat), "lon", repr(fix.lon), "protocol", fix.protocol.value,
         "valid", "1" if fix.valid else "0",
@@ -172,11 +175,12 @@ class LiveUpdater:
         """Take valid fixes that moved their device forward, in order."""
         pending, latest = self._pending, self._latest
         for fix in fixes:
+            order = order_time(fix)
             current = pending.get(fix.device_id)
-            if current is None or fix.time > current.time:
+            if current is None or order >= order_time(current):
                 pending[fix.device_id] = fix
             newest = latest.get(fix.device_id)
-            if newest is None or fix.time > newest.time:
+            if newest is None or order >= order_time(newest):
                 latest[fix.device_id] = fix
         if to_stream and fixes:
             self._stream.extend(fixes)
