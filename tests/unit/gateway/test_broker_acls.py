@@ -1,0 +1,48 @@
+"""What the broker is told: each device's topics by protocol and prefix, the gateway's
+read-only patterns (pure functions of gateway.registry.broker)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from gateway.registry.broker import ANY_PREFIX, device_topics, gateway_acls, login_name
+from gateway.registry.store import Device
+
+
+def device(**fields: object) -> Device:
+    base: dict[str, object] = {
+        "id": "van-1", "tenant_id": "acme", "kind": "service_van", "token_hash": "",
+        "enabled": True, "created_at": datetime(2026, 1, 1, tzinfo=UTC),
+    }  # fmt: skip
+    return Device(**{**base, **fields})  # type: ignore[arg-type]
+
+
+def test_a_device_publishes_on_its_own_topics_only_for_its_protocols() -> None:
+    assert device_topics(device()) == ["fixgate/acme/van-1/fix", "fixgate/acme/van-1/nmea"]
+    assert device_topics(device(protocols=("nmea",)), "site-a/") == [
+        "site-a/fixgate/acme/van-1/nmea"
+    ]
+    assert device_topics(device(protocols=("teltonika",))) == []
+
+
+def test_an_owntracks_phone_logs_in_as_its_user_and_publishes_under_its_identity() -> None:
+    phone = device(
+        id="p-1", owntracks_user="jane", owntracks_device="pixel", protocols=("owntracks",)
+    )
+    assert login_name(phone) == "jane"
+    assert device_topics(phone, ANY_PREFIX) == ["+/owntracks/jane/pixel/#"]
+
+
+def test_prefixes_are_checked_and_the_gateway_only_reads() -> None:
+    with pytest.raises(ValueError, match="prefix"):
+        device_topics(device(), "a/#/")
+    acls = gateway_acls("t1/")
+    assert {a["acltype"] for a in acls} == {
+        "subscribePattern",
+        "unsubscribePattern",
+        "publishClientReceive",
+    }
+    assert "$share/+/t1/fixgate/+/+/fix" in {a["topic"] for a in acls}
+    assert all(a["topic"].startswith(("t1/", "$share/+/t1/")) for a in acls)
