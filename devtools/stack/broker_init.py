@@ -54,9 +54,17 @@ def hash_password(password: str) -> dict[str, object]:
     }
 
 
+HEALTH_TOPIC = "$SYS/broker/uptime"
+"""What a health check may read as the gateway (compose's, now that nobody is anonymous)."""
+
+
 def gateway_acls(prefix: str = "") -> list[dict[str, object]]:
-    """Read-only on the device topics under `prefix`, also as a shared subscription."""
-    acls: list[dict[str, object]] = []
+    """Read-only on the device topics under `prefix`, also as a shared subscription, and
+    the broker's uptime for health checks."""
+    acls: list[dict[str, object]] = [
+        {"acltype": "subscribeLiteral", "topic": HEALTH_TOPIC, "allow": True},
+        {"acltype": "publishClientReceive", "topic": HEALTH_TOPIC, "allow": True},
+    ]
     for root in DEVICE_ROOTS:
         topic = prefix + root
         acls += [

@@ -96,18 +96,26 @@ def gateway_role(prefix: str = "") -> str:
     return GATEWAY_ROLE if not prefix else f"{GATEWAY_ROLE}:{prefix}"
 
 
+HEALTH_TOPIC = "$SYS/broker/uptime"
+"""A gateway account may also read the broker's uptime: the compose health check's login."""
+
+
 def gateway_acls(prefix: str = "") -> list[dict[str, Any]]:
-    """Read-only on the device topics under the prefix, shared subscriptions included."""
+    """Read-only on the device topics under the prefix, shared subscriptions included
+    (as devtools/stack/broker_init.py makes the stack's first gateway role)."""
     check_prefix(prefix)
-    acls: list[dict[str, Any]] = []
-    for root in (f"{FIXGATE_ROOT}/+/+/fix", f"{FIXGATE_ROOT}/+/+/nmea", f"{OWNTRACKS_ROOT}/+/+"):
-        topic = prefix + root
-        for acltype, pattern in (
+    acls = [
+        {"acltype": kind, "topic": HEALTH_TOPIC, "allow": True}
+        for kind in ("subscribeLiteral", "publishClientReceive")
+    ]
+    roots = (f"{FIXGATE_ROOT}/+/+/fix", f"{FIXGATE_ROOT}/+/+/nmea", f"{OWNTRACKS_ROOT}/+/+")
+    for topic in (prefix + root for root in roots):
+        for kind, pattern in (
             ("subscribePattern", topic), ("subscribePattern", f"$share/+/{topic}"),
             ("unsubscribePattern", topic), ("unsubscribePattern", f"$share/+/{topic}"),
             ("publishClientReceive", topic),
         ):  # fmt: skip
-            acls.append({"acltype": acltype, "topic": pattern, "allow": True})
+            acls.append({"acltype": kind, "topic": pattern, "allow": True})
     return acls
 
 
