@@ -175,31 +175,42 @@ class BrokerAdmin:
 
     async def run(self, commands: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Send a batch (the plugin saves its state once per batch); raise BrokerError on
-        an error answer, except a delete of what is not there, a create of a role that is
-        (both already as wanted) and a get that finds nothing (the caller reads that)."""
-        client = self._client
-        if client is None:
-            raise BrokerError("BrokerAdmin used outside `async with`")
+        an error answer, except a delete or removal of what is not there, a create or add
+        of what is (all already as wanted) and a get that finds nothing (the caller reads
+        that). A connection lost on the way (another admin connection took the account's
+        session) is made again and the batch sent again: every batch here is idempotent."""
         tag = f"fixgate-{next(self._ids)}"
         for i, command in enumerate(commands):
             command["correlationData"] = f"{tag}-{i}"
         async with self._lock:
-            try:
-                await client.publish(CONTROL_TOPIC, json.dumps({"commands": commands}), qos=1)
-                responses = await asyncio.wait_for(self._response(client, tag), TIMEOUT_S)
-            except TimeoutError:
-                raise BrokerError(f"the broker did not answer within {TIMEOUT_S:.0f} s") from None
-            except aiomqtt.MqttError as e:
-                raise BrokerError(f"broker admin connection lost: {e}") from None
+            for attempt in range(CONNECT_ATTEMPTS):
+                client = self._client
+                if client is None:
+                    raise BrokerError("BrokerAdmin used outside `async with`")
+                try:
+                    await client.publish(CONTROL_TOPIC, json.dumps({"commands": commands}), qos=1)
+                    responses = await asyncio.wait_for(self._response(client, tag), TIMEOUT_S)
+                    break
+                except TimeoutError:
+                    raise BrokerError(
+                        f"the broker did not answer within {TIMEOUT_S:.0f} s"
+                    ) from None
+                except (aiomqtt.MqttError, BrokerError) as e:
+                    if attempt == CONNECT_ATTEMPTS - 1:
+                        raise BrokerError(f"broker admin connection lost: {e}") from None
+                    await self.__aexit__()
+                    await asyncio.sleep(backoff(RETRY_BACKOFF_S, attempt))
+                    await self.__aenter__()
         for response in responses:
-            error = str(response.get("error") or "")
+            error = str(response.get("error") or "").lower()
             name = str(response.get("command"))
-            missing = "not found" in error.lower() and name.startswith(("delete", "get"))
-            if not error or missing:  # a delete of what is gone; a look that finds nothing
+            if (
+                not error
+                or ("not found" in error and name.startswith(("delete", "get", "remove")))
+                or ("already" in error and name.startswith(("createRole", "add")))
+            ):
                 continue
-            if name == "createRole" and "already" in error.lower():
-                continue
-            raise BrokerError(f"{name}: {error}")
+            raise BrokerError(f"{name}: {response.get('error')}")
         return responses
 
     async def _response(self, client: aiomqtt.Client, tag: str) -> list[dict[str, Any]]:
