@@ -30,6 +30,7 @@ import contextlib
 import itertools
 import json
 import logging
+import random
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -55,7 +56,15 @@ GATEWAY_ROLE = "fixgate-gateway"
 TIMEOUT_S = 10.0
 """Longest a command batch may take: the plugin answers in milliseconds, but it writes its
 whole state file after each batch, which grows with the fleet."""
-CONNECT_ATTEMPTS = 3
+CONNECT_ATTEMPTS = 5
+"""Tries of an admin connection and of a batch whose connection was lost. Registry writers
+share the admin account, whose session the broker names after it: two connections at
+once cut each other off, and each tries again after a random pause (`_pause`)."""
+
+
+def _pause(attempt: int) -> float:
+    """Jittered, so two admin connections that collided do not collide again in step."""
+    return backoff(RETRY_BACKOFF_S, attempt) * random.uniform(0.5, 1.5)
 
 
 class BrokerError(RuntimeError):
@@ -164,7 +173,7 @@ class BrokerAdmin:
                 await self.__aexit__()
                 if attempt == CONNECT_ATTEMPTS - 1:
                     raise BrokerError(f"broker admin login refused or broker away: {e}") from None
-                await asyncio.sleep(backoff(RETRY_BACKOFF_S, attempt))
+                await asyncio.sleep(_pause(attempt))
         raise AssertionError("unreachable")
 
     async def __aexit__(self, *exc: object) -> None:
@@ -199,7 +208,7 @@ class BrokerAdmin:
                     if attempt == CONNECT_ATTEMPTS - 1:
                         raise BrokerError(f"broker admin connection lost: {e}") from None
                     await self.__aexit__()
-                    await asyncio.sleep(backoff(RETRY_BACKOFF_S, attempt))
+                    await asyncio.sleep(_pause(attempt))
                     await self.__aenter__()
         for response in responses:
             error = str(response.get("error") or "").lower()
