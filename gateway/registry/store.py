@@ -140,7 +140,7 @@ async def add_device(
         check_imei(imei)
     if traccar_id is not None:
         check_traccar_id(traccar_id)
-    await _check_login_free(conn, ot_user or device_id, ot_user, token)
+    await _check_login_free(conn, ot_user or device_id, device_id, (ot_user, ot_device), token)
     try:
         await conn.execute(
             "INSERT INTO devices (id, tenant_id, kind, token_hash, protocols, owntracks_user,"
@@ -172,15 +172,25 @@ def login_of(device: Device) -> str:
 
 
 async def _check_login_free(
-    conn: DbConnection, login: str, ot_user: str | None, token: str
+    conn: DbConnection,
+    login: str,
+    device_id: str,
+    identity: tuple[str | None, str | None],
+    token: str,
 ) -> None:
     """One broker login is one secret: a device id may not be another device's OwnTracks
-    user (or the reverse), and an OwnTracks user's devices share one token."""
+    user (or the reverse), and an OwnTracks user's devices share one token. A taken id or
+    identity is left to the insert, which names it."""
+    ot_user, ot_device = identity
     rows = await conn.fetch(
-        "SELECT owntracks_user, token_hash FROM devices WHERE coalesce(owntracks_user, id) = $1",
+        "SELECT id, owntracks_user, owntracks_device, token_hash FROM devices"
+        " WHERE coalesce(owntracks_user, id) = $1 AND id <> $2",
         login,
+        device_id,
     )
     for row in rows:
+        if ot_user is not None and row["owntracks_device"] == ot_device:
+            continue  # the same identity: the insert says so (OwnTracksIdentityTaken)
         if ot_user is None or row["owntracks_user"] != ot_user:
             raise LoginTaken(login)
         if not verify_token(token, row["token_hash"]):
