@@ -3,8 +3,10 @@
 
 A hash per device (`contracts.keys.Keys.device`) holding the newest fix's fields as text,
 and the device as a member of its tenant's GEO set of its shard (`Keys.geo`) at that fix's
-position. `ts` is the fix time in Unix seconds (what "newest" compares, and what the ring
-checks for freshness); the other fields are named as in `devices.fix.Fix`. Optional
+position. `ts` is the fix time capped at the receive time (`ingest.filters.order_time`), in
+Unix seconds: what "newest" compares (a fix dated ahead of the clock cannot hold the
+position against the device's next real fixes) and what the ring checks for freshness;
+the other fields are named as in `devices.fix.Fix`. Optional
 numbers are present only when the device reported them.
 """
 
@@ -16,12 +18,13 @@ from typing import Any, Final
 import msgspec
 
 from devices.fix import Fix
+from ingest.filters import order_time
 
 MAX_GEO_LAT: Final = 85.05112878
 """Redis GEO accepts latitudes up to this (Web Mercator's limit): a fix beyond it updates
 the hash but not the GEO set."""
 TS: Final = "ts"
-"""The field with the fix time in Unix seconds."""
+"""The field with the fix time (capped at the receive time) in Unix seconds."""
 NUMBER_FIELDS: Final = (
     "altitude", "speed", "heading", "accuracy", "hdop", "satellites", "battery",
     "power_v", "odometer_m",
@@ -34,7 +37,7 @@ def fields(fix: Fix) -> list[str]:
     `geo` is "1" when the GEO set can hold the position. The first pair is ('device', id):
     the GEO member. The gateway's newest-wins script writes `ts` and the pairs."""
     out = [
-        repr(fix.time.timestamp()), repr(fix.lon), repr(fix.lat), "1" if abs(fix.lat) <= MAX_GEO_LAT else "0",
+        repr(order_time(fix).timestamp()), repr(fix.lon), repr(fix.lat), "1" if abs(fix.lat) <= MAX_GEO_LAT else "0",
         "device", fix.device_id, "tenant", fix.tenant_id, "time", fix.time.isoformat(),
         "lat", repr(fix.lat), "lon", repr(fix.lon), "protocol", fix.protocol.value,
         "valid", "1" if fix.valid else "0",

@@ -11,12 +11,20 @@ from typing import Annotated, Concatenate, ParamSpec, TypeVar
 import asyncpg
 import typer
 
+from devices.fix import Protocol
 from gateway.config import Settings
 from gateway.engine.cli import engine_app, eta_app, geofence_app, trip_app
 from gateway.migrate import migrate as apply_migrations
 from gateway.migrate import migrations_dir
 from gateway.registry import store as registry
-from gateway.registry.tokens import BadToken
+from gateway.registry.broker import (
+    BrokerError,
+    BrokerSync,
+    register_device,
+    remove_device,
+    set_device_enabled,
+)
+from gateway.registry.tokens import BadToken, new_traccar_id
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 device_app = typer.Typer(no_args_is_help=True, help="The device registry.")
@@ -66,6 +74,21 @@ async def _with_conn(
         await conn.close()
 
 
+def _broker_sync() -> BrokerSync | None:
+    sync = BrokerSync.from_settings(Settings())
+    if sync is None:
+        typer.echo(
+            "fixgate: FIXGATE_MQTT_ADMIN_URL is not set: the broker's accounts are not changed"
+            " (`fixgate stack env` prints the stack's)",
+            err=True,
+        )
+    return sync
+
+
+TRACCAR_ID_NEW = "new"
+"""`--traccar-id new` draws a long random id (the app's default is a short number)."""
+
+
 @device_app.command("add")
 def device_add(
     device_id: str,
@@ -81,14 +104,31 @@ def device_add(
         str | None, typer.Option(help="IMEI (15 digits) a Teltonika or GT06 tracker logs in with.")
     ] = None,
     traccar_id: Annotated[
-        str | None, typer.Option(help="Device identifier set in the Traccar Client app.")
+        str | None,
+        typer.Option(
+            help=f"Device identifier set in the Traccar Client app; `{TRACCAR_ID_NEW}` generates a long random one (printed)."
+        ),
+    ] = None,
+    protocol: Annotated[
+        list[str] | None,
+        typer.Option(
+            help=f"A protocol the device may send with (repeat for several): {', '.join(p.value for p in Protocol)}; none given: any."
+        ),
     ] = None,
 ) -> None:
-    """Register a device and print its token once (alone on the last line)."""
+    """Register a device (and its broker account) and print its token once (alone on the last line)."""
+    protocols = tuple(protocol or ())
+    unknown = set(protocols) - {p.value for p in Protocol}
+    if unknown:
+        raise fail(f"unknown protocol(s): {', '.join(sorted(unknown))}")
+    if traccar_id == TRACCAR_ID_NEW:
+        traccar_id = new_traccar_id()
+        typer.echo(f"Traccar Client id (set it in the app): {traccar_id}")
     try:
         issued = asyncio.run(
             _with_conn(
-                registry.add_device,
+                register_device,
+                _broker_sync(),
                 device_id,
                 tenant_id=tenant,
                 kind=kind,
@@ -96,13 +136,17 @@ def device_add(
                 owntracks=owntracks,
                 imei=imei,
                 traccar_id=traccar_id,
+                protocols=protocols,
             )
         )
     except (
         registry.DeviceExists,
         registry.OwnTracksIdentityTaken,
+        registry.OwnTracksUserTaken,
+        registry.LoginTaken,
         registry.IdentifierTaken,
         BadToken,
+        BrokerError,
         ValueError,
     ) as e:
         raise fail(str(e)) from None
@@ -128,10 +172,18 @@ def device_list(
         )
 
 
+def _set_enabled(device_id: str, enabled: bool) -> bool:
+    try:
+        return asyncio.run(_with_conn(set_device_enabled, _broker_sync(), device_id, enabled))
+    except BrokerError as e:
+        raise fail(f"the registry changed, the broker did not: {e}") from None
+
+
 @device_app.command("disable")
 def device_disable(device_id: str) -> None:
-    """Disable a device: its fixes and logins are refused from now on."""
-    if not asyncio.run(_with_conn(registry.set_enabled, device_id, False)):
+    """Disable a device: its fixes and logins are refused from now on (the broker
+    disconnects it at once)."""
+    if not _set_enabled(device_id, False):
         raise fail(f"no device {device_id!r}")
     typer.echo(f"device {device_id} disabled")
 
@@ -139,9 +191,23 @@ def device_disable(device_id: str) -> None:
 @device_app.command("enable")
 def device_enable(device_id: str) -> None:
     """Enable a disabled device again."""
-    if not asyncio.run(_with_conn(registry.set_enabled, device_id, True)):
+    if not _set_enabled(device_id, True):
         raise fail(f"no device {device_id!r}")
     typer.echo(f"device {device_id} enabled")
+
+
+@device_app.command("remove")
+def device_remove(device_id: str) -> None:
+    """Remove a device and its broker account; its stored fixes stay."""
+    try:
+        removed = asyncio.run(_with_conn(remove_device, _broker_sync(), device_id))
+    except asyncpg.ForeignKeyViolationError:
+        raise fail(f"device {device_id!r} has engine trips: disable it instead") from None
+    except BrokerError as e:
+        raise fail(f"the registry changed, the broker did not: {e}") from None
+    if not removed:
+        raise fail(f"no device {device_id!r}")
+    typer.echo(f"device {device_id} removed")
 
 
 # ---- processes -----------------------------------------------------------------------

@@ -23,6 +23,7 @@ from gateway.config import Settings
 from gateway.flow import Flow
 from gateway.http import serve_http
 from gateway.listeners.gt06 import Gt06Listener
+from gateway.listeners.guard import AddressGuard
 from gateway.listeners.http_devices import HttpDevicesListener
 from gateway.listeners.mqtt import MqttListener
 from gateway.listeners.stream import StreamListener
@@ -31,6 +32,7 @@ from gateway.listeners.teltonika import TeltonikaListener
 from gateway.logs import setup_logging
 from gateway.process import Life
 from gateway.redis_link import REDIS_ERRORS, AnyRedis, connect
+from gateway.registry.broker import BrokerFollower, BrokerSync
 from gateway.registry.cache import SNAPSHOT_NAME, RegistryCache, RegistryUnavailable
 from gateway.sinks.history import HistoryWriter
 from gateway.sinks.live import LiveUpdater, LiveWriter
@@ -120,12 +122,18 @@ class Gateway:
         self.live_task = self.life.spawn(self.live.run(self.writers_stop), "live-writer")
         self.life.spawn(self.registry.run(s.registry_refresh_s, self.stop), "registry-refresh")
         self.life.spawn(self.registry.listen(s.database_url, self.stop), "registry-listen")
+        broker_sync = BrokerSync.from_settings(s)
+        if broker_sync is not None:
+            follower = BrokerFollower(broker_sync, self.registry)
+            self.life.spawn(follower.run(self.stop), "broker-follower")
         self.life.spawn(
             run_retention(self.pool, s.retention_days, s.retention_interval_s, self.stop),
             "retention",
         )
         shared = (s, self.registry, self.ingest, self.history, self.flow)
-        self.tcp = TcpListener(*shared, host=s.tcp_host, port=s.tcp_port)
+        # One guard for every listener: an address guessing on one port is refused on all.
+        guard = AddressGuard(s.auth_max_failures, s.auth_failure_window_s, s.auth_block_s)
+        self.tcp = TcpListener(*shared, host=s.tcp_host, port=s.tcp_port, guard=guard)
         self.streams: list[StreamListener[Any]] = [self.tcp]
         for listener_class, host, port in (
             (TeltonikaListener, s.teltonika_host, s.teltonika_port),
@@ -133,7 +141,7 @@ class Gateway:
             (HttpDevicesListener, s.osmand_host, s.osmand_port),
         ):
             if port:  # 0 turns a listener off
-                self.streams.append(listener_class(*shared, host=host, port=port))
+                self.streams.append(listener_class(*shared, host=host, port=port, guard=guard))
         for listener in self.streams:
             await listener.start()
         self.mqtt = MqttListener(s, self.registry, self.ingest, self.history, self.flow)

@@ -40,8 +40,10 @@ HISTORY_ALLOWED = frozenset({Reason.INVALID, Reason.JUMP})
 
 
 class FilterLimits(msgspec.Struct, frozen=True, kw_only=True):
-    max_clock_skew_s: float = 300.0
-    """A device clock may run this far ahead of ours (GPS time is exact; phones drift)."""
+    max_clock_skew_s: float = 30.0
+    """A device clock may run this far ahead of ours. GPS time is exact and a phone's clock
+    synced by its network is off by a second or two; more is a wrong clock or a forged fix,
+    which would make the device's real fixes "late" until the clock caught up with it."""
     max_fix_age_s: float = 90 * 86400.0
     """Fixes older than this are refused (the retention horizon: they would be dropped anyway)."""
     max_speed_mps: float = 100.0
@@ -51,12 +53,23 @@ class FilterLimits(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DeviceTrack(msgspec.Struct):
-    """What the filter remembers per device: its newest fix (time) and newest good position."""
+    """What the filter remembers per device: its newest good fix (time, and its order key
+    `order_time`) and position. Only a fix that passed every filter advances it."""
 
     newest_time: datetime
     good_time: datetime | None = None
     good_lat: float = 0.0
     good_lon: float = 0.0
+    newest_order: datetime | None = None
+    """`order_time` of the newest fix (None: track made before it; `newest_time` then)."""
+
+
+def order_time(fix: Fix) -> datetime:
+    """What "newest" means for the live position: the fix time, but never later than when
+    the gateway received it. A fix dated ahead (within the clock-skew allowance) then
+    counts as received now, and the device's next real fix is newer than it."""
+    received = fix.received_at
+    return fix.time if received is None or fix.time <= received else received
 
 
 def is_invalid(fix: Fix) -> bool:

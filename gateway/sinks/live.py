@@ -2,7 +2,9 @@
 fix wins; and every valid fix to its shard's positions stream (contracts.keys, .live,
 .positions).
 
-The "newest wins" check runs inside Redis (a small Lua script comparing fix times), so it
+"Newest" is by `ingest.filters.order_time`, the fix time capped at the receive time (the
+hash's `ts`), so a fix dated ahead of the clock cannot hold the position against the
+device's next real fixes. The check runs inside Redis (a small Lua script comparing `ts`), so it
 holds across gateway instances and restarts, and a late fix never moves a live position
 back. A batch is one pipelined round trip: per shard, one script call per 500 devices and
 one stream entry with the shard's valid fixes of the batch (in order) for the engine. All
@@ -27,6 +29,7 @@ from gateway import metrics
 from gateway.redis_link import AnyPipeline, AnyRedis, connect, evalsha, ping, run_scripted
 from gateway.retry import RETRY_BACKOFF_S, backoff
 from gateway.sinks.health import SinkHealth
+from ingest.filters import order_time
 
 log = logging.getLogger(__name__)
 
@@ -169,11 +172,12 @@ class LiveUpdater:
         """Take valid fixes that moved their device forward, in order."""
         pending, latest = self._pending, self._latest
         for fix in fixes:
+            order = order_time(fix)
             current = pending.get(fix.device_id)
-            if current is None or fix.time > current.time:
+            if current is None or order >= order_time(current):
                 pending[fix.device_id] = fix
             newest = latest.get(fix.device_id)
-            if newest is None or fix.time > newest.time:
+            if newest is None or order >= order_time(newest):
                 latest[fix.device_id] = fix
         if to_stream and fixes:
             self._stream.extend(fixes)

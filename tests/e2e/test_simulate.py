@@ -185,7 +185,9 @@ def test_simulated_fleet_lands_in_timescaledb_and_redis(
 ) -> None:
     state = tmp_path / "simulator.json"
     with running_gateway(fixgate_env, tmp_path) as gw:
-        env = {**fixgate_env, "FIXGATE_TCP_PORT": str(gw.tcp_port)}
+        # The fleet makes its phones' broker accounts, as with `fixgate stack env`.
+        admin = services.mqtt_admin_url or ""
+        env = {**fixgate_env, "FIXGATE_TCP_PORT": str(gw.tcp_port), "FIXGATE_MQTT_ADMIN_URL": admin}
         started = time.monotonic()
         run = _simulate(env, state, "3")
         assert run.returncode == 0, run.stderr

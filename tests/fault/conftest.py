@@ -14,6 +14,7 @@ from devtools.stack import stack_env
 from devtools.stack.native import NativeStack
 from devtools.stack.settings import StackSettings
 from gateway.migrate import migrate, migrations_dir
+from tests.support.broker import gateway_account, use_broker
 
 _MAIN = StackSettings()
 FAULT_PORTS = {
@@ -46,15 +47,22 @@ def fault_env(fault_stack: NativeStack) -> Iterator[dict[str, str]]:
         conn.execute(f"CREATE DATABASE {name}")
     db_url = admin.rsplit("/", 1)[0] + f"/{name}"
     migrate(db_url, migrations_dir())
-    yield {
-        **os.environ,
-        "FIXGATE_DATABASE_URL": db_url,
-        "FIXGATE_REDIS_URL": env["FIXGATE_REDIS_URL"],
-        "FIXGATE_REDIS_PREFIX": f"f{uuid.uuid4().hex[:8]}:",
-        "FIXGATE_MQTT_URL": env["FIXGATE_MQTT_URL"],
-        "FIXGATE_MQTT_TOPIC_PREFIX": f"f{uuid.uuid4().hex[:8]}/",
-        "FIXGATE_MQTT_CLIENT_ID": f"fixgate-{uuid.uuid4().hex[:8]}",
-    }
+    prefix = f"f{uuid.uuid4().hex[:8]}/"
+    # Devices registered during the test get their accounts on the fault stack's broker.
+    with (
+        use_broker(env["FIXGATE_MQTT_ADMIN_URL"]),
+        gateway_account(env["FIXGATE_MQTT_URL"], prefix) as gateway_url,
+    ):
+        yield {
+            **os.environ,
+            "FIXGATE_DATABASE_URL": db_url,
+            "FIXGATE_REDIS_URL": env["FIXGATE_REDIS_URL"],
+            "FIXGATE_REDIS_PREFIX": f"f{uuid.uuid4().hex[:8]}:",
+            "FIXGATE_MQTT_URL": gateway_url,
+            "FIXGATE_MQTT_ADMIN_URL": "",
+            "FIXGATE_MQTT_TOPIC_PREFIX": prefix,
+            "FIXGATE_MQTT_CLIENT_ID": f"fixgate-{uuid.uuid4().hex[:8]}",
+        }
     # Whatever the test did, leave the services up for the next one.
     fault_stack.start_pg()
     fault_stack.start_redis()

@@ -6,7 +6,6 @@ import asyncio
 import json
 import threading
 import time
-import uuid
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -16,7 +15,8 @@ import redis
 
 from contracts.keys import Keys
 from devices.nmea_write import ddmm, rmc_gga, sentence
-from gateway.registry.store import add_device
+from gateway.registry.broker import ANY_PREFIX, BrokerSync, register_device
+from tests.support import broker
 
 __all__ = ["NumberedPublisher", "count", "ddmm", "live", "register", "rmc_gga", "rows", "sentence"]
 
@@ -30,23 +30,28 @@ def register(
     *,
     imei: str | None = None,
     traccar_id: str | None = None,
+    protocols: tuple[str, ...] = (),
 ) -> str:
+    """Register a device, with its broker account (any one-level topic prefix), as the
+    product does; return its token. A second phone of an OwnTracks user shares the
+    user's token (one broker login, one secret)."""
+    sync = BrokerSync(admin, ANY_PREFIX) if (admin := broker.admin_url()) else None
+    login = owntracks.partition("/")[0] if owntracks else device_id
+    shared = broker.shared_token(login, db_url) if owntracks else None
+
     async def go() -> str:
         conn = await asyncpg.connect(db_url)
         try:
-            return await add_device(
-                conn,
-                device_id,
-                tenant_id=tenant,
-                kind=kind,
-                owntracks=owntracks,
-                imei=imei,
-                traccar_id=traccar_id,
-            )
+            return await register_device(
+                conn, sync, device_id, tenant_id=tenant, kind=kind, owntracks=owntracks,
+                imei=imei, traccar_id=traccar_id, protocols=protocols, token=shared,
+            )  # fmt: skip
         finally:
             await conn.close()
 
-    return asyncio.run(go())
+    token = asyncio.run(go())
+    broker.remember(login, token, db_url)
+    return token
 
 
 def rows(db_url: str, device_id: str) -> list[dict[str, object]]:
@@ -88,16 +93,11 @@ class NumberedPublisher:
     from a thread; afterwards `acknowledged()` says which numbers the broker acknowledged."""
 
     def __init__(self, mqtt_url: str, topic: str, base: datetime, devices: int = 1) -> None:
-        from gateway.config import mqtt_address
-
-        host, port, _, _ = mqtt_address(mqtt_url)
         self.topic, self.base, self.devices = topic, base, devices
-        self.client = paho.Client(
-            paho.CallbackAPIVersion.VERSION2, client_id=f"numbered-{uuid.uuid4().hex[:8]}"
-        )
-        self.client.max_inflight_messages_set(1000)
-        self.client.connect(host, port)
-        self.client.loop_start()
+        # Each device logs in as itself (tests/support/broker.py).
+        self.clients = {
+            f"dev-{d}": broker.device_client(mqtt_url, f"dev-{d}") for d in range(devices)
+        }
         self.sent: list[tuple[int, str, paho.MQTTMessageInfo]] = []
         self._thread: threading.Thread | None = None
 
@@ -116,7 +116,7 @@ class NumberedPublisher:
             for n in range(count):
                 for d in range(self.devices):
                     device = f"dev-{d}"
-                    info = self.client.publish(
+                    info = self.clients[device].publish(
                         self.topic.format(device=device), self.payload(n, device), qos=1
                     )
                     self.sent.append((n, device, info))
@@ -132,8 +132,9 @@ class NumberedPublisher:
         self._thread.join()
         for _, _, info in self.sent:
             info.wait_for_publish(30)
-        self.client.disconnect()
-        self.client.loop_stop()
+        for client in self.clients.values():
+            client.disconnect()
+            client.loop_stop()
 
     def acknowledged(self, device: str = "dev-0") -> set[int]:
         return {n for n, d, info in self.sent if d == device and info.is_published()}
