@@ -369,7 +369,9 @@ def fleet_load(port: int, tokens: dict[str, str], spots: dict[str, tuple[float, 
         while n < due:
             device, s = socks[n % len(socks)]
             k = n // len(socks)
-            s.sendall(rmc_gga(t0 + timedelta(seconds=k), *spots[device]))
+            # Each device's fixes a wall-clock time apart (rate / devices a second): dated
+            # ahead, they would pass the gateway's clock-skew bound and be refused.
+            s.sendall(rmc_gga(t0 + timedelta(seconds=k * len(socks) / rate), *spots[device]))
             n += 1
         time.sleep(0.01)
     achieved.value = n / (time.monotonic() - start)

@@ -54,7 +54,7 @@ def stack_up(
         bool,
         typer.Option(
             "--redis-cluster",
-            help="Also a local three-master Redis Cluster (ports FIXGATE_STACK_REDIS_PORT+10..12); `stack env` points at it until `stack down`.",
+            help="Also a local three-master Redis Cluster (ports FIXGATE_STACK_REDIS_PORT-9990..-9988: 46389-46391 by default); `stack env` points at it until `stack down`.",
         ),
     ] = False,
 ) -> None:

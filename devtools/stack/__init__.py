@@ -58,8 +58,10 @@ def use_docker(settings: StackSettings) -> bool:
     return docker_engine_answers()
 
 
-CLUSTER_PORT_OFFSET = 10
-"""The local Redis Cluster's first master listens this far above `stack_redis_port`."""
+CLUSTER_PORT_OFFSET = -9990
+"""The local Redis Cluster's first master listens this far from `stack_redis_port` (46389 by
+default): a cluster node also listens 10,000 above its port for the cluster bus, so its
+port must be at most 55535, below the stack's Redis (56379)."""
 
 
 def cluster_marker(settings: StackSettings) -> Path:

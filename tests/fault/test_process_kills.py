@@ -31,7 +31,7 @@ from tests.support.api import Tenant
 from tests.support.engine import EngineProcess, fixgate, wait_split
 from tests.support.gateway import running_gateway, wait_for
 from tests.support.ingest import register_fleet
-from tests.support.realtime import api_processes, connect, create_request, raw_token
+from tests.support.realtime import FLOODABLE, api_processes, connect, create_request, raw_token
 
 pytestmark = pytest.mark.fault
 
@@ -61,7 +61,9 @@ async def test_one_gateway_engine_and_api_killed_in_turn_then_redis_and_the_data
     with contextlib.ExitStack() as stack:
         gateway_a = stack.enter_context(running_gateway(a_env, tmp_path, spool_dir=a_spool))
         stack.enter_context(running_gateway(b_env, tmp_path))
-        doomed_api, api = stack.enter_context(api_processes(2, db_url, redis_url, prefix))
+        doomed_api, api = stack.enter_context(
+            api_processes(2, db_url, redis_url, prefix, **FLOODABLE)
+        )
         try:
             for engine in engines:
                 await asyncio.to_thread(engine.wait_ready)
@@ -103,7 +105,7 @@ async def test_one_gateway_engine_and_api_killed_in_turn_then_redis_and_the_data
                 await asyncio.wait_for(watcher.closed.wait(), 10)
                 before = list(watcher.messages)
                 watcher = await connect(api.ws, admin_token, last_event_id=watcher.last_id)
-                stack.enter_context(api_processes(1, db_url, redis_url, prefix))
+                stack.enter_context(api_processes(1, db_url, redis_url, prefix, **FLOODABLE))
                 await at(KILL_REDIS_AT_S)
                 await asyncio.to_thread(_kill_redis, fault_stack)
                 await at(REDIS_BACK_AT_S)

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 
@@ -128,6 +129,9 @@ def test_redis_kill_9_and_restart_under_load_every_process_goes_on_by_itself(
             _kill_redis(fault_stack)
             for name, url in ready.items():
                 assert wait_for(lambda url=url: _status(url) == 503, 10), f"{name} still ready"
+            # It says what is down, never the error's text (addresses, names: issue 20).
+            down = httpx.get(ready["api"], timeout=5).json()
+            assert down["message"] == "not ready: redis unavailable", down
             time.sleep(max(0.0, RESTART_AT_S - (time.monotonic() - started)))
             fault_stack.start_redis()  # from its append-only file
             for name, url in ready.items():

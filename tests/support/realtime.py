@@ -97,6 +97,15 @@ def api_processes(
         assert not hung, f"fixgate api on port(s) {hung} did not stop on SIGTERM"
 
 
+FLOODABLE = {
+    "FIXGATE_CUSTOMER_OPEN_REQUESTS_MAX": "5000",
+    "FIXGATE_CREATE_REQUESTS_PER_MIN": "5000",
+}
+"""For tests that flood requests through one customer (the real-time fan-out, the process
+kills): the bounds on a customer's open requests and creations, tested in
+tests/e2e/api/test_api_trust.py, are lifted."""
+
+
 def raw_token(role: Role, subject: str, tenant: str) -> str:
     return issue_token(SECRET, subject=subject, tenant=tenant, role=role, ttl_s=TOKEN_TTL_S)
 

@@ -10,17 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.realtime import ApiProcess, api_processes
+from tests.support.realtime import FLOODABLE, ApiProcess, api_processes
 from tests.support.services import Services
 
 FAST_RING = {"FIXGATE_RING_PHASE_S": "4", "FIXGATE_RING_POLL_S": "0.05"}
 """Phases short enough for a test, long enough to disconnect and reconnect within one."""
-FLOODABLE = {
-    "FIXGATE_CUSTOMER_OPEN_REQUESTS_MAX": "5000",
-    "FIXGATE_CREATE_REQUESTS_PER_MIN": "5000",
-}
-"""These tests flood events through one customer's requests: the bounds on a customer's open
-requests and creations (tested in tests/e2e/api/test_api_trust.py) are lifted here."""
 
 
 @pytest.fixture
