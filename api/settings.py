@@ -134,6 +134,27 @@ class ApiSettings(BaseSettings):
         " refreshing it, seconds.",
     )
 
+    session_ttl_s: int = Field(
+        8 * 3600,
+        ge=60,
+        le=24 * 3600,
+        description="Life of a session token from a login or a sign-in link, seconds (a shift).",
+    )
+    login_max_failures: int = Field(
+        5, ge=1, description="Failed logins in a row that lock an account (per e-mail)."
+    )
+    login_max_failures_per_address: int = Field(
+        20, ge=1, description="Failed logins from one address that lock it out, any accounts."
+    )
+    login_lockout_s: int = Field(
+        900, ge=1, description="How long a lockout lasts, and the window failures count in, s."
+    )
+    public_url: str | None = Field(
+        None,
+        description="The API's address as people reach it (https://dispatch.example.com), for"
+        " sign-in links; unset: the address the request came to.",
+    )
+
     map_tiles_url: str | None = Field(
         None,
         description="Base map tiles of the console and tracking page ({z}/{x}/{y} URL template);"

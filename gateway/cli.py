@@ -12,7 +12,7 @@ import asyncpg
 import typer
 
 from api.cli import api as dispatch_api
-from api.cli import token_app
+from api.cli import token_app, user_app
 from gateway.config import Settings
 from gateway.engine.cli import engine as engine_command
 from gateway.engine.cli import eta_app, geofence_app, trip_app
@@ -30,6 +30,7 @@ app.add_typer(eta_app, name="eta")
 app.command("engine")(engine_command)
 app.command("api")(dispatch_api)
 app.add_typer(token_app, name="token")
+app.add_typer(user_app, name="user")
 
 P = ParamSpec("P")
 T = TypeVar("T")

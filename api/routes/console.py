@@ -55,7 +55,7 @@ def content_security_policy(tiles_url: str | None) -> str:
     )
 
 
-def _page(name: str, settings: ApiSettings) -> HTMLResponse:
+def page(name: str, settings: ApiSettings) -> HTMLResponse:
     # no-store: a page holds no data, but an old copy would load old scripts.
     headers = {
         "Cache-Control": "no-store",
@@ -67,12 +67,12 @@ def _page(name: str, settings: ApiSettings) -> HTMLResponse:
 @router.get("/console", include_in_schema=False)
 async def console_page(settings: SettingsDep) -> HTMLResponse:
     """Sign in with `/console#token=...` (a fragment: never sent to a server)."""
-    return _page("console.html", settings)
+    return page("console.html", settings)
 
 
 @router.get("/track/{requestId}", include_in_schema=False)
 async def track_page(requestId: str, settings: SettingsDep) -> HTMLResponse:
-    return _page("track.html", settings)
+    return page("track.html", settings)
 
 
 @lru_cache(maxsize=4)

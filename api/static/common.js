@@ -56,9 +56,14 @@ const fixgate = (() => {
     });
   }
 
+  // A page that has a login page of its own (the console: /login) goes there to sign in
+  // again; the others reload and show the paste-a-token box.
+  let loginUrl = null;
+
   function logout() {
     sessionStorage.removeItem(TOKEN_KEY);
-    window.location.reload();
+    if (loginUrl) window.location.assign(loginUrl);
+    else window.location.reload();
   }
 
   async function api(path, options = {}) {
@@ -82,8 +87,15 @@ const fixgate = (() => {
     el.classList.toggle("error", isError);
   }
 
-  async function start(main) {
+  // options.loginUrl: where to sign in when there is no usable token (else the box).
+  async function start(main, options = {}) {
+    loginUrl = options.loginUrl || null;
     let token = takeToken();
+    if (!usable(token) && loginUrl) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      window.location.assign(`${loginUrl}?next=${encodeURIComponent(window.location.pathname)}`);
+      return;
+    }
     if (!usable(token)) token = await login(token ? "The saved token has expired." : "");
     document.getElementById("logout").onclick = logout;
     try {

@@ -405,5 +405,5 @@
     window.setInterval(renderRings, COUNTDOWN_MS);
     window.setInterval(() => refreshRings().catch(() => {}), RING_POLL_MS);
     window.setInterval(() => pollRoutes().catch(() => {}), ROUTE_POLL_MS);
-  });
+  }, { loginUrl: "/login" });
 })();
