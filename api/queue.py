@@ -76,6 +76,19 @@ async def live_positions(
     return [_position(next(found)) if d is not None else None for d in device_ids]
 
 
+async def live_fields(
+    client: aioredis.Redis, prefix: str, device_ids: Sequence[str]
+) -> list[dict[str, str] | None]:
+    """The live hashes of many devices as text, in one round trip (None: none known)."""
+    if not device_ids:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for device in device_ids:
+        pipe.hgetall(_device_key(prefix, device))
+    found = await pipe.execute()
+    return [{_text(k): _text(v) for k, v in raw.items()} if raw else None for raw in found]
+
+
 async def latest_route(
     client: aioredis.Redis, prefix: str, request_id: str
 ) -> dict[str, Any] | None:
