@@ -70,6 +70,24 @@ async def console_page(settings: SettingsDep) -> HTMLResponse:
     return page("console.html", settings)
 
 
+@router.get("/console/playback", include_in_schema=False)
+async def playback_page(settings: SettingsDep) -> HTMLResponse:
+    """A vehicle's day played back: its track, a time slider, exports."""
+    return page("playback.html", settings)
+
+
+@router.get("/console/geofences", include_in_schema=False)
+async def geofences_page(settings: SettingsDep) -> HTMLResponse:
+    """Geofences and service areas drawn and edited on the map."""
+    return page("geofences.html", settings)
+
+
+@router.get("/console/devices", include_in_schema=False)
+async def devices_page(settings: SettingsDep) -> HTMLResponse:
+    """The device registry: register, disable, enable, last seen."""
+    return page("devices.html", settings)
+
+
 @router.get("/track/{requestId}", include_in_schema=False)
 async def track_page(requestId: str, settings: SettingsDep) -> HTMLResponse:
     return page("track.html", settings)
