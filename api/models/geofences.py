@@ -53,8 +53,14 @@ class GeofenceCreate(CamelModel):
 def _geojson_no_default(schema: dict[str, Any]) -> None:
     """May be left out, never null (the column takes none): no default in the document."""
     schema.pop("default", None)
-    schema.update(
-        required=["type"], properties={"type": {"type": "string", "enum": GEOJSON_TYPES}}
+    schema.update(required=["type"], properties={"type": {"type": "string", "enum": GEOJSON_TYPES}})
+
+
+def _optional_geojson() -> Any:
+    return Field(
+        None,
+        description="The new shape, as in a creation (a Point with radiusM for a circle)",
+        json_schema_extra=_geojson_no_default,
     )
 
 
@@ -62,11 +68,7 @@ class GeofenceUpdate(PatchModel):
     """The fields given change; its kind stays (a service area's fence stays one)."""
 
     name: str = optional(min_length=1, max_length=MAX_TEXT)
-    geometry: dict[str, Any] = Field(
-        None,
-        description="The new shape, as in a creation (a Point with radiusM for a circle)",
-        json_schema_extra=_geojson_no_default,
-    )
+    geometry: dict[str, Any] = _optional_geojson()
     radius_m: float | None = Field(None, gt=0, le=MAX_RADIUS_M)
     dwell_s: float = optional(ge=0, le=MAX_DWELL_S)
 
