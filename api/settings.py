@@ -6,11 +6,13 @@ so one environment serves both processes.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from contracts.keys import DEFAULT_SHARDS, MAX_SHARDS, Keys
 from gateway.config import STACK_PG_PORT, STACK_REDIS_PORT
 
 MIN_SECRET_CHARS = 32
@@ -32,6 +34,9 @@ class ApiSettings(BaseSettings):
         f"redis://127.0.0.1:{STACK_REDIS_PORT}/0", description="Redis connection URL."
     )
     redis_prefix: str = Field("fixgate:", description="Prefix of every Redis key fixgate uses.")
+    position_shards: int = Field(
+        DEFAULT_SHARDS, ge=1, le=MAX_SHARDS, description="Shards of the positions (the gateway's)."
+    )
     api_host: str = Field("127.0.0.1", description="Address the dispatch API binds.")
     api_port: int = Field(8000, description="Dispatch API port.")
     api_secret: str = Field(
@@ -155,6 +160,16 @@ class ApiSettings(BaseSettings):
         " sign-in links; unset: the address the request came to.",
     )
 
+    mqtt_admin_url: str | None = Field(
+        None,
+        description="The broker's dynamic-security admin account: devices registered through"
+        " the API get their broker accounts (as `fixgate device add`); unset: none.",
+    )
+    mqtt_topic_prefix: str = Field("", description="The gateway's MQTT topic prefix.")
+    mqtt_ca_file: Path | None = Field(
+        None, description="CA certificate of the broker's TLS certificate (mqtts:// URLs)."
+    )
+
     map_tiles_url: str | None = Field(
         None,
         description="Base map tiles of the console and tracking page ({z}/{x}/{y} URL template);"
@@ -183,3 +198,7 @@ class ApiSettings(BaseSettings):
         if not value or any(r <= 0 for r in value) or value != sorted(set(value)):
             raise ValueError("ring radii must be positive and strictly widening")
         return value
+
+    def keys(self) -> Keys:
+        """The shared Redis key names (contracts.keys)."""
+        return Keys(self.redis_prefix, self.position_shards)

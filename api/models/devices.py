@@ -8,6 +8,7 @@ from enum import StrEnum
 from pydantic import Field
 
 from api.models.common import CamelModel, Paging
+from devices.fix import Protocol
 from gateway.registry.store import DEVICE_KINDS, IMEI_DIGITS, MAX_TRACCAR_ID_CHARS
 
 
@@ -40,6 +41,10 @@ class DeviceCreate(CamelModel):
     owntracks: str | None = Field(
         None, pattern=r"^[^/+#\s]{1,64}/[^/+#\s]{1,64}$",
         description="The OwnTracks app's identity, user/device",
+    )  # fmt: skip
+    protocols: list[Protocol] = Field(
+        default_factory=list, max_length=len(Protocol),
+        description="The protocols it may send with (none: any)",
     )  # fmt: skip
 
 

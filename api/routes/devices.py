@@ -21,14 +21,16 @@ from api.deps import AdminDep, DbDep, StaffDep, StateDep
 from api.errors import ApiError, conflict, invalid, not_found
 from api.exports import MEDIA_TYPES, ExportFormat, Writer
 from api.guard import guarded_router
-from api.models.common import Envelope, ServerPaginatedData, paginated
+from api.models.common import Envelope, ErrorEnvelope, ServerPaginatedData, paginated
 from api.models.devices import DeviceCreate, DeviceCreated, DeviceFilter, DeviceInfo, LiveState
 from api.models.tracking import ExportQuery, LivePosition, Track, TrackPoint, TrackQuery
 from api.routes.catalog import done
 from api.state import ApiState
 from api.store import devices as device_store
 from api.store import positions
+from gateway.registry import broker
 from gateway.registry import store as registry
+from gateway.registry.broker import BrokerSync
 
 router = guarded_router(prefix="/devices", tags=["devices"])
 
@@ -45,21 +47,28 @@ async def _own_device(db: DbDep, tenant: str, device_id: str) -> None:
         raise not_found("Device")
 
 
-@router.post("")
+@router.post("", responses={503: {"model": ErrorEnvelope, "description": "The broker is away"}})
 async def register_device(
-    body: DeviceCreate, db: DbDep, principal: AdminDep
+    body: DeviceCreate, state: StateDep, db: DbDep, principal: AdminDep
 ) -> Envelope[DeviceCreated]:
-    """Register a device of the tenant; its token is in this answer only (a salted hash is
-    kept). 409 when the id, IMEI, Traccar Client id or OwnTracks identity is taken."""
+    """Register a device of the tenant, and its broker account when the API has the broker's
+    admin account (`FIXGATE_MQTT_ADMIN_URL`); its token is in this answer only (a salted
+    hash is kept). 409 when the id, IMEI, Traccar Client id or OwnTracks identity is taken;
+    503 when the broker did not take the account (nothing is registered then)."""
     try:
-        token = await registry.add_device(
-            db, body.device_id, tenant_id=principal.tenant, kind=body.kind.value,
-            owntracks=body.owntracks, imei=body.imei, traccar_id=body.traccar_id,
+        token = await broker.register_device(
+            db, BrokerSync.from_settings(state.settings), body.device_id,
+            tenant_id=principal.tenant, kind=body.kind.value, owntracks=body.owntracks,
+            imei=body.imei, traccar_id=body.traccar_id,
+            protocols=tuple(p.value for p in body.protocols),
         )  # fmt: skip
     except registry.DeviceExists:
         raise conflict(f"The device id {body.device_id!r} is taken") from None
-    except (registry.IdentifierTaken, registry.OwnTracksIdentityTaken) as e:
-        raise conflict(str(e).capitalize()) from None
+    except (registry.IdentifierTaken, registry.OwnTracksIdentityTaken,
+            registry.OwnTracksUserTaken, registry.LoginTaken) as e:  # fmt: skip
+        raise conflict(str(e)[:1].upper() + str(e)[1:]) from None
+    except broker.BrokerError as e:
+        raise ApiError(503, f"The MQTT broker did not take the device's account: {e}") from None
     except ValueError as e:
         raise invalid("deviceId", str(e)) from None
     data = DeviceCreated(device_id=body.device_id, token=token)
@@ -75,8 +84,7 @@ def _state(seen: datetime | None, max_age_s: float) -> LiveState:
 
 async def _infos(state: StateDep, devices: list[asyncpg.Record]) -> list[DeviceInfo]:
     """The devices with their live state (one Redis round trip for all of them)."""
-    lives = await queue.live_fields(state.redis, state.settings.redis_prefix,
-                                    [d["id"] for d in devices])  # fmt: skip
+    lives = await queue.live_fields(state.redis, state.keys, [d["id"] for d in devices])
     out = []
     for device, live in zip(devices, lives, strict=True):
         seen = datetime.fromisoformat(live["time"]) if live and live.get("time") else None
@@ -115,21 +123,32 @@ async def get_device(
     return Envelope[DeviceInfo](status=200, message="OK", data=data)
 
 
-async def _set_enabled(db: DbDep, tenant: str, device_id: str, enabled: bool) -> Envelope[None]:
+async def _set_enabled(
+    state: StateDep, db: DbDep, tenant: str, device_id: str, enabled: bool
+) -> Envelope[None]:
     await _own_device(db, tenant, device_id)
-    await registry.set_enabled(db, device_id, enabled)
+    try:
+        await broker.set_device_enabled(db, BrokerSync.from_settings(state.settings), device_id,
+                                        enabled)  # fmt: skip
+    except broker.BrokerError as e:
+        raise ApiError(503, f"The MQTT broker did not take the change: {e}") from None
     return done("Device enabled" if enabled else "Device disabled")
 
 
-@router.post("/{deviceId}/disable")
-async def disable_device(deviceId: str, db: DbDep, principal: AdminDep) -> Envelope[None]:
-    """Refuse the device's logins and fixes (every gateway hears of it within a second)."""
-    return await _set_enabled(db, principal.tenant, deviceId, False)
+@router.post("/{deviceId}/disable", responses={503: {"model": ErrorEnvelope}})
+async def disable_device(
+    deviceId: str, state: StateDep, db: DbDep, principal: AdminDep
+) -> Envelope[None]:
+    """Refuse the device's logins and fixes (every gateway hears of it within a second; the
+    broker disconnects it at once when the API has its admin account)."""
+    return await _set_enabled(state, db, principal.tenant, deviceId, False)
 
 
-@router.post("/{deviceId}/enable")
-async def enable_device(deviceId: str, db: DbDep, principal: AdminDep) -> Envelope[None]:
-    return await _set_enabled(db, principal.tenant, deviceId, True)
+@router.post("/{deviceId}/enable", responses={503: {"model": ErrorEnvelope}})
+async def enable_device(
+    deviceId: str, state: StateDep, db: DbDep, principal: AdminDep
+) -> Envelope[None]:
+    return await _set_enabled(state, db, principal.tenant, deviceId, True)
 
 
 @router.get("/{deviceId}/live")
@@ -137,7 +156,7 @@ async def live(
     deviceId: str, state: StateDep, db: DbDep, principal: StaffDep
 ) -> Envelope[LivePosition]:
     await _own_device(db, principal.tenant, deviceId)
-    where = await queue.live_position(state.redis, state.settings.redis_prefix, deviceId)
+    where = await queue.live_position(state.redis, state.keys, deviceId)
     if where is None or where["tenant"] != principal.tenant:
         raise not_found("Live position")
     data = LivePosition(

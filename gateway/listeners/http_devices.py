@@ -79,6 +79,7 @@ class HttpDevicesListener(StreamListener["HttpDeviceConnection"]):
 
 
 class HttpDeviceConnection(StreamConnection):
+    refuse_blocked_at_connect = False  # a blocked address's requests get 429s instead
     listener: HttpDevicesListener
 
     def __init__(self, listener: HttpDevicesListener) -> None:
@@ -150,7 +151,10 @@ class HttpDeviceConnection(StreamConnection):
         owntracks = path == _OWNTRACKS_PATH or path.startswith(_OWNTRACKS_PATH + "/")
         protocol = "owntracks" if owntracks else "osmand"
         try:
-            if owntracks:
+            if self.listener.throttled(self.address, "owntracks_http" if owntracks else "osmand"):
+                # Before the id is read: the same answer for known and unknown ones.
+                answer: Answer = 429, b"too many failed identifications: try again later\n"
+            elif owntracks:
                 answer = await self._owntracks(request, path, query, body, now)
             else:
                 answer = await self._osmand(request, query, body, now)
@@ -184,7 +188,7 @@ class HttpDeviceConnection(StreamConnection):
             self.count_error("osmand", report.reason.value, report.detail)
             return 400, f"{report.reason.value}: {report.detail[:200]}\n".encode()
         device = await self.listener.registry.traccar_id(report.device_key)
-        refused = check_identified(device)
+        refused = check_identified(device, "osmand")
         if device is None or refused is not None:
             self._refused("osmand", report.device_key, refused or "unknown_device")
             return 403, b"unknown or disabled device\n"
@@ -210,7 +214,7 @@ class HttpDeviceConnection(StreamConnection):
             self._refused("owntracks_http", who, "wrong_identity")
             return 401, b"user and device needed (X-Limit-U/X-Limit-D or the URL)\n"
         device = await self.listener.registry.owntracks(user, device_name)
-        refused = check_login(device, token)
+        refused = check_login(device, token, "owntracks")
         if device is None or refused is not None:
             self._refused("owntracks_http", who, refused or "unknown_device")
             return 401, b"unknown device or wrong token\n"
@@ -230,11 +234,7 @@ class HttpDeviceConnection(StreamConnection):
     # ---- answers ---------------------------------------------------------------------
 
     def _refused(self, listener_label: str, who: str, reason: str) -> None:
-        metrics.AUTH_REFUSED.labels(listener_label, reason).inc()
-        self.listener.device_log.warning(
-            (listener_label, who, reason), time.time(),
-            "%s: refused %s peer=%s reason=%s", listener_label, who, self.peer, reason,
-        )  # fmt: skip
+        self.listener.refused(who, reason, self.peer, self.address, listener_label)
 
     def _send(self, status: int, body: bytes) -> None:
         headers = [("Content-Length", str(len(body)))]
