@@ -11,7 +11,7 @@
   const RING_POLL_MS = 2000; // ring phases move on without an event to staff: look again
   const ROUTE_POLL_MS = 5000; // route-info of en-route requests (LocationUpdated is per request)
   const COUNTDOWN_MS = 1000;
-  const LAG_SAMPLES = 2000; // the newest fleet lags kept for the header and the bench
+  const LAG_SAMPLES = 60000; // the newest fleet lags kept (a minute of 1,000 a second)
   const OPEN = new Set(["Ringing", "Pending", "Assigned", "EnRoute", "InProgress"]);
   const QUEUED = new Set(["Assigned", "EnRoute", "InProgress"]);
   const UNDER_WAY = new Set(["EnRoute", "InProgress"]);
@@ -19,6 +19,10 @@
   const PAGE_ROWS = 100; // the API's largest page
   const MAX_FENCE_PAGES = 10; // a thousand fences is more than a map shows legibly
   const SEARCH_DELAY_MS = 250;
+  const CANVAS_FLEET = 150;
+  const FLEET_SLICE = 100; // technicians placed per task while loading // more technicians than this: dots on a canvas, not elements
+  const AVAILABILITY_COLOR = { Available: "#1e7a41", EnRoute: "#2f6fd6", Servicing: "#7a4fd6",
+    Offline: "#666", OnBreak: "#7f6010" };
   const FENCE_STYLE = {
     service_area: { color: "#2f6fb5", weight: 2, dashArray: "6 4", fillOpacity: 0.05 },
     depot: { color: "#5b6573", weight: 2, fillOpacity: 0.15 },
@@ -32,13 +36,18 @@
   const routes = new Map(); // requestId -> {info, line}
   const queued = new Map(); // requestId -> queue entry {queuePosition, etaSeconds, ...}
   const pendingMoves = new Map(); // technicianId -> newest location event, not drawn yet
-  const lags = []; // ms from a fix's time to it being drawn
+  const lags = []; // ms from a fix's time to the frame that drew it, the newest LAG_SAMPLES
+  let received = 0; // fleet events received
+  let frames = 0; // frames that drew fleet moves
+  let drawnTotal = 0; // positions drawn since the page loaded (lags[0] is number drawnTotal - lags.length)
   let rings = [];
   let selected = null; // requestId
   let map;
   let layers;
   let fitted = false;
   let moveFrame = null;
+  let canvasFleet = false; // a fleet larger than CANVAS_FLEET is drawn on a canvas
+  let fleetCanvas = null;
   const draft = { marker: null, customer: null };
 
   const $ = (id) => document.getElementById(id);
@@ -73,41 +82,81 @@
     const pick = el("button", { type: "button", class: "link", onclick: () => chooseTechnician(t.technicianId) }, t.name);
     const link = el("button", { type: "button", class: "small", "aria-label": `Sign-in link for ${t.name}`,
       onclick: () => signInLink("technician", t.technicianId, t.name) }, "Sign-in link");
-    item.append(pick, " ", el("span", { class: "badge" }), " ", link,
-      el("div", { class: "muted code" }), el("div", { class: "muted position" }));
-    return item;
+    const badge = el("span", { class: "badge" });
+    const code = el("div", { class: "muted code" });
+    const position = el("div", { class: "muted position" });
+    item.append(pick, " ", badge, " ", link, code, position);
+    return { item, badge, code, position };
   }
 
   function drawTechnicianItem(entry) {
     const t = entry.info;
-    const item = entry.item;
-    item.querySelector(".badge").className = `badge ${t.availabilityStatus}`;
-    item.querySelector(".badge").textContent = t.availabilityStatus;
-    item.querySelector(".code").textContent = `${t.technicianCode}${t.vanNumber ? " · van " + t.vanNumber : ""}`;
-    item.querySelector(".position").textContent = whereText(t);
+    const { badge, code } = entry.view;
+    if (badge.textContent !== t.availabilityStatus) {
+      badge.className = `badge ${t.availabilityStatus}`;
+      badge.textContent = t.availabilityStatus;
+    }
+    code.textContent = `${t.technicianCode}${t.vanNumber ? " · van " + t.vanNumber : ""}`;
+    entry.view.position.textContent = whereText(t);
   }
 
-  function placeTechnician(t) {
+  // Only the list items on screen are kept current as positions come in (a thousand
+  // technicians' lines rewritten a second would cost the page its frames); the others are
+  // brought up to date when they scroll into view.
+  const onScreen = new Set();
+  const staleItems = new Set();
+  const watcher = new IntersectionObserver((entries) => {
+    for (const e of entries) {
+      const id = e.target.dataset.technicianId;
+      if (e.isIntersecting) {
+        onScreen.add(id);
+        if (staleItems.delete(id) && fleet.has(id)) drawTechnicianItem(fleet.get(id));
+      } else onScreen.delete(id);
+    }
+  });
+
+  function markerOf(t, at) {
+    if (canvasFleet) {
+      // A large fleet: dots on one canvas, redrawn once a frame, not a thousand elements.
+      return L.circleMarker(at, { renderer: fleetCanvas, radius: 5, weight: 1, color: "#fff",
+        fillColor: AVAILABILITY_COLOR[t.availabilityStatus] || "#666", fillOpacity: 1 })
+        .bindTooltip(t.name);
+    }
+    return L.marker(at, { icon: techIcon(t), title: t.name, keyboard: false });
+  }
+
+  function restyle(entry, t) {
+    if (canvasFleet) {
+      if (entry.availability !== t.availabilityStatus) {
+        entry.marker.setStyle({ fillColor: AVAILABILITY_COLOR[t.availabilityStatus] || "#666" });
+      }
+      return;
+    }
+    // A move is a transform; the arrow turns and recolours in place (no new icon).
+    const arrow = entry.marker.getElement() && entry.marker.getElement().querySelector(".arrow");
+    if (arrow && entry.heading !== t.location.heading) arrow.style.transform = `rotate(${t.location.heading || 0}deg)`;
+    if (arrow && entry.availability !== t.availabilityStatus) arrow.className = `arrow ${t.availabilityStatus}`;
+  }
+
+  function placeTechnician(t, listed = true) {
     let entry = fleet.get(t.technicianId);
     if (!entry) {
-      entry = { info: t, marker: null, item: techItem(t), heading: null, availability: null };
+      entry = { info: t, marker: null, view: techItem(t), heading: null, availability: null };
       fleet.set(t.technicianId, entry);
-      $("fleet").append(entry.item);
+      $("fleet").append(entry.view.item);
+      watcher.observe(entry.view.item);
     }
     entry.info = t;
     if (t.deviceId) byDevice.set(t.deviceId, t.technicianId);
-    drawTechnicianItem(entry);
+    if (listed || onScreen.has(t.technicianId)) drawTechnicianItem(entry);
+    else staleItems.add(t.technicianId);
     if (!t.location) return;
     const at = [t.location.latitude, t.location.longitude];
     if (!entry.marker) {
-      entry.marker = L.marker(at, { icon: techIcon(t), title: t.name, keyboard: false })
-        .on("click", () => chooseTechnician(t.technicianId)).addTo(layers.fleet);
+      entry.marker = markerOf(t, at).on("click", () => chooseTechnician(t.technicianId)).addTo(layers.fleet);
     } else {
       entry.marker.setLatLng(at);
-      // A move is a transform; the arrow turns and recolours in place (no new icon).
-      const arrow = entry.marker.getElement() && entry.marker.getElement().querySelector(".arrow");
-      if (arrow && entry.heading !== t.location.heading) arrow.style.transform = `rotate(${t.location.heading || 0}deg)`;
-      if (arrow && entry.availability !== t.availabilityStatus) arrow.className = `arrow ${t.availabilityStatus}`;
+      restyle(entry, t);
     }
     entry.heading = t.location.heading;
     entry.availability = t.availabilityStatus;
@@ -116,26 +165,29 @@
   // Fleet events come a thousand a second with a large fleet: they are kept per technician
   // (newest wins) and drawn together once a frame, never one layout per event.
   function onTechnicianLocation(d) {
+    received += 1;
     pendingMoves.set(d.technicianId || byDevice.get(d.deviceId), d);
     if (moveFrame === null) moveFrame = requestAnimationFrame(drawMoves);
   }
 
   function drawMoves() {
     moveFrame = null;
+    frames += 1;
     const now = Date.now();
     for (const [technicianId, d] of pendingMoves) {
       const entry = fleet.get(technicianId);
       if (!entry) continue;
-      const t = { ...entry.info, location: { latitude: d.lat, longitude: d.lon, heading: d.heading,
-        speed: d.speed, updatedAt: d.time } };
+      const t = entry.info;
+      t.location = { latitude: d.lat, longitude: d.lon, heading: d.heading, speed: d.speed, updatedAt: d.time };
       if (d.availability) t.availabilityStatus = d.availability;
-      placeTechnician(t);
+      placeTechnician(t, false);
       if (d.time) {
         lags.push(now - Date.parse(d.time));
-        if (lags.length > LAG_SAMPLES) lags.shift();
+        drawnTotal += 1;
       }
     }
     pendingMoves.clear();
+    if (lags.length > LAG_SAMPLES) lags.splice(0, lags.length - LAG_SAMPLES);
   }
 
   function showLag() {
@@ -158,7 +210,7 @@
 
   function chooseTechnician(technicianId) {
     $("assign-technician").value = technicianId;
-    for (const e of fleet.values()) e.item.classList.toggle("selected", e.info.technicianId === technicianId);
+    for (const e of fleet.values()) e.view.item.classList.toggle("selected", e.info.technicianId === technicianId);
   }
 
   // ---- geofences and service areas ----------------------------------------------------
@@ -643,7 +695,16 @@
 
   // ---- loading and events ---------------------------------------------------------------
   async function loadFleet() {
-    for (const t of (await api("/console/fleet")).data) placeTechnician(t);
+    const technicians = (await api("/console/fleet")).data;
+    if (!fleet.size && technicians.length > CANVAS_FLEET) {
+      canvasFleet = true;
+      fleetCanvas = L.canvas({ padding: 0.2 });
+    }
+    // In slices, yielding between them: a thousand technicians are not one long task.
+    for (let first = 0; first < technicians.length; first += FLEET_SLICE) {
+      for (const t of technicians.slice(first, first + FLEET_SLICE)) placeTechnician(t, !fleet.has(t.technicianId));
+      if (first + FLEET_SLICE < technicians.length) await new Promise((go) => window.setTimeout(go, 0));
+    }
     fillTechnicianChoices();
   }
 
@@ -670,6 +731,10 @@
 
   async function onEvent(name, data) {
     if (name === "TechnicianLocationUpdated" || name === "TechnicianLocation") return onTechnicianLocation(data);
+    if (name === "TechnicianLocationsUpdated") {
+      for (const move of data.technicians || []) onTechnicianLocation(move);
+      return undefined;
+    }
     if (name === "welcome" || name.startsWith("geofence_")) return undefined;
     if (name === "LocationUpdated") {
       const id = requestIdOf(data);
@@ -702,8 +767,15 @@
     showLag();
   }
 
-  // What the fleet-scale check reads (bench/console.py): lags of drawn positions, ms.
-  window.fixgateConsole = { lags: () => lags.slice(), technicians: () => fleet.size };
+  // What the fleet-scale check reads (devtools/console_load.py): how many positions were
+  // drawn, and the age of each (ms) from the `from`-th drawn on.
+  window.fixgateConsole = {
+    drawn: () => drawnTotal,
+    received: () => received,
+    frames: () => frames,
+    lags: (from = 0) => lags.slice(Math.max(0, from - (drawnTotal - lags.length))),
+    technicians: () => fleet.size,
+  };
 
   fixgate.start(async (claims) => {
     if (!["admin", "dispatcher"].includes(claims.role)) {
