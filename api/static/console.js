@@ -187,6 +187,7 @@
       }
     }
     pendingMoves.clear();
+    if (!fitted) fit(); // the first positions of a fleet that had none when the page loaded
     if (lags.length > LAG_SAMPLES) lags.splice(0, lags.length - LAG_SAMPLES);
   }
 
@@ -708,6 +709,12 @@
     fillTechnicianChoices();
   }
 
+  function fit() {
+    const bounds = L.featureGroup([layers.fleet, layers.requests]).getBounds();
+    if (bounds.isValid()) map.fitBounds(bounds.pad(0.3), { maxZoom: 15 });
+    fitted = bounds.isValid();
+  }
+
   async function loadAll() {
     const [, page] = await Promise.all([
       loadFleet(), api(`/service-requests?rowsPerPage=${PAGE_ROWS}`), refreshRings(), loadFences(), loadServices(),
@@ -717,11 +724,7 @@
     renderRequests();
     renderPanel();
     await pollRoutes();
-    if (!fitted) {
-      const bounds = L.featureGroup([layers.fleet, layers.requests]).getBounds();
-      if (bounds.isValid()) map.fitBounds(bounds.pad(0.3), { maxZoom: 15 });
-      fitted = bounds.isValid();
-    }
+    if (!fitted) fit();
     fixgate.status(`loaded ${new Date().toLocaleTimeString()}`);
   }
 
