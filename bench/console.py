@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,22 +27,15 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 import psycopg
 from playwright.async_api import async_playwright
 
 from api.auth import issue_token
 from api.principal import Role
-from devtools.console_load import (
-    LAG_LIMIT_MS,
-    LONG_TASK_PROBE,
-    TASK_LIMIT_MS,
-    NmeaFleet,
-    measure,
-    seed_fleet,
-)
+from bench.api import free_port, wait_ready
+from bench.ingest import make_database
+from devtools import console_load as load
 from gateway.config import Settings
-from gateway.migrate import migrate, migrations_dir
 
 FIXGATE = str(Path(sys.executable).parent / "fixgate")
 SECRET = "bench-console-secret-" + "x" * 32
@@ -52,24 +44,6 @@ CENTER = (43.7384, 7.4246)
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_ready(url: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"{url} not ready after {timeout_s:.0f} s")
 
 
 async def loaded(page: Any, technicians: int, timeout_s: float = 60.0) -> None:
@@ -89,16 +63,12 @@ def start(command: str, env: dict[str, str], workdir: str) -> subprocess.Popen[b
 
 
 async def run(args: argparse.Namespace) -> int:
-    settings = Settings()
+    admin_url = Settings().database_url.rsplit("/", 1)[0] + "/postgres"
     name = f"bench_console_{uuid.uuid4().hex[:8]}"
-    admin_url = settings.database_url.rsplit("/", 1)[0] + "/postgres"
-    db_url = settings.database_url.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
+    db_url = make_database(admin_url, name)
     procs: list[subprocess.Popen[bytes]] = []
     workdir = tempfile.mkdtemp(prefix="fixgate-bench-console-")
     try:
-        migrate(db_url, migrations_dir())
         api_port, tcp_port, metrics_port = free_port(), free_port(), free_port()
         env = {**os.environ, "FIXGATE_DATABASE_URL": db_url, "FIXGATE_API_SECRET": SECRET,
                "FIXGATE_REDIS_PREFIX": f"benchconsole{uuid.uuid4().hex[:6]}:",
@@ -112,7 +82,7 @@ async def run(args: argparse.Namespace) -> int:
         wait_ready(f"http://127.0.0.1:{api_port}/readyz")
         wait_ready(f"http://127.0.0.1:{metrics_port}/readyz")
         pg = await asyncpg.connect(db_url)
-        devices = await seed_fleet(pg, TENANT, args.technicians)
+        devices = await load.seed_fleet(pg, TENANT, args.technicians)
         await pg.close()
         token = issue_token(SECRET, subject="bench", tenant=TENANT, role=Role.DISPATCHER,
                             ttl_s=3600)  # fmt: skip
@@ -123,18 +93,21 @@ async def run(args: argparse.Namespace) -> int:
                     viewport={"width": 1280, "height": 800},
                 )  # fmt: skip
                 page = await browser.new_page()
-                await page.add_init_script(LONG_TASK_PROBE)
+                await page.add_init_script(load.LONG_TASK_PROBE)
                 await page.goto(f"http://127.0.0.1:{api_port}/console#token={token}")
                 await loaded(page, len(devices))
                 print(f"console loaded {len(devices)} technicians; driving ...", flush=True)
-                async with NmeaFleet.connected(tcp_port, devices, CENTER) as fleet:
+                async with load.NmeaFleet.connected(tcp_port, devices, CENTER) as fleet:
                     await fleet.drive(args.warm_up_s)
-                    figures = await measure(page, fleet, args.seconds)
+                    figures = await load.measure(page, fleet, args.seconds)
                 await browser.close()
         for line in figures.lines():
             print(line)
-        ok = figures.lag_p99_ms <= LAG_LIMIT_MS and figures.longest_task_ms <= TASK_LIMIT_MS
-        print(f"bounds (p99 within {LAG_LIMIT_MS:.0f} ms, no task over {TASK_LIMIT_MS:.0f} ms):"
+        ok = (
+            figures.lag_p99_ms <= load.LAG_LIMIT_MS
+            and figures.longest_task_ms <= load.TASK_LIMIT_MS
+        )
+        print(f"bounds (p99 within {load.LAG_LIMIT_MS:.0f} ms, no task over {load.TASK_LIMIT_MS:.0f} ms):"
               f" {'held' if ok else 'NOT held'}")  # fmt: skip
         return 0 if ok else 1
     finally:

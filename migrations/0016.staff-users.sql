@@ -16,19 +16,13 @@ CREATE TABLE users (
 CREATE INDEX users_tenant ON users (tenant_id);
 
 -- A user disabled (or enabled again) is announced like a customer or a technician
--- (migrations/0015), with the user's own role, so their session tokens stop at once.
-CREATE FUNCTION notify_user() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF TG_OP = 'INSERT' OR NEW.enabled IS DISTINCT FROM OLD.enabled THEN
-        PERFORM pg_notify('fixgate_principals', json_build_object(
-            'tenant', NEW.tenant_id, 'role', NEW.role, 'subject', NEW.userid::text,
-            'enabled', NEW.enabled)::text);
-    END IF;
-    RETURN NULL;
-END
-$$;
-CREATE TRIGGER user_enabled AFTER INSERT OR UPDATE OF enabled ON users
-    FOR EACH ROW EXECUTE FUNCTION notify_user();
+-- (migrations/0015's function), with the user's own role, so their session tokens stop at
+-- once in every API process.
+CREATE TRIGGER admin_enabled AFTER INSERT OR UPDATE OF enabled ON users
+    FOR EACH ROW WHEN (NEW.role = 'admin') EXECUTE FUNCTION notify_principal('admin', 'userid');
+CREATE TRIGGER dispatcher_enabled AFTER INSERT OR UPDATE OF enabled ON users
+    FOR EACH ROW WHEN (NEW.role = 'dispatcher')
+    EXECUTE FUNCTION notify_principal('dispatcher', 'userid');
 
 CREATE TABLE signinlinks (
     codehash    text        PRIMARY KEY,  -- sha256 hex of the code; the code is never stored

@@ -29,7 +29,7 @@ from api.models.auth import LinkCreate, LinkRole, Login, Redeem, Session, SignIn
 from api.models.common import Envelope
 from api.passwords import verify_password
 from api.principal import Role
-from api.routes.console import page
+from api.routes.console import html, login_html
 from api.settings import ApiSettings
 from api.store import users
 
@@ -61,7 +61,7 @@ def _session(settings: ApiSettings, role: Role, tenant: str, subject: str) -> Se
 
 @router.get("/login", include_in_schema=False)
 async def login_page(settings: SettingsDep) -> HTMLResponse:
-    return page("login.html", settings)
+    return html(login_html(), settings)
 
 
 @router.post("/auth/login")

@@ -81,6 +81,18 @@ const fixgate = (() => {
     return body;
   }
 
+  // Every row of a paged list (the API's largest pages), up to `maxPages` of them.
+  const PAGE_ROWS = 100;
+  async function pages(path, maxPages = 10) {
+    const rows = [];
+    for (let page = 1; page <= maxPages; page += 1) {
+      const body = await api(`${path}${path.includes("?") ? "&" : "?"}rowsPerPage=${PAGE_ROWS}&pageNumber=${page}`);
+      rows.push(...body.data);
+      if (!body.hasNextPage) break;
+    }
+    return rows;
+  }
+
   function status(text, isError = false) {
     const el = document.getElementById("status");
     el.textContent = text;
@@ -230,5 +242,5 @@ const fixgate = (() => {
     return node;
   }
 
-  return { start, api, connect, baseMap, decodePolyline, distance, duration, status, el };
+  return { start, api, pages, connect, baseMap, decodePolyline, distance, duration, status, el };
 })();

@@ -215,18 +215,8 @@
   }
 
   // ---- geofences and service areas ----------------------------------------------------
-  async function pages(path) {
-    const rows = [];
-    for (let page = 1; page <= MAX_FENCE_PAGES; page += 1) {
-      const body = await api(`${path}${path.includes("?") ? "&" : "?"}rowsPerPage=${PAGE_ROWS}&pageNumber=${page}`);
-      rows.push(...body.data);
-      if (!body.hasNextPage) break;
-    }
-    return rows;
-  }
-
   async function loadFences() {
-    const [fences, areas] = await Promise.all([pages("/geofences"), pages("/service-areas?enabled=true")]);
+    const [fences, areas] = await Promise.all([fixgate.pages("/geofences", MAX_FENCE_PAGES), fixgate.pages("/service-areas?enabled=true", MAX_FENCE_PAGES)]);
     const sla = new Map(areas.map((a) => [a.geofenceId, a.responseTimeSlaMinutes]));
     const names = new Map(fences.map((f) => [f.geofenceId, f.name]));
     const area = $("filter-area").value;

@@ -5,7 +5,6 @@
 // second). The shape can be typed too, as coordinates, so the page works from the keyboard.
 (() => {
   const { api, el } = fixgate;
-  const PAGE_ROWS = 100;
   const MAX_PAGES = 10;
   const STYLE = { service_area: "#2f6fb5", depot: "#5b6573", customer: "#8a5bb5", other: "#7a8594" };
   const $ = (id) => document.getElementById(id);
@@ -14,16 +13,6 @@
   let shape = null; // the layer being drawn or edited
   let editing = null; // {fence, area} of the fence in the form, or null for a new one
   let admin = false;
-
-  async function pages(path) {
-    const rows = [];
-    for (let page = 1; page <= MAX_PAGES; page += 1) {
-      const body = await api(`${path}${path.includes("?") ? "&" : "?"}rowsPerPage=${PAGE_ROWS}&pageNumber=${page}`);
-      rows.push(...body.data);
-      if (!body.hasNextPage) break;
-    }
-    return rows;
-  }
 
   // ---- the shape: layer <-> GeoJSON <-> text -----------------------------------------
   function geometryOf(layer) {
@@ -162,7 +151,7 @@
 
   // ---- the saved fences ------------------------------------------------------------------
   async function load() {
-    const [fences, areas] = await Promise.all([pages("/geofences"), pages("/service-areas")]);
+    const [fences, areas] = await Promise.all([fixgate.pages("/geofences", MAX_PAGES), fixgate.pages("/service-areas", MAX_PAGES)]);
     const areaOf = new Map(areas.map((a) => [a.geofenceId, a]));
     shown.clearLayers();
     for (const f of fences) {

@@ -23,12 +23,8 @@
   }
 
   async function loadVehicles() {
-    const [fleet, devices] = [(await api("/console/fleet")).data, []];
-    for (let page = 1; page <= MAX_DEVICE_PAGES; page += 1) {
-      const body = await api(`/devices?rowsPerPage=100&pageNumber=${page}`);
-      devices.push(...body.data);
-      if (!body.hasNextPage) break;
-    }
+    const [fleet, devices] = await Promise.all([api("/console/fleet").then((b) => b.data),
+      fixgate.pages("/devices", MAX_DEVICE_PAGES)]);
     const owner = new Map(fleet.filter((t) => t.deviceId).map((t) => [t.deviceId, t.name]));
     $("vehicle").replaceChildren(...devices.map((d) => el("option", { value: d.deviceId },
       owner.has(d.deviceId) ? `${owner.get(d.deviceId)} · ${d.deviceId}` : `${d.deviceId} (${d.kind.replace("_", " ")})`)));

@@ -76,13 +76,23 @@ def gateway(fixgate_env: dict[str, str], tmp_path: Path) -> Iterator[GatewayProc
         yield gw
 
 
+async def _staff(pg: asyncpg.Connection, role: Role, email: str) -> tuple[str, str]:
+    password = f"a long enough password for {role.value}"
+    await users.add(pg, tenant="acme", role=role, email=email,
+                    password_hash=hash_password(password))  # fmt: skip
+    return email, password
+
+
 @pytest.fixture
 async def dispatcher(pg: asyncpg.Connection) -> tuple[str, str]:
     """A dispatcher of tenant acme who logs in: (e-mail, password)."""
-    email, password = "dana@acme.example", "a long enough password"
-    await users.add(pg, tenant="acme", role=Role.DISPATCHER, email=email,
-                    password_hash=hash_password(password))  # fmt: skip
-    return email, password
+    return await _staff(pg, Role.DISPATCHER, "dana@acme.example")
+
+
+@pytest.fixture
+async def admin(pg: asyncpg.Connection) -> tuple[str, str]:
+    """An admin of tenant acme who logs in: (e-mail, password)."""
+    return await _staff(pg, Role.ADMIN, "ada@acme.example")
 
 
 @pytest.fixture

@@ -10,9 +10,6 @@ from datetime import UTC, datetime
 import asyncpg
 from playwright.async_api import BrowserContext, expect
 
-from api.passwords import hash_password
-from api.principal import Role
-from api.store import users
 from tests.e2e.browser.conftest import ORIGIN
 from tests.support.browser import log_in, screenshot, watch_errors
 from tests.support.fleet import NmeaTracker
@@ -22,13 +19,15 @@ UI_TIMEOUT_MS = 10_000
 
 
 async def test_a_device_registered_in_the_browser_connects_with_the_shown_token(
-    api_base: str, gateway: GatewayProcess, pg: asyncpg.Connection, browser: BrowserContext
+    api_base: str,
+    gateway: GatewayProcess,
+    pg: asyncpg.Connection,
+    browser: BrowserContext,
+    admin: tuple[str, str],
 ) -> None:
-    await users.add(pg, tenant="acme", role=Role.ADMIN, email="ada@acme.example",
-                    password_hash=hash_password("another long password"))  # fmt: skip
     page = await browser.new_page()
     errors = watch_errors(page)
-    await log_in(page, api_base, "ada@acme.example", "another long password", "/console/devices")
+    await log_in(page, api_base, *admin, "/console/devices")
     await page.get_by_label("Device id").fill("truck-12")
     await page.get_by_label("Kind").select_option("tow_truck")
     await page.get_by_role("button", name="Register device").click()

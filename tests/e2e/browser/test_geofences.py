@@ -16,9 +16,6 @@ import pytest
 import redis.asyncio as aioredis
 from playwright.async_api import BrowserContext, expect
 
-from api.passwords import hash_password
-from api.principal import Role
-from api.store import users
 from tests.e2e.browser.conftest import ORIGIN
 from tests.support.api import Tenant
 from tests.support.browser import log_in, screenshot, watch_errors
@@ -64,12 +61,11 @@ async def test_a_polygon_drawn_in_the_browser_makes_the_engine_see_a_device_ente
     redis_client: aioredis.Redis,
     redis_prefix: str,
     browser: BrowserContext,
+    admin: tuple[str, str],
 ) -> None:
-    await users.add(pg, tenant="acme", role=Role.ADMIN, email="ada@acme.example",
-                    password_hash=hash_password("another long password"))  # fmt: skip
     page = await browser.new_page()
     errors = watch_errors(page)
-    await log_in(page, api_base, "ada@acme.example", "another long password", "/console/geofences")
+    await log_in(page, api_base, *admin, "/console/geofences")
     await page.get_by_label("Name").fill("Casino square")
     await page.get_by_label("Kind").select_option("service_area")
     await page.get_by_label("Response-time SLA (minutes)").fill("15")
