@@ -1,4 +1,4 @@
-# The pages' map library from the npm registry, pinned by web/package-lock.json.
+# The pages' map and drawing libraries from the npm registry, pinned by web/package-lock.json.
 FROM node:20-slim AS web
 WORKDIR /web
 COPY web/package.json web/package-lock.json ./
@@ -6,7 +6,11 @@ RUN npm ci --ignore-scripts --no-audit --no-fund \
     && mkdir -p /vendor/leaflet/images \
     && cp node_modules/leaflet/dist/leaflet.js node_modules/leaflet/dist/leaflet.css \
           node_modules/leaflet/LICENSE /vendor/leaflet/ \
-    && cp node_modules/leaflet/dist/images/*.png /vendor/leaflet/images/
+    && cp node_modules/leaflet/dist/images/*.png /vendor/leaflet/images/ \
+    && mkdir -p /vendor/geoman \
+    && cp node_modules/@geoman-io/leaflet-geoman-free/dist/leaflet-geoman.min.js \
+          node_modules/@geoman-io/leaflet-geoman-free/dist/leaflet-geoman.css \
+          node_modules/@geoman-io/leaflet-geoman-free/LICENSE /vendor/geoman/
 
 FROM python:3.11-slim-bookworm
 WORKDIR /app

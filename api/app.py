@@ -18,6 +18,7 @@ from api.outbox import Outbox
 from api.realtime import endpoint, fanout
 from api.realtime.service import Realtime
 from api.routes import (
+    auth,
     console,
     customers,
     devices,
@@ -128,7 +129,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.add_middleware(RequestMetrics)
     modules = (
         health, customers, vans, technicians, services, service_requests, devices, geofences,
-        service_areas, console,
+        service_areas, console, auth,
     )  # fmt: skip
     for module in modules:
         app.include_router(module.router)

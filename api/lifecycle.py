@@ -166,20 +166,28 @@ async def _leave_queue(uow: UnitOfWork, view: RequestView) -> None:
 async def create(
     state: ApiState, principal: Principal, body: CreateServiceRequest
 ) -> tuple[UUID, str]:
-    customer_id = subject_id(principal)
     scheduled = body.service_schedule_type.value == "Scheduled"
     async with unit_of_work(state, principal.tenant, principal) as uow:
         uow.attempt(None, Action.CREATE, None)
-        move = _decide(Attempt(Action.CREATE, scheduled=scheduled), None, principal)
+        attempt = Attempt(Action.CREATE, scheduled=scheduled, customer=body.customer_id)
+        move = _decide(attempt, None, principal)
         conn, tenant = uow.conn, uow.tenant
-        limit = state.settings.customer_open_requests_max
-        if (open_now := await requests.open_requests_of(conn, tenant, customer_id)) >= limit:
-            raise conflict(
-                f"You have {open_now} open requests: at most {limit} at once"
-                " (FIXGATE_CUSTOMER_OPEN_REQUESTS_MAX)"
-            )
+        if principal.is_staff:  # taking a call: the customer named, of this tenant, enabled
+            assert body.customer_id is not None  # decide refused staff without one
+            customer_id = body.customer_id
+            if not await requests.customer_enabled(conn, tenant, customer_id):
+                raise not_found("Customer")
+        else:  # the customer's own path keeps its bound
+            customer_id = subject_id(principal)
+            limit = state.settings.customer_open_requests_max
+            if (open_now := await requests.open_requests_of(conn, tenant, customer_id)) >= limit:
+                raise conflict(
+                    f"You have {open_now} open requests: at most {limit} at once"
+                    " (FIXGATE_CUSTOMER_OPEN_REQUESTS_MAX)"
+                )
         if not await requests.vehicle_of_customer(conn, tenant, customer_id, body.vehicle_id):
-            raise ApiError(422, "vehicleId: no such vehicle of yours")
+            whose = "of this customer" if principal.is_staff else "of yours"
+            raise ApiError(422, f"vehicleId: no such vehicle {whose}")
         services = await requests.catalog_services(conn, tenant, body.services)
         if len(services) != len(body.services):
             raise ApiError(422, "services: unknown or disabled service")

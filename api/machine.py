@@ -189,9 +189,10 @@ _QUEUE = (Event.QUEUE_UPDATED, Event.QUEUE_POSITION_CHANGED)
 TABLE: dict[Action, Rule] = {
     # Creation and assignment (seed 004 table 1).
     Action.CREATE: Rule(
-        frozenset(), S.RINGING, frozenset({Party.OWN_CUSTOMER}), "",
+        frozenset(), S.RINGING, frozenset({Party.OWN_CUSTOMER, Party.STAFF}), "",
         (Event.NEW_SERVICE_REQUEST,),
-    ),  # a Scheduled request is created Pending instead (`Attempt.scheduled`)
+    ),  # a Scheduled request is created Pending instead (`Attempt.scheduled`); staff
+        # take a call for a named customer (`Attempt.customer`)
     Action.RING: Rule(
         frozenset({S.PENDING, S.RINGING}), S.RINGING, _SYSTEM, "Only a ringing request rings",
         (Event.RING_NOTIFICATION,),
@@ -313,6 +314,7 @@ class Attempt:
     queue_limit: int = 5
     reason: str | None = None
     scheduled: bool = False  # create: a Scheduled request
+    customer: UUID | None = None  # create: whom it is for (staff name the customer)
     scheduled_at: datetime | None = None  # assign: a new time for it
     priority: int | None = None  # escalate: the new rank
     rating: int | None = None  # feedback
@@ -366,7 +368,7 @@ class Move:
 class Refusal:
     """A refused action: the HTTP status, a message a person can act on, the state."""
 
-    status: int  # 403, 404 or 409
+    status: int  # 403, 404, 409, or 422 (an attempt that lacks what it needs)
     message: str
     state: RequestStatus | None = None
     audited: bool = field(default=False)
@@ -416,7 +418,7 @@ def decide(
         allowed = ", ".join(sorted(r.value for r in roles_of(action)))
         return Refusal(403, f"Only {allowed} may do this (you are {principal.role.value})")
     if action is Action.CREATE:
-        return _create(attempt, now)
+        return _create(attempt, principal, now)
     if request is None or (principal is not None and not may_see(request, principal)):
         return Refusal(404, "Service request not found")
     state = request.status
@@ -463,11 +465,27 @@ def _move(
     )
 
 
-def _create(attempt: Attempt, now: datetime) -> Move:
+def _create(attempt: Attempt, principal: Principal | None, now: datetime) -> Decision:
+    """A customer creates for themselves; staff (taking a call) for the customer they name,
+    whose being of the tenant the shell checks (404 otherwise, like any other's)."""
+    assert principal is not None, "a request is created by someone"
+    if principal.is_staff and attempt.customer is None:
+        return Refusal(422, "customerId: staff create a request for a named customer")
+    if not principal.is_staff and attempt.customer not in (None, _subject(principal)):
+        return Refusal(403, "A customer creates requests for themselves only")
     rule = TABLE[Action.CREATE]
     new = S.PENDING if attempt.scheduled else S.RINGING
     changes: dict[str, Any] = {"ringstarttime": None if attempt.scheduled else now}
-    return Move(Action.CREATE, None, new, changes, rule.announces, Audit(Action.CREATE, None, new))
+    detail = f"for customer {attempt.customer}" if principal.is_staff else None
+    audit = Audit(Action.CREATE, None, new, detail=detail)
+    return Move(Action.CREATE, None, new, changes, rule.announces, audit)
+
+
+def _subject(principal: Principal) -> UUID | None:
+    try:
+        return UUID(principal.subject)
+    except ValueError:
+        return None
 
 
 def _ring_end(request: RequestView, now: datetime) -> datetime:

@@ -1,9 +1,10 @@
-"""Which customers and technicians are disabled, in every API process's memory.
+"""Which customers, technicians and staff users are disabled, in every API process's memory.
 
 A token stays valid until it expires; a principal disabled meanwhile must lose access at
 once. Looking them up per request would cost every request a database round trip, so each
 process keeps the set of disabled principals: loaded at start, kept current by the
-notifications of migrations/0015 on `fixgate_principals` (on a connection of its own,
+notifications of migrations/0015 (and 0016 for staff users, with their own role) on
+`fixgate_principals` (on a connection of its own,
 reconnecting while the database is away, and loading the whole set again after each
 connect, since notifications sent meanwhile are lost). Disabling one also closes its open
 WebSockets (`on_disable`).
@@ -61,6 +62,7 @@ class Principals:
             " FROM customermaster WHERE NOT enabled"
             " UNION ALL SELECT tenant_id, 'technician', technicianid::text"
             " FROM technicianmaster WHERE NOT enabled"
+            " UNION ALL SELECT tenant_id, role, userid::text FROM users WHERE NOT enabled"
         )
         found = {(r["tenant_id"], r["role"], r["subject"]) for r in rows}
         for tenant, role, subject in found - self._disabled:

@@ -66,6 +66,24 @@ async def live_positions(
     return [_position(next(found)) if d is not None else None for d in device_ids]
 
 
+async def live_fields(
+    client: AnyRedis, keys: Keys, device_ids: Sequence[str]
+) -> list[dict[str, str] | None]:
+    """The live hashes of many devices as text (contracts.live's fields), in one round trip
+    (None: none known)."""
+    if not device_ids:
+        return []
+    pipe = client.pipeline(transaction=False)
+    for device in device_ids:
+        pipe.hgetall(keys.device(device))
+    found = await pipe.execute()
+    return [{_text(k): _text(v) for k, v in raw.items()} if raw else None for raw in found]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 async def latest_route(client: AnyRedis, prefix: str, request_id: str) -> dict[str, Any] | None:
     raw = await client.get(route_key(prefix, request_id))
     if raw is None:

@@ -6,6 +6,7 @@ so one environment serves both processes.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, field_validator
@@ -136,6 +137,37 @@ class ApiSettings(BaseSettings):
         gt=0,
         description="A technician's 'connected' claim lapses this long after its process stops"
         " refreshing it, seconds.",
+    )
+
+    session_ttl_s: int = Field(
+        8 * 3600,
+        ge=60,
+        le=24 * 3600,
+        description="Life of a session token from a login or a sign-in link, seconds (a shift).",
+    )
+    login_max_failures: int = Field(
+        5, ge=1, description="Failed logins in a row that lock an account (per e-mail)."
+    )
+    login_max_failures_per_address: int = Field(
+        20, ge=1, description="Failed logins from one address that lock it out, any accounts."
+    )
+    login_lockout_s: int = Field(
+        900, ge=1, description="How long a lockout lasts, and the window failures count in, s."
+    )
+    public_url: str | None = Field(
+        None,
+        description="The API's address as people reach it (https://dispatch.example.com), for"
+        " sign-in links; unset: the address the request came to.",
+    )
+
+    mqtt_admin_url: str | None = Field(
+        None,
+        description="The broker's dynamic-security admin account: devices registered through"
+        " the API get their broker accounts (as `fixgate device add`); unset: none.",
+    )
+    mqtt_topic_prefix: str = Field("", description="The gateway's MQTT topic prefix.")
+    mqtt_ca_file: Path | None = Field(
+        None, description="CA certificate of the broker's TLS certificate (mqtts:// URLs)."
     )
 
     map_tiles_url: str | None = Field(

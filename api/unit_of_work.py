@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from api.errors import ApiError, conflict, forbidden, not_found
+from api.errors import ApiError, conflict, forbidden, invalid, not_found
 from api.events import to_json
 from api.machine import Action, Audit, Refusal, RequestStatus
 from api.principal import Principal
@@ -128,6 +128,9 @@ def refused(refusal: Refusal) -> ApiError:
         return not_found(refusal.message.removesuffix(" not found"))
     if refusal.status == 403:
         return forbidden(refusal.message)
+    if refusal.status == 422:
+        field, _, message = refusal.message.partition(": ")
+        return invalid(field, message)
     return conflict(refusal.message, refusal.state.value if refusal.state else None)
 
 

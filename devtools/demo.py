@@ -32,9 +32,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final
 
+import asyncpg
 import httpx
 
+from api.passwords import generate_password, hash_password
+from api.principal import Role
 from api.settings import DEMO_API_SECRET, ApiSettings
+from api.store import users
 from devtools.demo_geofences import ensure_geofences, print_engine_events
 from devtools.driving import RoadPlanner
 from devtools.scenario import DispatchSetup, ScenarioOptions, run_scenarios, technician_apps
@@ -196,6 +200,19 @@ def demo_env(stack: StackSettings, roads_path: Path | None) -> dict[str, str]:
     return env
 
 
+async def demo_dispatcher(database_url: str, tenant: str) -> tuple[str, str]:
+    """The demo's dispatcher who logs in at /login: (e-mail, a password new each run)."""
+    email, password = f"dispatcher@{tenant}.example", generate_password()
+    conn = await asyncpg.connect(database_url)
+    try:
+        if not await users.set_password(conn, email, hash_password(password)):
+            await users.add(conn, tenant=tenant, role=Role.DISPATCHER, email=email,
+                            password_hash=hash_password(password))  # fmt: skip
+    finally:
+        await conn.close()
+    return email, password
+
+
 DEMO_GATEWAY_ACCOUNT = "fixgate-demo-gateway"
 """The demo's gateway logs in to the broker under an account of its own: the broker names
 a session after its account, so sharing the stack's with a gateway already running would
@@ -277,6 +294,7 @@ async def run_demo(
     env["FIXGATE_MQTT_URL"] = await demo_gateway_account(settings)
     secret = env["FIXGATE_API_SECRET"]
     devices, state = await prepare_fleet(settings, options)
+    login = await demo_dispatcher(settings.database_url, options.tenant)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -316,7 +334,7 @@ async def run_demo(
                 )
             )
             tasks.append(asyncio.create_task(technician_apps(api_base, setup, stop)))
-            _say(_banner(options, procs, duration_s, api_base, setup, scenario, children))
+            _say(_banner(options, procs, duration_s, api_base, setup, scenario, children, login))
             tasks.append(
                 asyncio.create_task(
                     run_scenarios(api, setup, planner_for(options), scenario, stop, _say)
@@ -357,7 +375,7 @@ def planner_for(options: FleetOptions) -> RoadPlanner:
 def _banner(
     options: FleetOptions, procs: dict[str, asyncio.subprocess.Process],
     duration_s: float | None, api_base: str, setup: DispatchSetup, scenario: ScenarioOptions,
-    children: list[Child],
+    children: list[Child], login: tuple[str, str],
 ) -> str:  # fmt: skip
     until = "Ctrl-C stops it" if duration_s is None else f"it stops after {duration_s:g} s"
     pids = ", ".join(f"{name} pid {p.pid}" for name, p in procs.items())
@@ -370,5 +388,6 @@ def _banner(
         f"(registered as technicians, each with its app's WebSocket open); {until}.\n"
         f"A customer request every ~{scenario.every_s:g} s: ring, accept, journey, arrival, work, completion, feedback.\n"
         f"  console      {api_base}/console#token={setup.admin_token}\n"
+        f"  log in       {api_base}/login as {login[0]}, password {login[1]} (a dispatcher)\n"
         f"{logs}"
     )

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import Field, JsonValue
 
 from api.models.catalog import MAX_TEXT
-from api.models.common import CamelModel, Paging
+from api.models.common import CamelModel, Paging, PatchModel, optional
 
 MAX_RADIUS_M = 100_000.0
 """Largest circle fence: a service area wider than 100 km is a region, drawn as a polygon."""
@@ -48,6 +48,29 @@ class GeofenceCreate(CamelModel):
     )
     radius_m: float | None = Field(None, gt=0, le=MAX_RADIUS_M)
     dwell_s: float = Field(0.0, ge=0, le=MAX_DWELL_S)
+
+
+def _geojson_no_default(schema: dict[str, Any]) -> None:
+    """May be left out, never null (the column takes none): no default in the document."""
+    schema.pop("default", None)
+    schema.update(required=["type"], properties={"type": {"type": "string", "enum": GEOJSON_TYPES}})
+
+
+def _optional_geojson() -> Any:
+    return Field(
+        None,
+        description="The new shape, as in a creation (a Point with radiusM for a circle)",
+        json_schema_extra=_geojson_no_default,
+    )
+
+
+class GeofenceUpdate(PatchModel):
+    """The fields given change; its kind stays (a service area's fence stays one)."""
+
+    name: str = optional(min_length=1, max_length=MAX_TEXT)
+    geometry: dict[str, Any] = _optional_geojson()
+    radius_m: float | None = Field(None, gt=0, le=MAX_RADIUS_M)
+    dwell_s: float = optional(ge=0, le=MAX_DWELL_S)
 
 
 class GeofenceInfo(CamelModel):

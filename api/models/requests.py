@@ -41,6 +41,11 @@ class Coordinates(CamelModel):
 
 
 class CreateServiceRequest(CamelModel):
+    customer_id: UUID | None = Field(
+        None,
+        description="Staff taking a call: the customer the request is for (required for them);"
+        " a customer may leave it out or name themselves",
+    )
     vehicle_id: UUID
     service_schedule_type: ServiceScheduleType = ServiceScheduleType.ON_DEMAND
     location_preference: LocationPreference = LocationPreference.CUSTOMER_LOCATION

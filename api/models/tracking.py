@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
+from pydantic import Field
+
+from api.exports import ExportFormat
 from api.models.catalog import CustomerBasicInfo, TechnicianBasicInfo, VanInfo
 from api.models.common import CamelModel, IsoDatetime, RequestStatus
 from api.models.requests import ServiceRequestBasicInfo
@@ -92,10 +95,16 @@ class TrackPoint(CamelModel):
 
 class Track(CamelModel):
     device_id: str
-    bucket_seconds: float
+    bucket_seconds: float = Field(
+        description="0: every stored fix of the range; else the width of the averaged buckets"
+    )
     points: list[TrackPoint]
 
 
 class TrackQuery(CamelModel):
     from_time: IsoDatetime
     to_time: IsoDatetime
+
+
+class ExportQuery(TrackQuery):
+    format: ExportFormat = Field(description="csv, gpx (GPX 1.1) or geojson")

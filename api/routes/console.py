@@ -6,6 +6,8 @@ fleet with live positions, and the rings in progress."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -55,24 +57,104 @@ def content_security_policy(tiles_url: str | None) -> str:
     )
 
 
-def _page(name: str, settings: ApiSettings) -> HTMLResponse:
+def page(name: str, settings: ApiSettings) -> HTMLResponse:
+    """A page of its own (the customer's tracking page)."""
+    return html((STATIC / name).read_text(encoding="utf-8"), settings)
+
+
+@dataclass(frozen=True, slots=True)
+class StaffPage:
+    """A console page: one layout (api/static/layout.html) around its own main part
+    (api/static/pages/), its script and what it needs of the vendored libraries."""
+
+    path: str
+    name: str
+    """Its navigation link's text and its main part's file (lower case)."""
+    script: str
+    map: bool = True
+    drawing: bool = False
+    live: bool = False
+    """Shows the WebSocket's state and how old the fleet's positions are."""
+
+
+STAFF_PAGES = (
+    StaffPage("/console", "Dispatch", "console.js", live=True),
+    StaffPage("/console/playback", "Playback", "playback.js"),
+    StaffPage("/console/geofences", "Geofences", "geofences.js", drawing=True),
+    StaffPage("/console/devices", "Devices", "devices.js", map=False),
+)
+LEAFLET = ("/static/vendor/leaflet/leaflet.css", "/static/vendor/leaflet/leaflet.js")
+GEOMAN = ("/static/vendor/geoman/leaflet-geoman.css", "/static/vendor/geoman/leaflet-geoman.min.js")
+
+
+def _nav(active: str) -> str:
+    current = ' aria-current="page"'
+    links = "".join(
+        f'\n      <a href="{p.path}"{current if p.path == active else ""}>{p.name}</a>'
+        for p in STAFF_PAGES
+    )
+    return f'    <nav aria-label="Console pages">{links}\n    </nav>\n'
+
+
+@lru_cache(maxsize=16)
+def render(main: str, title: str, css: tuple[str, ...], js: tuple[str, ...], header: str,
+           body_class: str = "") -> str:  # fmt: skip
+    """The layout filled in (cached: the files ship with the package)."""
+    layout = (STATIC / "layout.html").read_text(encoding="utf-8")
+    return layout.format(
+        title=title,
+        styles="".join(f'  <link rel="stylesheet" href="{c}">\n' for c in css),
+        body_class=f' class="{body_class}"' if body_class else "",
+        header=header,
+        main=(STATIC / "pages" / f"{main}.html").read_text(encoding="utf-8"),
+        scripts="".join(f'  <script src="{j}"></script>\n' for j in js),
+    )
+
+
+def _staff_html(p: StaffPage) -> str:
+    libraries = (LEAFLET,) * p.map + (GEOMAN,) * p.drawing
+    live = (
+        '    <span id="live" class="live off">offline</span>\n'
+        '    <span id="fleet-lag" class="muted" title="age of the newest positions shown"></span>\n'
+    ) if p.live else ""  # fmt: skip
+    header = (
+        _nav(p.path) + '    <span id="who" class="muted"></span>\n' + live
+        + '    <span id="status" role="status"></span>\n    <span class="spacer"></span>\n'
+        '    <button id="logout" type="button">Log out</button>\n'
+    )  # fmt: skip
+    css = tuple(css for css, _ in libraries)
+    js = (*(js for _, js in libraries), "/static/common.js", f"/static/{p.script}")
+    return render(p.name.lower(), p.name.lower(), css, js, header, "" if p.map else "page")
+
+
+def html(text: str, settings: ApiSettings) -> HTMLResponse:
     # no-store: a page holds no data, but an old copy would load old scripts.
     headers = {
         "Cache-Control": "no-store",
         "Content-Security-Policy": content_security_policy(settings.map_tiles_url),
     }
-    return HTMLResponse((STATIC / name).read_text(encoding="utf-8"), headers=headers)
+    return HTMLResponse(text, headers=headers)
 
 
-@router.get("/console", include_in_schema=False)
-async def console_page(settings: SettingsDep) -> HTMLResponse:
-    """Sign in with `/console#token=...` (a fragment: never sent to a server)."""
-    return _page("console.html", settings)
+def _staff_route(p: StaffPage) -> Callable[[ApiSettings], Awaitable[HTMLResponse]]:
+    async def show(settings: SettingsDep) -> HTMLResponse:
+        return html(_staff_html(p), settings)
+
+    return show
+
+
+for _page in STAFF_PAGES:  # staff log in at /login, or with #token=... (never sent)
+    router.add_api_route(_page.path, _staff_route(_page), methods=["GET"],
+                         include_in_schema=False)  # fmt: skip
+
+
+def login_html() -> str:
+    return render("login", "log in", (), ("/static/login.js",), "", "login-page")
 
 
 @router.get("/track/{requestId}", include_in_schema=False)
 async def track_page(requestId: str, settings: SettingsDep) -> HTMLResponse:
-    return _page("track.html", settings)
+    return page("track.html", settings)
 
 
 @lru_cache(maxsize=4)

@@ -5,16 +5,18 @@ tells every engine to reload the tenant's fences within a second."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Path, Query
+from shapely.geometry.base import BaseGeometry
 
 from api.deps import AdminDep, DbDep, StaffDep, StateDep
 from api.errors import conflict, invalid, not_found
 from api.guard import guarded_router
 from api.models.common import Envelope, IdData, ServerPaginatedData, paginated
-from api.models.geofences import GeofenceCreate, GeofenceFilter, GeofenceInfo
+from api.models.geofences import GeofenceCreate, GeofenceFilter, GeofenceInfo, GeofenceUpdate
 from api.routes.catalog import done
+from api.settings import ApiSettings
 from api.store import geofences as store
 from gateway.engine.fences import BadGeofence, add_geofence, geometry_from_geojson, remove_geofence
 
@@ -24,17 +26,15 @@ MAX_ID = 2**63 - 1  # bigserial
 GeofenceId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
-@router.post("")
-async def create_geofence(
-    body: GeofenceCreate, state: StateDep, db: DbDep, principal: AdminDep
-) -> Envelope[IdData]:
-    """Every tenant's fences share the engine: a fence's vertices and a tenant's fences are
-    bounded (`FIXGATE_GEOFENCE_MAX_VERTICES`, `FIXGATE_GEOFENCES_PER_TENANT_MAX`)."""
-    limit = state.settings.geofence_max_vertices
-    if (vertices := _vertices(body.geometry)) > limit:
+def _shape(
+    settings: ApiSettings, geometry_doc: dict[str, Any], radius_m: float | None
+) -> BaseGeometry:
+    """The fence's shape from GeoJSON, bounded and checked (422 naming the field)."""
+    limit = settings.geofence_max_vertices
+    if (vertices := _vertices(geometry_doc)) > limit:
         raise invalid("geometry", f"{vertices} vertices: at most {limit} per geofence")
     try:
-        geometry = geometry_from_geojson(body.geometry, body.radius_m)
+        geometry = geometry_from_geojson(geometry_doc, radius_m)
     except BadGeofence as e:
         field = "radiusM" if "radius" in str(e) else "geometry"
         raise invalid(field, str(e).replace("--radius-m", "radiusM")) from None
@@ -43,6 +43,16 @@ async def create_geofence(
     west, south, east, north = geometry.bounds
     if not (-180 <= west <= east <= 180 and -90 <= south <= north <= 90):
         raise invalid("geometry", "coordinates are (longitude, latitude) in degrees, WGS 84")
+    return geometry
+
+
+@router.post("")
+async def create_geofence(
+    body: GeofenceCreate, state: StateDep, db: DbDep, principal: AdminDep
+) -> Envelope[IdData]:
+    """Every tenant's fences share the engine: a fence's vertices and a tenant's fences are
+    bounded (`FIXGATE_GEOFENCE_MAX_VERTICES`, `FIXGATE_GEOFENCES_PER_TENANT_MAX`)."""
+    geometry = _shape(state.settings, body.geometry, body.radius_m)
     most = state.settings.geofences_per_tenant_max
     if await store.count(db, principal.tenant) >= most:
         raise invalid("geometry", f"the tenant has {most} geofences: at most {most}")
@@ -56,6 +66,27 @@ async def create_geofence(
         radius_m=body.radius_m, dwell_s=body.dwell_s,
     )  # fmt: skip
     return Envelope[IdData](status=200, message="Geofence created", data=IdData(id=str(fid)))
+
+
+@router.patch("/{geofenceId}")
+async def update_geofence(
+    geofenceId: GeofenceId, body: GeofenceUpdate, state: StateDep, db: DbDep,
+    principal: AdminDep,
+) -> Envelope[None]:  # fmt: skip
+    """Change a fence's name, shape (`geometry`, with `radiusM` for a circle) or dwell in
+    place: its id, kind and service area stay; the engines reload it within a second."""
+    if body.radius_m is not None and body.geometry is None:
+        raise invalid("radiusM", "give the circle's geometry (its centre) with its radius")
+    geometry = _shape(state.settings, body.geometry, body.radius_m) if body.geometry else None
+    if body.name is not None and await db.fetchval(
+        "SELECT true FROM geofences WHERE tenant_id = $1 AND name = $2 AND id <> $3",
+        principal.tenant, body.name, geofenceId,
+    ):  # fmt: skip
+        raise conflict(f"A geofence named {body.name!r} already exists")
+    if not await store.update(db, principal.tenant, geofenceId, name=body.name,
+                              geometry=geometry, radius_m=body.radius_m, dwell_s=body.dwell_s):  # fmt: skip
+        raise not_found("Geofence")
+    return done("Geofence updated")
 
 
 def _vertices(value: object) -> int:

@@ -56,9 +56,14 @@ const fixgate = (() => {
     });
   }
 
+  // A page that has a login page of its own (the console: /login) goes there to sign in
+  // again; the others reload and show the paste-a-token box.
+  let loginUrl = null;
+
   function logout() {
     sessionStorage.removeItem(TOKEN_KEY);
-    window.location.reload();
+    if (loginUrl) window.location.assign(loginUrl);
+    else window.location.reload();
   }
 
   async function api(path, options = {}) {
@@ -76,14 +81,33 @@ const fixgate = (() => {
     return body;
   }
 
+  // Every row of a paged list (the API's largest pages), up to `maxPages` of them.
+  const PAGE_ROWS = 100;
+  async function pages(path, maxPages = 10) {
+    const rows = [];
+    for (let page = 1; page <= maxPages; page += 1) {
+      const body = await api(`${path}${path.includes("?") ? "&" : "?"}rowsPerPage=${PAGE_ROWS}&pageNumber=${page}`);
+      rows.push(...body.data);
+      if (!body.hasNextPage) break;
+    }
+    return rows;
+  }
+
   function status(text, isError = false) {
     const el = document.getElementById("status");
     el.textContent = text;
     el.classList.toggle("error", isError);
   }
 
-  async function start(main) {
+  // options.loginUrl: where to sign in when there is no usable token (else the box).
+  async function start(main, options = {}) {
+    loginUrl = options.loginUrl || null;
     let token = takeToken();
+    if (!usable(token) && loginUrl) {
+      sessionStorage.removeItem(TOKEN_KEY);
+      window.location.assign(`${loginUrl}?next=${encodeURIComponent(window.location.pathname)}`);
+      return;
+    }
     if (!usable(token)) token = await login(token ? "The saved token has expired." : "");
     document.getElementById("logout").onclick = logout;
     try {
@@ -218,5 +242,5 @@ const fixgate = (() => {
     return node;
   }
 
-  return { start, api, connect, baseMap, decodePolyline, distance, duration, status, el };
+  return { start, api, pages, connect, baseMap, decodePolyline, distance, duration, status, el };
 })();

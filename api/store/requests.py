@@ -663,6 +663,16 @@ async def open_requests_of(conn: asyncpg.Connection, tenant: str, customer_id: U
     return found
 
 
+async def customer_enabled(conn: asyncpg.Connection, tenant: str, customer_id: UUID) -> bool:
+    """The customer is the tenant's and enabled (staff create requests for them)."""
+    found: bool | None = await conn.fetchval(
+        "SELECT enabled FROM customermaster WHERE customerid = $1 AND tenant_id = $2",
+        customer_id,
+        tenant,
+    )
+    return bool(found)
+
+
 async def vehicle_of_customer(
     conn: asyncpg.Connection, tenant: str, customer_id: UUID, vehicle_id: UUID
 ) -> bool:

@@ -63,6 +63,7 @@ def test_a_bounded_demo_runs_a_scenario_to_the_arrival(
     threading.Thread(target=_lines, args=(proc.stdout, lines), daemon=True).start()
     seen: list[str] = []
     token = None
+    logged_in: int | None = None
     arrived: dict[str, object] | None = None
     deadline = time.monotonic() + DURATION_S + 60
     try:
@@ -73,6 +74,10 @@ def test_a_bounded_demo_runs_a_scenario_to_the_arrival(
                 if token is None:
                     found = re.search(r"/console#token=(\S+)", "".join(seen))
                     token = found.group(1) if found else None
+                login = re.search(r"/login as (\S+), password (\S+) ", "".join(seen))
+                if login and logged_in is None:  # the printed dispatcher logs in
+                    logged_in = api.post("/auth/login", json={
+                        "email": login.group(1), "password": login.group(2)}).status_code  # fmt: skip
                 if token is None or arrived is not None:
                     continue
                 # Through the API, as the console sees it: a request the technician reached.
@@ -102,6 +107,7 @@ def test_a_bounded_demo_runs_a_scenario_to_the_arrival(
     output = "".join(seen)
     assert code == 0, output[-4000:]
     assert arrived is not None, output[-4000:]
+    assert logged_in == 200, output[-4000:]
     assert arrived["technician"] is not None and arrived["journeyStartedAt"] is not None
     assert "arrived (the engine's trip_arrived" in output, output[-4000:]
     assert "/track/" in output and "ring" in output

@@ -134,3 +134,14 @@ async def drive(
         received_at=at,
     )  # fmt: skip
     await LiveWriter(client, prefix).write([fix], [fix])
+
+
+async def log_in(page: Page, base: str, email: str, password: str, path: str = "/console") -> None:
+    """Open `path` without a token: the page sends the browser to /login; log in there as
+    a person does (by the fields' labels) and land back on `path`."""
+    await page.goto(f"{base}{path}")
+    await page.wait_for_url(f"{base}/login?next=*")
+    await page.get_by_label("E-mail").fill(email)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Log in").click()
+    await page.wait_for_url(f"{base}{path}")

@@ -171,3 +171,35 @@ async def test_a_fence_created_over_the_api_is_the_running_engines(
         ("geofence_enter", int(fid)),
         ("geofence_exit", int(fid)),
     ]
+
+
+async def test_a_fence_is_edited_in_place_keeping_its_id_and_service_area(
+    client: httpx.AsyncClient,
+) -> None:
+    fid = await _create(client, {"name": "East", "kind": "service_area",
+                                 "geometry": {"type": "Polygon", "coordinates": square(200)}},
+                        ADMIN)  # fmt: skip
+    area = await client.post("/service-areas", json={"geofenceId": int(fid)}, headers=ADMIN)
+    assert area.status_code == 200, area.text
+    bigger = {"name": "East (wider)", "geometry": {"type": "Polygon", "coordinates": square(400)},
+              "dwellS": 30}  # fmt: skip
+    assert (
+        await client.patch(f"/geofences/{fid}", json=bigger, headers=DISPATCHER)
+    ).status_code == 403
+    changed = await client.patch(f"/geofences/{fid}", json=bigger, headers=ADMIN)
+    assert changed.status_code == 200, changed.text
+    got = (await client.get(f"/geofences/{fid}", headers=ADMIN)).json()["data"]
+    assert (got["name"], got["kind"], got["dwellS"]) == ("East (wider)", "service_area", 30)
+    wider = [[[round(x, 9), round(y, 9)] for x, y in ring] for ring in square(400)]
+    assert got["geometry"]["coordinates"] == wider  # PostGIS writes 9 decimals
+    areas = (await client.get("/service-areas", headers=ADMIN)).json()["data"]
+    assert [a["geofenceId"] for a in areas] == [int(fid)]
+    # A circle's radius comes with its centre; a polygon has none.
+    circle = {"geometry": {"type": "Point", "coordinates": [LON, LAT]}, "radiusM": 150}
+    assert (await client.patch(f"/geofences/{fid}", json=circle, headers=ADMIN)).status_code == 200
+    got = (await client.get(f"/geofences/{fid}", headers=ADMIN)).json()["data"]
+    assert (got["geometryType"], got["radiusM"]) == ("POINT", 150)
+    lone = await client.patch(f"/geofences/{fid}", json={"radiusM": 90}, headers=ADMIN)
+    assert lone.status_code == 422
+    assert (await client.patch(f"/geofences/{fid}", json={"name": "x"},
+                               headers=OTHER_TENANT)).status_code == 404  # fmt: skip

@@ -7,12 +7,17 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 from playwright.async_api import BrowserContext
 
+from api.passwords import hash_password
+from api.principal import Role
+from api.store import users
 from tests.support.api import SECRET, Tenant
 from tests.support.browser import api_process, chromium
+from tests.support.gateway import GatewayProcess, running_gateway
 
 ORIGIN = (43.7384, 7.4246)
 """Monaco: the routing extract the OSRM work prepares is Monaco's."""
@@ -62,6 +67,32 @@ def api_base(fixgate_env: dict[str, str], roads_file: Path, redis_client: object
 async def acme(api_base: str) -> AsyncIterator[Tenant]:
     async with httpx.AsyncClient(base_url=api_base) as client:
         yield Tenant(client=client, name="acme")
+
+
+@pytest.fixture
+def gateway(fixgate_env: dict[str, str], tmp_path: Path) -> Iterator[GatewayProcess]:
+    """A real `fixgate gateway` on this test's database and Redis prefix."""
+    with running_gateway(fixgate_env, tmp_path) as gw:
+        yield gw
+
+
+async def _staff(pg: asyncpg.Connection, role: Role, email: str) -> tuple[str, str]:
+    password = f"a long enough password for {role.value}"
+    await users.add(pg, tenant="acme", role=role, email=email,
+                    password_hash=hash_password(password))  # fmt: skip
+    return email, password
+
+
+@pytest.fixture
+async def dispatcher(pg: asyncpg.Connection) -> tuple[str, str]:
+    """A dispatcher of tenant acme who logs in: (e-mail, password)."""
+    return await _staff(pg, Role.DISPATCHER, "dana@acme.example")
+
+
+@pytest.fixture
+async def admin(pg: asyncpg.Connection) -> tuple[str, str]:
+    """An admin of tenant acme who logs in: (e-mail, password)."""
+    return await _staff(pg, Role.ADMIN, "ada@acme.example")
 
 
 @pytest.fixture

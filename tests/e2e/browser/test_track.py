@@ -14,7 +14,7 @@ from playwright.async_api import BrowserContext, expect
 
 from api.principal import Role
 from tests.e2e.browser.conftest import ORIGIN
-from tests.support.api import Tenant, add_device, eventually, raw_token, token
+from tests.support.api import Tenant, add_device, eventually, raw_token
 from tests.support.browser import drive, require_websocket, screenshot, watch_errors
 from tests.support.engine import xadd_event
 from tests.support.polyline import encode
@@ -157,22 +157,26 @@ async def test_the_tracking_pages_eta_updates_live(
     assert errors == []
 
 
-async def test_without_a_token_the_console_asks_for_one(
-    api_base: str, acme: Tenant, browser: BrowserContext
+async def test_without_a_token_the_console_sends_you_to_log_in(
+    api_base: str, dispatcher: tuple[str, str], browser: BrowserContext
 ) -> None:
     page = await browser.new_page()
     errors = watch_errors(page)
     await page.goto(f"{api_base}/console")
-    login = page.locator("#login")
-    await expect(login).to_be_visible()
-    await login.locator("textarea").fill("not-a-token")
-    await login.locator("button").click()
-    await expect(login.locator(".reason")).to_contain_text("not a valid")
-    staff = token(Role.ADMIN, "admin-1", "acme")["Authorization"].removeprefix("Bearer ")
-    await login.locator("textarea").fill(staff)
-    await login.locator("button").click()
-    await expect(login).to_be_hidden()
-    await expect(page.locator("#who")).to_contain_text("tenant acme · admin")
+    await page.wait_for_url(f"{api_base}/login?next=%2Fconsole")
+    email, password = dispatcher
+    await page.get_by_label("E-mail").fill(email)
+    await page.get_by_label("Password").fill("not the password, surely")
+    await page.get_by_role("button", name="Log in").click()
+    await expect(page.get_by_role("alert")).to_have_text("Wrong e-mail or password")
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Log in").click()
+    await page.wait_for_url(f"{api_base}/console")
+    await expect(page.locator("#who")).to_contain_text("tenant acme · dispatcher")
     await expect(page.locator("#status")).to_contain_text("loaded", timeout=UI_TIMEOUT_MS)
-    assert await page.evaluate("sessionStorage.getItem('fixgate.token')") == staff
-    assert errors == []
+    await screenshot(page, "console-after-login")
+    # Log out: back to the login page, the token gone.
+    await page.get_by_role("button", name="Log out").click()
+    await page.wait_for_url(f"{api_base}/login")
+    assert await page.evaluate("sessionStorage.getItem('fixgate.token')") is None
+    assert [e.split()[0] for e in errors] == ["401"]  # the wrong password's answer

@@ -290,10 +290,40 @@ def test_a_customer_creates_on_demand_ringing_and_scheduled_pending(
     assert move.announces == (Event.NEW_SERVICE_REQUEST,)
 
 
-@pytest.mark.parametrize("who", ["admin", "dispatcher", "its technician"])
-def test_only_customers_create(who: str) -> None:
+@pytest.mark.parametrize("who", ["admin", "dispatcher"])
+@pytest.mark.parametrize("scheduled", [False, True])
+def test_staff_create_for_the_customer_they_name(who: str, scheduled: bool) -> None:
+    move = decide(Attempt(Action.CREATE, scheduled=scheduled, customer=CUSTOMER), None,
+                  WHO[who], NOW)  # fmt: skip
+    assert isinstance(move, Move)
+    assert move.new is (RequestStatus.PENDING if scheduled else RequestStatus.RINGING)
+    assert move.audit.detail == f"for customer {CUSTOMER}"  # the audit's actor is staff
+    assert move.announces == (Event.NEW_SERVICE_REQUEST,)
+
+
+@pytest.mark.parametrize("who", ["admin", "dispatcher"])
+def test_staff_name_the_customer_they_create_for(who: str) -> None:
     refusal = decide(Attempt(Action.CREATE), None, WHO[who], NOW)
+    assert isinstance(refusal, Refusal) and refusal.status == 422
+    assert refusal.message.startswith("customerId: ")
+
+
+def test_a_customer_creates_for_themselves_only() -> None:
+    mine = decide(Attempt(Action.CREATE, customer=CUSTOMER), None, WHO["its customer"], NOW)
+    assert isinstance(mine, Move) and mine.audit.detail is None
+    theirs = decide(Attempt(Action.CREATE, customer=STRANGER), None, WHO["its customer"], NOW)
+    assert isinstance(theirs, Refusal) and theirs.status == 403
+
+
+@pytest.mark.parametrize("who", ["its technician", "a rung technician"])
+def test_technicians_do_not_create(who: str) -> None:
+    refusal = decide(Attempt(Action.CREATE, customer=CUSTOMER), None, WHO[who], NOW)
     assert isinstance(refusal, Refusal) and refusal.status == 403
+
+
+def test_fixgate_does_not_create() -> None:
+    with pytest.raises(ValueError):
+        decide(Attempt(Action.CREATE), None, None, NOW)
 
 
 def test_an_unknown_request_is_404_for_everyone() -> None:
