@@ -69,7 +69,9 @@ class StaffPage:
 
     path: str
     name: str
-    """Its navigation link's text and its main part's file (lower case)."""
+    """Its navigation link's text and its title (lower case)."""
+    part: str
+    """Its main part's file in api/static/pages/ (without .html)."""
     script: str
     map: bool = True
     drawing: bool = False
@@ -78,10 +80,10 @@ class StaffPage:
 
 
 STAFF_PAGES = (
-    StaffPage("/console", "Dispatch", "console.js", live=True),
-    StaffPage("/console/playback", "Playback", "playback.js"),
-    StaffPage("/console/geofences", "Geofences", "geofences.js", drawing=True),
-    StaffPage("/console/devices", "Devices", "devices.js", map=False),
+    StaffPage("/console", "Dispatch", "console", "console.js", live=True),
+    StaffPage("/console/playback", "Playback", "playback", "playback.js"),
+    StaffPage("/console/geofences", "Geofences", "geofences", "geofences.js", drawing=True),
+    StaffPage("/console/devices", "Devices", "devices", "devices.js", map=False),
 )
 LEAFLET = ("/static/vendor/leaflet/leaflet.css", "/static/vendor/leaflet/leaflet.js")
 GEOMAN = ("/static/vendor/geoman/leaflet-geoman.css", "/static/vendor/geoman/leaflet-geoman.min.js")
@@ -124,7 +126,7 @@ def _staff_html(p: StaffPage) -> str:
     )  # fmt: skip
     css = tuple(css for css, _ in libraries)
     js = (*(js for _, js in libraries), "/static/common.js", f"/static/{p.script}")
-    return render(p.name.lower(), p.name.lower(), css, js, header, "" if p.map else "page")
+    return render(p.part, p.name.lower(), css, js, header, "" if p.map else "page")
 
 
 def html(text: str, settings: ApiSettings) -> HTMLResponse:

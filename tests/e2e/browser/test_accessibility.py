@@ -66,6 +66,7 @@ async def test_the_pages_pass_axe_core_at_desktop_and_phone_widths(
 
     await page.goto(f"{api_base}/login")
     found["login"] = await axe_violations(page)
+    await screenshot(page, f"login-{width}px")
 
     await _staff(page, api_base, "/console")
     await expect(page.locator("#requests li[data-request-id]")).to_have_count(1,
