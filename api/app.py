@@ -25,6 +25,7 @@ from api.routes import (
     devices,
     geofences,
     health,
+    me,
     service_areas,
     service_requests,
     services,
@@ -123,7 +124,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.add_middleware(RequestMetrics)
     modules = (
         health, customers, vans, technicians, services, service_requests, devices, geofences,
-        service_areas, console, auth,
+        service_areas, console, auth, me,
     )  # fmt: skip
     for module in modules:
         app.include_router(module.router)
