@@ -8,10 +8,9 @@ import logging
 from collections.abc import AsyncIterator
 
 import asyncpg
-import redis.asyncio as aioredis
 from fastapi import FastAPI
 
-from api import consumer, errors, openapi, ring, sla
+from api import consumer, errors, idempotency, openapi, ring, sla
 from api.guard import BodyLimit, SecurityHeaders
 from api.metrics import RequestMetrics
 from api.models.common import ErrorEnvelope
@@ -36,6 +35,8 @@ from api.routes import (
 from api.settings import DEMO_API_SECRET, LOOPBACK_HOSTS, MIN_SECRET_CHARS, ApiSettings
 from api.state import ApiState
 from gateway.collector import quiet_gc
+from gateway.process import Life
+from gateway.redis_link import AnyRedis, connect_when_up
 
 DB_POOL_MIN = 2
 
@@ -73,40 +74,45 @@ def create_app(settings: ApiSettings) -> FastAPI:
             max_size=settings.api_db_pool_max,
             reset=_release,
         )
-        client = aioredis.from_url(settings.redis_url)
+        client = await connect_when_up(
+            settings.redis_url,
+            on_wait=lambda e: log.warning("api: waiting for redis: %s", e),
+        )
         state = ApiState(
+            life=Life("api", SHUTDOWN_S),
             settings=settings,
             pool=pool,
             redis=client,
             outbox=Outbox(pool, client, settings.redis_prefix, settings.ws_replay_window_s),
             realtime=Realtime.build(client, settings.redis_prefix, settings.ws_presence_ttl_s),
+            keys=settings.keys(),
         )
         app.state.api = state
+        life = state.life
         # Who is disabled, before the first request; then kept current by notifications.
         async with state.conn() as conn:
             await state.principals.load(conn)
         state.principals.on_disable.append(state.realtime.revoke)
-        state.tasks.append(
-            asyncio.create_task(state.principals.run(settings.database_url), name="principals")
-        )
+        life.spawn(state.principals.run(settings.database_url), "principals")
         # First: relays at once what a dead process committed but did not relay.
-        state.tasks.append(asyncio.create_task(state.outbox.run(), name="outbox-relay"))
+        life.spawn(state.outbox.run(), "outbox-relay")
         # Phases are I/O (a dozen statements and a Redis search each): several at once,
         # each its own due row (SKIP LOCKED), so one slow phase does not hold up the rest.
-        state.tasks += [
-            asyncio.create_task(ring.worker(state), name=f"ring-{n}")
-            for n in range(settings.ring_workers)
-        ]
-        state.tasks.append(asyncio.create_task(sla.worker(state), name="sla-watcher"))
-        state.tasks.append(asyncio.create_task(consumer.worker(state), name="engine-events"))
-        state.tasks.append(asyncio.create_task(fanout.run(state), name="ws-fanout"))
-        state.tasks.append(asyncio.create_task(fanout.fleet_maps(state), name="ws-fleet"))
-        state.tasks.append(asyncio.create_task(state.realtime.presence.run(), name="ws-presence"))
+        for n in range(settings.ring_workers):
+            life.spawn(ring.worker(state), f"ring-{n}")
+        life.spawn(sla.worker(state), "sla-watcher")
+        life.spawn(consumer.worker(state), "engine-events")
+        life.spawn(fanout.run(state), "ws-fanout")
+        life.spawn(fanout.fleet_maps(state), "ws-fleet")
+        life.spawn(state.realtime.presence.run(), "ws-presence")
+        life.spawn(_forget_keys(pool), "idempotency-keys")
         quiet_gc()
+        life.ready()
         try:
             yield
         finally:
-            await _shut_down(state.tasks, state.outbox, client, pool)
+            life.draining()
+            await _shut_down(life, state.outbox, client, pool)
 
     app = FastAPI(
         title="fixgate dispatch API",
@@ -134,40 +140,39 @@ def create_app(settings: ApiSettings) -> FastAPI:
     return app
 
 
-SHUTDOWN_STEP_S = 5.0
-"""Each shutdown step (background tasks, Redis, the pool) gets this long; the whole stays
-well under the 30 s a supervisor waits after SIGTERM before SIGKILL."""
+FORGET_KEYS_EVERY_S = 3600.0
+"""How often expired Idempotency-Key answers are deleted (they are ignored once expired)."""
 
 
-async def _shut_down(
-    tasks: list[asyncio.Task[None]], outbox: Outbox, client: aioredis.Redis, pool: asyncpg.Pool
-) -> None:
-    """Background tasks, the outbox's last relay and deletes, then Redis, then the pool, each under a
-    deadline: a task stuck in a
-    blocking read or a connection that is never released must not keep the process from
-    exiting (uvicorn's order: stop, cancel stragglers with a count, close the pools)."""
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        _, stuck = await asyncio.wait(tasks, timeout=SHUTDOWN_STEP_S)
-        if stuck:
-            log.warning(
-                "api: %d background tasks did not stop within %.0f s", len(stuck), SHUTDOWN_STEP_S
-            )
-    try:
-        # What was committed last goes out and its rows are deleted here, not left to
-        # another process's recovery.
-        await asyncio.wait_for(outbox.drain(), SHUTDOWN_STEP_S)
-    except TimeoutError:
-        log.warning("api: relayed outbox rows not deleted within %.0f s", SHUTDOWN_STEP_S)
-    try:
-        await asyncio.wait_for(client.aclose(), SHUTDOWN_STEP_S)
-    except TimeoutError:
-        log.warning("api: Redis client not closed within %.0f s", SHUTDOWN_STEP_S)
-    try:
-        await asyncio.wait_for(pool.close(), SHUTDOWN_STEP_S)
-    except TimeoutError:
-        log.warning(
-            "api: database connections not released within %.0f s; terminated", SHUTDOWN_STEP_S
-        )
+async def _forget_keys(pool: asyncpg.Pool) -> None:
+    while True:
+        try:
+            await idempotency.forget_expired(pool)
+        except Exception:  # the database away: next time
+            log.exception("idempotency keys")
+        await asyncio.sleep(FORGET_KEYS_EVERY_S)
+
+
+SHUTDOWN_S = 10.0
+"""The whole shutdown (background tasks, the outbox's last relay and deletes, Redis, the pool) stays
+within this, well under the 30 s a supervisor waits after SIGTERM before SIGKILL."""
+CANCEL_AT_MOST_S = 5.0
+"""Of which the background tasks' cancellation (a Redis client retrying a lost node may
+take long to notice) takes at most this, leaving the rest to the outbox and the pools."""
+
+
+async def _shut_down(life: Life, outbox: Outbox, client: AnyRedis, pool: asyncpg.Pool) -> None:
+    """Background tasks, the outbox's last relay and deletes, then Redis, then the pool, under one
+    deadline: a task stuck in a blocking read or a connection that is never released must
+    not keep the process from exiting (uvicorn's order: stop, cancel stragglers with a
+    count, close the pools)."""
+    tasks = list(life.tasks)
+    await life.cancel_stragglers(at_most_s=CANCEL_AT_MOST_S)  # the workers run until cancelled
+    if stuck := sum(not t.done() for t in tasks):
+        log.warning("api: %d background tasks did not stop in time", stuck)
+    # What was committed last goes out and its rows are deleted here, not left to
+    # another process's recovery.
+    await life.finish(outbox.drain(), "relaying and deleting the outbox's last rows")
+    await life.finish(client.aclose(), "closing the Redis client")
+    if not await life.finish(pool.close(), "releasing the database connections"):
         pool.terminate()

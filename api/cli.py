@@ -177,3 +177,10 @@ def user_disable(email: str) -> None:
 @user_app.command("enable")
 def user_enable(email: str) -> None:
     _set_enabled(email, True)
+
+
+def register(app: typer.Typer) -> None:
+    """The API's commands in `fixgate` (the `fixgate.commands` entry point group)."""
+    app.command("api")(api)
+    app.add_typer(token_app, name="token")
+    app.add_typer(user_app, name="user")

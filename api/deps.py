@@ -5,10 +5,9 @@ its threadpool, a thread hop (and GIL contention) per dependency per request."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, cast
+from typing import Annotated
 
 import asyncpg
-import redis.asyncio as aioredis
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -18,12 +17,14 @@ from api.machine import Action, roles_of
 from api.principal import Principal, Role
 from api.settings import ApiSettings
 from api.state import ApiState
+from gateway.redis_link import AnyRedis
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `fixgate token issue`.")
 
 
 async def get_state(request: Request) -> ApiState:
-    state: ApiState = request.app.state.api
+    """The API as this request sees it (on its own connection under an Idempotency-Key)."""
+    state: ApiState = getattr(request.state, "api", None) or request.app.state.api
     return state
 
 
@@ -38,19 +39,18 @@ SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 
 
 async def get_db(state: StateDep) -> AsyncIterator[asyncpg.Connection]:
-    async with state.pool.acquire() as conn:
-        # The pool's proxy forwards every Connection method; the stubs type it apart.
-        yield cast(asyncpg.Connection, conn)
+    async with state.conn() as conn:
+        yield conn
 
 
 DbDep = Annotated[asyncpg.Connection, Depends(get_db)]
 
 
-async def get_redis(state: StateDep) -> aioredis.Redis:
+async def get_redis(state: StateDep) -> AnyRedis:
     return state.redis
 
 
-RedisDep = Annotated[aioredis.Redis, Depends(get_redis)]
+RedisDep = Annotated[AnyRedis, Depends(get_redis)]
 
 
 async def get_principal(

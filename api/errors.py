@@ -75,6 +75,10 @@ async def _api_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _validation(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    return _validation_response(exc)
+
+
+def _validation_response(exc: RequestValidationError) -> JSONResponse:
     errors = [
         {"field": _field(tuple(e.get("loc", ()))), "message": str(e.get("msg", ""))}
         for e in exc.errors()
@@ -90,6 +94,11 @@ async def _http(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _database(_: Request, exc: Exception) -> JSONResponse:
+    answer = _database_response(exc)
+    return answer if answer is not None else await _unexpected(_, exc)
+
+
+def _database_response(exc: Exception) -> JSONResponse | None:
     # Constraint violations are the client's doing (a duplicate code, a bad reference);
     # say which constraint, not the SQL.
     if isinstance(exc, asyncpg.UniqueViolationError):
@@ -98,12 +107,26 @@ async def _database(_: Request, exc: Exception) -> JSONResponse:
         return envelope(422, f"Invalid reference or value ({exc.constraint_name})")
     if isinstance(exc, asyncpg.DataError):
         return envelope(422, f"Invalid value: {exc}")
-    return await _unexpected(_, exc)
+    return None
 
 
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error", exc_info=exc)
     return envelope(500, "An unexpected error occurred")
+
+
+def response_for(exc: Exception) -> JSONResponse | None:
+    """The answer an error makes, as the handlers below make it; None for an unexpected one
+    (a 500: the caller lets it through)."""
+    if isinstance(exc, ApiError):
+        return envelope(exc.status, exc.message, exc.data, exc.headers)
+    if isinstance(exc, RequestValidationError):
+        return _validation_response(exc)
+    if isinstance(exc, StarletteHTTPException):
+        return envelope(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+    if isinstance(exc, asyncpg.PostgresError):
+        return _database_response(exc)
+    return None
 
 
 def install(app: FastAPI) -> None:

@@ -21,6 +21,7 @@ from fastapi.routing import APIRoute, APIRouter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api import idempotency
 from api.auth import BadToken, read_token
 from api.errors import envelope, unauthorized
 from api.principal import Principal
@@ -65,8 +66,11 @@ class GuardedRoute(APIRoute):
         async def guarded(request: Request) -> Response:
             if "token" in request.query_params:
                 raise unauthorized(TOKEN_IN_URL)
-            if needs_principal:
-                request.state.principal = authenticate(request)
+            if not needs_principal:
+                return await handler(request)
+            principal = request.state.principal = authenticate(request)
+            if request.method in idempotency.WRITES and idempotency.HEADER in request.headers:
+                return await idempotency.run(request.app.state.api, request, principal, handler)
             return await handler(request)
 
         return guarded

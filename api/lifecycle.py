@@ -11,7 +11,9 @@ that statement runs, and a loser learns "taken" from the same statement.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -74,11 +76,31 @@ async def _read(
     return view
 
 
+@contextlib.asynccontextmanager
+async def _acting(
+    state: ApiState, principal: Principal, request_id: UUID, action: Action
+) -> AsyncIterator[tuple[UnitOfWork, RequestView | None]]:
+    """An action's unit of work and its request as read (None: not found)."""
+    async with unit_of_work(state, principal.tenant, principal) as uow:
+        yield uow, await _read(uow, request_id, action)
+
+
 def _decide(attempt: Attempt, view: RequestView | None, principal: Principal | None) -> Move:
+    """The move `decide` allows, or its refusal raised."""
     decision = decide(attempt, view, principal, _now())
     if isinstance(decision, Refusal):
         raise refused(decision)
     return decision
+
+
+def _allowed(
+    attempt: Attempt, view: RequestView | None, principal: Principal | None
+) -> tuple[Move, RequestView]:
+    """The move of an action on a request that was found, and the request as read."""
+    move = _decide(attempt, view, principal)
+    if view is None:  # pragma: no cover (decide answers 404 for a request not found)
+        raise not_found("Service request")
+    return move, view
 
 
 async def _apply(uow: UnitOfWork, view: RequestView, move: Move) -> None:
@@ -230,8 +252,8 @@ async def _try_accept(
             uow.attempt(request_id, Action.ACCEPT, view.status if view else None)
             technician = read.technician if read is not None else None
             attempt = Attempt(Action.ACCEPT, technician=technician, queue_limit=limit)
-            move = _decide(attempt, view, principal)
-            assert read is not None and view is not None  # decide found both
+            move, view = _allowed(attempt, view, principal)
+            assert read is not None  # decide found the request in it
             now = move.changes["assignedat"]
             detail = read.detail.model_copy(
                 update={
@@ -257,7 +279,7 @@ async def _try_accept(
                 technician_group=technician_group(""),
             )  # fmt: skip
             if outcome["outcome"] == "won":
-                state.outbox.committed(rings.accepted_rows(uow, outcome))
+                state.committed(rings.accepted_rows(uow, outcome))
                 return True
             if outcome["outcome"] == "gone":
                 raise not_found("Technician")
@@ -284,8 +306,7 @@ async def reject(
         uow = UnitOfWork(conn, principal.tenant, principal)
         try:
             view = await _read(uow, request_id, Action.REJECT)
-            move = _decide(Attempt(Action.REJECT, reason=reason), view, principal)
-            assert view is not None  # decide found it
+            move, view = _allowed(Attempt(Action.REJECT, reason=reason), view, principal)
             uow.record(request_id, move.audit)
             if not await rings.reject(conn, uow, view, subject_id(principal)):
                 now = await requests.state_of(conn, request_id)
@@ -304,10 +325,8 @@ async def reject(
 async def cancel(
     state: ApiState, principal: Principal, request_id: UUID, reason: str | None
 ) -> None:
-    async with unit_of_work(state, principal.tenant, principal) as uow:
-        view = await _read(uow, request_id, Action.CANCEL)
-        move = _decide(Attempt(Action.CANCEL, reason=reason), view, principal)
-        assert view is not None
+    async with _acting(state, principal, request_id, Action.CANCEL) as (uow, view):
+        move, view = _allowed(Attempt(Action.CANCEL, reason=reason), view, principal)
         # The schedule's row before the request's, in a ring phase's order (no deadlock).
         await rings.unschedule(uow.conn, request_id)
         await _apply(uow, view, move)
@@ -329,8 +348,7 @@ async def assign(
     technician_id: UUID,
     scheduled_at: datetime | None,
 ) -> None:
-    async with unit_of_work(state, principal.tenant, principal) as uow:
-        view = await _read(uow, request_id, Action.ASSIGN)
+    async with _acting(state, principal, request_id, Action.ASSIGN) as (uow, view):
         technician = None
         if await technicians.lock(uow.conn, uow.tenant, technician_id):
             # After the lock: the queue counted sees every assignment of theirs before.
@@ -339,8 +357,7 @@ async def assign(
             Action.ASSIGN, technician=technician, queue_limit=state.settings.queue_limit,
             scheduled_at=scheduled_at,
         )  # fmt: skip
-        move = _decide(attempt, view, principal)
-        assert view is not None
+        move, view = _allowed(attempt, view, principal)
         await rings.unschedule(uow.conn, request_id)  # before the request's row, as above
         await _apply(uow, view, move)
         await rings.end_open(uow.conn, request_id)
@@ -349,10 +366,8 @@ async def assign(
 
 
 async def unassign(state: ApiState, principal: Principal, request_id: UUID) -> None:
-    async with unit_of_work(state, principal.tenant, principal) as uow:
-        view = await _read(uow, request_id, Action.UNASSIGN)
-        move = _decide(Attempt(Action.UNASSIGN), view, principal)
-        assert view is not None
+    async with _acting(state, principal, request_id, Action.UNASSIGN) as (uow, view):
+        move, view = _allowed(Attempt(Action.UNASSIGN), view, principal)
         await _apply(uow, view, move)
         await _leave_queue(uow, view)
         also = [str(view.technician)] if view.technician else []
@@ -393,11 +408,9 @@ async def escalate(
     reason: str | None,
 ) -> None:
     """Raise an open request's call priority (seed 000: only ever upwards)."""
-    async with unit_of_work(state, principal.tenant, principal) as uow:
-        view = await _read(uow, request_id, Action.ESCALATE)
+    async with _acting(state, principal, request_id, Action.ESCALATE) as (uow, view):
         attempt = Attempt(Action.ESCALATE, priority=priority.rank, reason=reason)
-        move = _decide(attempt, view, principal)
-        assert view is not None
+        move, view = _allowed(attempt, view, principal)
         await _apply(uow, view, move)
         previous = CallPriority.of_rank(view.priority).value
         announce(uow, move, await _detail(uow, request_id), previous_priority=previous,
@@ -408,12 +421,10 @@ async def escalate(
 
 
 async def start_journey(state: ApiState, principal: Principal, request_id: UUID) -> None:
-    async with unit_of_work(state, principal.tenant, principal) as uow:
-        view = await _read(uow, request_id, Action.START_JOURNEY)
+    async with _acting(state, principal, request_id, Action.START_JOURNEY) as (uow, view):
         me = subject_id(principal)
         technician = await technicians.view(uow.conn, uow.tenant, me, besides=request_id)
-        move = _decide(Attempt(Action.START_JOURNEY, technician=technician), view, principal)
-        assert view is not None
+        move, view = _allowed(Attempt(Action.START_JOURNEY, technician=technician), view, principal)
         device = await technicians.device_of(uow.conn, me)
         trip = None
         if device is not None:
@@ -429,10 +440,8 @@ async def start_journey(state: ApiState, principal: Principal, request_id: UUID)
 
 
 async def start_work(state: ApiState, principal: Principal, request_id: UUID) -> None:
-    async with unit_of_work(state, principal.tenant, principal) as uow:
-        view = await _read(uow, request_id, Action.START_WORK)
-        move = _decide(Attempt(Action.START_WORK), view, principal)
-        assert view is not None
+    async with _acting(state, principal, request_id, Action.START_WORK) as (uow, view):
+        move, view = _allowed(Attempt(Action.START_WORK), view, principal)
         await _apply(uow, view, move)
         announce(uow, move, await _detail(uow, request_id))
 
@@ -450,8 +459,7 @@ async def complete(
     async with unit_of_work(state, principal.tenant, principal) as uow:
         conn, tenant = uow.conn, uow.tenant
         view = await _read(uow, request_id, Action.COMPLETE)
-        _decide(Attempt(Action.COMPLETE), view, principal)  # may they? before what they did
-        assert view is not None
+        _, view = _allowed(Attempt(Action.COMPLETE), view, principal)  # before what they did
         requested = await requests.requested_services(conn, request_id)
         done = list(dict.fromkeys(body.completed_services))
         if not set(done) <= requested.keys():
@@ -481,10 +489,10 @@ async def complete(
 async def feedback(
     state: ApiState, principal: Principal, request_id: UUID, rating: int, text: str | None
 ) -> None:
-    async with unit_of_work(state, principal.tenant, principal) as uow:
-        view = await _read(uow, request_id, Action.FEEDBACK)
-        move = _decide(Attempt(Action.FEEDBACK, rating=rating, feedback=text), view, principal)
-        assert view is not None
+    async with _acting(state, principal, request_id, Action.FEEDBACK) as (uow, view):
+        move, view = _allowed(
+            Attempt(Action.FEEDBACK, rating=rating, feedback=text), view, principal
+        )
         await _apply(uow, view, move)
 
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import time
 
-import redis.asyncio as aioredis
-
 from api.errors import ApiError
 from api.principal import Principal
+from gateway.redis_link import AnyRedis
 
 WINDOW_S = 60
 
 
 async def per_minute(
-    client: aioredis.Redis, prefix: str, action: str, principal: Principal, limit: int, what: str
+    client: AnyRedis, prefix: str, action: str, principal: Principal, limit: int, what: str
 ) -> None:
     """Count one `action` of the principal in this minute; 429 with Retry-After past `limit`."""
     now = time.time()

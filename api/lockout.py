@@ -11,14 +11,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-
 from api.errors import ApiError
+from gateway.redis_link import AnyRedis
 
 
 @dataclass(frozen=True, slots=True)
 class Lockout:
-    client: aioredis.Redis
+    client: AnyRedis
     prefix: str
     max_account: int
     max_address: int

@@ -1,12 +1,16 @@
 """The OpenAPI document says what the API validates: every free text field, parameter and
 path segment takes no NUL character (`CamelModel` and the text parameters refuse one,
-PostgreSQL could store none), so each such string schema carries that pattern."""
+PostgreSQL could store none), so each such string schema carries that pattern; and every
+signed-in write (POST, PUT, PATCH) names the `Idempotency-Key` header it honours
+(api/idempotency.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import FastAPI
+
+from api import idempotency
 
 NO_NUL = "^[^\\x00]*$"
 
@@ -26,13 +30,32 @@ def _annotate(schema: Any) -> None:
         _annotate(value)
 
 
+IDEMPOTENCY_KEY = {
+    "name": idempotency.HEADER,
+    "in": "header",
+    "required": False,
+    "description": "The same key from the same principal within 24 h returns the first answer"
+    " without acting again; with another request it is 422 (docs/dispatch.md).",
+    "schema": {"type": "string", "pattern": idempotency.KEY_PATTERN, "maxLength": 255},
+}
+
+
+def _name_the_key(document: dict[str, Any]) -> None:
+    for operations in document.get("paths", {}).values():
+        for method, operation in operations.items():
+            if method.upper() in idempotency.WRITES and operation.get("security"):
+                operation.setdefault("parameters", []).append(dict(IDEMPOTENCY_KEY))
+
+
 def install(app: FastAPI) -> None:
-    """Build the document once, as FastAPI does, then add the patterns."""
+    """Build the document once, as FastAPI does, then add the patterns and the header."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            _annotate(build())
+            document = build()
+            _annotate(document)
+            _name_the_key(document)
         return app.openapi_schema or {}
 
     app.openapi = openapi  # type: ignore[method-assign]

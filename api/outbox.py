@@ -31,11 +31,12 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
 import asyncpg
-import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from api.events import DEFAULT_RETENTION_S, MAX_STREAM_ENTRIES
 from api.store import outbox as store
+from contracts.keys import same_slot_as
+from gateway.redis_link import AnyRedis, evalsha
 
 log = logging.getLogger("fixgate.api.outbox")
 
@@ -92,14 +93,14 @@ class Outbox:
     def __init__(
         self,
         pool: asyncpg.Pool,
-        client: aioredis.Redis,
+        client: AnyRedis,
         prefix: str,
         retention_s: float = DEFAULT_RETENTION_S,
     ) -> None:
         self.pool = pool
         self.client = client
         self.stream = f"{prefix}dispatch"
-        self.marker_prefix = f"{prefix}outbox:"
+        self.marker_prefix = f"{same_slot_as(prefix, self.stream)}outbox:"  # one slot: cluster
         self.retention_ms = int(retention_s * 1000)
         self.script = client.register_script(RELAY_SCRIPT)
         self.pending: collections.deque[dict[str, Any]] = collections.deque(maxlen=MAX_PENDING_ROWS)
@@ -163,7 +164,8 @@ class Outbox:
         for attempt in range(2):
             pipe = self.client.pipeline(transaction=False)
             for row in rows:
-                pipe.evalsha(self.script.sha, 2, self.stream, *self._script_args(row))
+                marker, *args = self._script_args(row)
+                evalsha(pipe, self.script.sha, [self.stream, marker], *args)
             try:
                 await pipe.execute()
                 return

@@ -16,17 +16,15 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
-import redis.asyncio as aioredis
 
 from api.machine import RequestStatus
 from api.settings import ApiSettings
 from api.store import requests as store
 from api.store.requests import QueuedRequest
-from geofence.geodesy import haversine_m
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+from contracts import live
+from contracts.geodesy import haversine_m
+from contracts.keys import Keys
+from gateway.redis_link import AnyRedis
 
 
 def route_key(prefix: str, request_id: str) -> str:
@@ -34,36 +32,28 @@ def route_key(prefix: str, request_id: str) -> str:
     return f"{prefix}dispatch:route:{request_id}"
 
 
-def _device_key(prefix: str, device_id: str) -> str:
-    """The gateway's live position of a device (gateway/sinks/live.py writes it)."""
-    return f"{prefix}device:{device_id}"
-
-
-def _position(raw: Mapping[bytes | str, bytes | str]) -> dict[str, Any] | None:
-    if not raw:
+def _position(raw: Mapping[Any, Any]) -> dict[str, Any] | None:
+    """A device's live position (contracts.live) in the API's shape; None if none."""
+    found = live.decode(raw)
+    if found is None:
         return None
-    fields = {_text(k): _text(v) for k, v in raw.items()}
-    position: dict[str, Any] = {
-        "latitude": float(fields["lat"]),
-        "longitude": float(fields["lon"]),
-        "updatedAt": fields.get("time"),
-        "tenant": fields.get("tenant"),
-    }
-    for name in ("heading", "speed", "accuracy"):
-        position[name] = float(fields[name]) if name in fields else None
-    return position
+    return {
+        "latitude": found.lat, "longitude": found.lon, "updatedAt": found.time,
+        "tenant": found.tenant, "heading": found.heading, "speed": found.speed,
+        "accuracy": found.accuracy,
+    }  # fmt: skip
 
 
 async def live_position(
-    client: aioredis.Redis, prefix: str, device_id: str | None
+    client: AnyRedis, keys: Keys, device_id: str | None
 ) -> dict[str, Any] | None:
     if device_id is None:
         return None
-    return _position(await client.hgetall(_device_key(prefix, device_id)))
+    return _position(await client.hgetall(keys.device(device_id)))
 
 
 async def live_positions(
-    client: aioredis.Redis, prefix: str, device_ids: Sequence[str | None]
+    client: AnyRedis, keys: Keys, device_ids: Sequence[str | None]
 ) -> list[dict[str, Any] | None]:
     """The live positions of many devices in one round trip (None: no device, none known)."""
     known = [d for d in device_ids if d is not None]
@@ -71,14 +61,12 @@ async def live_positions(
         return [None] * len(device_ids)
     pipe = client.pipeline(transaction=False)
     for device in known:
-        pipe.hgetall(_device_key(prefix, device))
+        pipe.hgetall(keys.device(device))
     found = iter(await pipe.execute())
     return [_position(next(found)) if d is not None else None for d in device_ids]
 
 
-async def latest_route(
-    client: aioredis.Redis, prefix: str, request_id: str
-) -> dict[str, Any] | None:
+async def latest_route(client: AnyRedis, prefix: str, request_id: str) -> dict[str, Any] | None:
     raw = await client.get(route_key(prefix, request_id))
     if raw is None:
         return None
@@ -95,7 +83,7 @@ async def read(
 
 
 async def entries(
-    client: aioredis.Redis,
+    client: AnyRedis,
     settings: ApiSettings,
     technician_id: UUID,
     device_id: str | None,
@@ -103,14 +91,14 @@ async def entries(
     now: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """The technician's queue in order, each with its position and ETA (None if unknown)."""
-    prefix = settings.redis_prefix
+    keys, prefix = settings.keys(), settings.redis_prefix
     driving = [q for q in queued if q.status is RequestStatus.EN_ROUTE]
     pipe = client.pipeline(transaction=False)
     if device_id is not None:
-        pipe.hgetall(_device_key(prefix, device_id))
+        pipe.hgetall(keys.device(device_id))
     for q in driving:
         pipe.get(route_key(prefix, str(q.request_id)))
-    found = await pipe.execute() if len(pipe) else []
+    found = list(await pipe.execute()) if device_id is not None or driving else []
     here = _position(found.pop(0)) if device_id is not None else None
     routes = {q.request_id: json.loads(raw) for q, raw in zip(driving, found, strict=True) if raw}
     return _etas(settings, technician_id, here, routes, queued, now or datetime.now(UTC))

@@ -4,7 +4,7 @@
 API process takes due rows with `FOR UPDATE SKIP LOCKED`, runs the phase and moves the row
 on in the same transaction, so a phase runs exactly once across processes and restarts
 (a process that dies mid-phase rolls back; the row is due again at once). The technicians
-of a phase: live position (Redis GEO set `{prefix}live:{tenant}`) in the annulus, fresh,
+of a phase: live position (the tenant's Redis GEO sets, one per shard) in the annulus, fresh,
 availability not Offline, connected to `/ws` on some API process (unless
 `FIXGATE_RING_REQUIRE_CONNECTED` is off), queue below the limit, not rung before for this
 request (the ring log's UNIQUE(requestid, technicianid) makes that hold across processes
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from api.state import ApiState
 from api.store import requests, rings
 from api.store.requests import load_detail
 from api.unit_of_work import UnitOfWork, unit_of_work
+from contracts import live
+from gateway.redis_link import AnyPipeline, evalsha, run_scripted
 
 log = logging.getLogger("fixgate.api.ring")
 
@@ -60,31 +63,48 @@ local out = {}
 for _, pair in ipairs(found) do
   local miles = tonumber(pair[2])
   if miles >= tonumber(ARGV[3]) and miles < tonumber(ARGV[4]) then
-    local ts = redis.call('HGET', ARGV[7] .. pair[1], 'ts')
+    local ts = redis.call('HGET', ARGV[7] .. pair[1], ARGV[8])
     if ts and tonumber(ts) >= tonumber(ARGV[5]) then
       out[#out + 1] = pair[1]
+      out[#out + 1] = pair[2]
     end
   end
 end
 return out
 """
-"""Devices of a tenant's GEO set within [ARGV[3], ARGV[4]) miles of (lon, lat), nearest
-first, whose newest fix (`ts` of their hash) is not older than ARGV[5]: one round trip
-instead of a search and a read per device. The device hashes are read by name (ARGV[7]
-prefix), which needs a single Redis: the supported deployment (gateway/engine/store.py)."""
+"""Devices of a tenant's GEO set of one shard within [ARGV[3], ARGV[4]) miles of (lon, lat),
+nearest first, whose newest fix (`ts` of their hash, contracts.live) is not older than
+ARGV[5], as member, miles pairs: one round trip instead of a search and a read per device.
+The device hashes are read by name (ARGV[7] prefix): they share the GEO set's hash tag, so
+on Redis Cluster they are in its slot (contracts.keys)."""
+_CANDIDATES_SHA = hashlib.sha1(_CANDIDATES.encode()).hexdigest()
 
 
 async def _candidates(
     state: ApiState, tenant: str, lat: float, lon: float, min_mi: float, max_mi: float
 ) -> list[str]:
-    """Device ids with a fresh live position in [min_mi, max_mi) miles, nearest first."""
-    prefix = state.settings.redis_prefix
+    """Device ids with a fresh live position in [min_mi, max_mi) miles, nearest first: one
+    script per shard, pipelined (one round trip per Redis master), merged by distance."""
+    keys = state.keys
     oldest = time.time() - state.settings.online_max_age_s
-    found = await state.redis.eval(
-        _CANDIDATES, 1, f"{prefix}live:{tenant}", lon, lat, min_mi, max_mi, oldest,
-        MAX_CANDIDATES, f"{prefix}device:",
-    )  # fmt: skip
-    return [m.decode() if isinstance(m, bytes) else m for m in cast(list[bytes | str], found)]
+
+    async def build(pipe: AnyPipeline) -> None:
+        for shard in range(keys.shards):
+            evalsha(
+                pipe, _CANDIDATES_SHA, [keys.geo(tenant, shard)], lon, lat, min_mi, max_mi,
+                oldest, MAX_CANDIDATES, keys.device_prefix(shard), live.TS,
+            )  # fmt: skip
+
+    found: list[tuple[float, str]] = []
+    for reply in await run_scripted(state.redis, build, [_CANDIDATES]):
+        pairs = cast(list[bytes | str], reply)
+        for i in range(0, len(pairs), 2):
+            member = pairs[i]
+            found.append(
+                (float(pairs[i + 1]), member.decode() if isinstance(member, bytes) else member)
+            )
+    found.sort()
+    return [device for _, device in found[:MAX_CANDIDATES]]
 
 
 def _uuids(ids: set[str]) -> list[UUID]:

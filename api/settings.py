@@ -11,6 +11,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from contracts.keys import DEFAULT_SHARDS, MAX_SHARDS, Keys
 from gateway.config import STACK_PG_PORT, STACK_REDIS_PORT
 
 MIN_SECRET_CHARS = 32
@@ -32,6 +33,9 @@ class ApiSettings(BaseSettings):
         f"redis://127.0.0.1:{STACK_REDIS_PORT}/0", description="Redis connection URL."
     )
     redis_prefix: str = Field("fixgate:", description="Prefix of every Redis key fixgate uses.")
+    position_shards: int = Field(
+        DEFAULT_SHARDS, ge=1, le=MAX_SHARDS, description="Shards of the positions (the gateway's)."
+    )
     api_host: str = Field("127.0.0.1", description="Address the dispatch API binds.")
     api_port: int = Field(8000, description="Dispatch API port.")
     api_secret: str = Field(
@@ -210,3 +214,7 @@ class ApiSettings(BaseSettings):
         if not value or any(r <= 0 for r in value) or value != sorted(set(value)):
             raise ValueError("ring radii must be positive and strictly widening")
         return value
+
+    def keys(self) -> Keys:
+        """The shared Redis key names (contracts.keys)."""
+        return Keys(self.redis_prefix, self.position_shards)

@@ -152,4 +152,4 @@ async def unit_of_work(
             if row is not None:
                 await outbox_store.audit_refusal(conn, row)
             raise
-    state.outbox.committed(committed)
+    state.committed(committed)

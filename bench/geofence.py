@@ -37,10 +37,10 @@ from datetime import UTC, datetime, timedelta
 
 import shapely
 
+from contracts.geodesy import metres_per_degree
 from devices.fix import Fix
 from geofence.config import EngineConfig
 from geofence.engine import DeviceJob, evaluate
-from geofence.geodesy import metres_per_degree
 from geofence.index import FenceIndex, FenceSpec
 from geofence.state import DeviceState, decode_state, encode_state
 

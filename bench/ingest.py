@@ -43,16 +43,19 @@ import argparse
 import asyncio
 import contextlib
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -64,9 +67,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.load import TOPIC_PREFIX, TcpLoad, publish  # noqa: E402
+from contracts.keys import Keys  # noqa: E402
 from gateway.config import Settings, mqtt_address  # noqa: E402
 from gateway.migrate import migrate, migrations_dir  # noqa: E402
-from gateway.registry.store import add_device  # noqa: E402
+from gateway.registry.broker import apply_account, apply_gateway, broker_admin, forget_account  # noqa: E402
+from gateway.registry.store import Device, add_device  # noqa: E402
 
 FIXGATE = str(Path(sys.executable).parent / "fixgate")
 WARMUP_S = 5.0
@@ -135,7 +140,7 @@ class LiveProbe:
 
     def __init__(self, redis_url: str, prefix: str, devices: list[str], t0: int) -> None:
         self.client = redis.Redis.from_url(redis_url)
-        self.keys = [f"{prefix}device:{d}" for d in devices]
+        self.keys = [Keys(prefix).device(d) for d in devices]
         self.t0 = t0
 
     def covered(self) -> int:
@@ -148,6 +153,117 @@ class LiveProbe:
         self.client.close()
 
 
+# ---- the broker -------------------------------------------------------------------------
+
+
+@dataclass
+class Broker:
+    """The broker a run talks to: its address (`url`, the stack's by default), the admin
+    account that makes accounts (None: a broker without authentication, `--broker
+    anonymous`), and the devices' tokens (each publishes as itself when there are some)."""
+
+    url: str
+    admin_url: str | None = None
+    tokens: dict[str, str] | None = None
+    pid: int | None = None
+    """A broker this benchmark started (the anonymous one), stopped at the end by PID."""
+
+    def account(self, name: str) -> str:
+        """The URL of a new gateway account `name` reading TOPIC_PREFIX (anonymous: the URL)."""
+        if self.admin_url is None:
+            return self.url
+        password = secrets.token_urlsafe(24)
+
+        async def make() -> None:
+            async with broker_admin(self.admin_url or "") as admin:
+                await apply_gateway(admin, name, password, TOPIC_PREFIX)
+
+        asyncio.run(make())
+        host, port, _, _ = mqtt_address(self.url)
+        return f"mqtt://{name}:{password}@{host}:{port}"
+
+    def forget(self, url: str) -> None:
+        _, _, name, _ = mqtt_address(url)
+        if self.admin_url is None or name is None:
+            return
+
+        async def drop() -> None:
+            async with broker_admin(self.admin_url or "") as admin:
+                await forget_account(admin, name)
+
+        asyncio.run(drop())
+
+    def devices(self, devices: dict[str, str]) -> None:
+        """The devices' broker accounts (one admin connection; tokens kept for publishing)."""
+        self.tokens = devices if self.admin_url is not None else None
+        if self.admin_url is None:
+            return
+        now = datetime.now(UTC)
+
+        async def make() -> None:
+            async with broker_admin(self.admin_url or "") as admin:
+                for device_id, token in devices.items():
+                    device = Device(
+                        id=device_id, tenant_id="bench", kind="tracker", token_hash="",
+                        enabled=True, created_at=now,
+                    )  # fmt: skip
+                    await apply_account(
+                        admin, device_id, [device], token=token, prefix=TOPIC_PREFIX
+                    )
+
+        asyncio.run(make())
+
+    def forget_devices(self) -> None:
+        if self.admin_url is None or not self.tokens:
+            return
+
+        async def drop() -> None:
+            async with broker_admin(self.admin_url or "") as admin:
+                for device_id in self.tokens or {}:
+                    await forget_account(admin, device_id)
+
+        asyncio.run(drop())
+
+
+BROKER = Broker(os.environ.get("FIXGATE_MQTT_URL", ""), os.environ.get("FIXGATE_MQTT_ADMIN_URL"))
+"""The run's broker (main() may replace it with an anonymous one of its own)."""
+
+
+def anonymous_broker(log_dir: Path) -> Broker:
+    """A Mosquitto of our own on a free port, configured as the stack's but without
+    authentication: what the gateway ran against before issue 20, for the comparison."""
+    from devtools.stack.native import mosquitto_conf
+
+    port = free_port()
+    state = Path(tempfile.mkdtemp(prefix="fixgate-bench-mqtt-"))
+    auth = (
+        "per_listener_settings",
+        "allow_anonymous",
+        "plugin",
+        "use_username_as_clientid",
+        "listener",
+    )
+    lines = [line for line in mosquitto_conf(port, state).splitlines() if not line.startswith(auth)]
+    lines += ["allow_anonymous true", f"listener {port} 127.0.0.1"]
+    conf = state / "mosquitto.conf"
+    conf.write_text("\n".join(lines) + "\n")
+    with open(log_dir / "mosquitto-anonymous.log", "ab") as out:
+        proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=out, stderr=out)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return Broker(f"mqtt://127.0.0.1:{port}", pid=proc.pid)
+        time.sleep(0.1)
+    raise RuntimeError(f"the anonymous Mosquitto did not start; see {log_dir}")
+
+
+def stop_broker(broker: Broker) -> None:
+    if broker.pid is not None:
+        os.kill(broker.pid, signal.SIGTERM)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(broker.pid, 0)
+
+
 # ---- the gateway under test ----------------------------------------------------------
 
 
@@ -158,6 +274,7 @@ class Gateway:
     tcp_port: int
     started_at: float
     mqtt_client_id: str
+    mqtt_url: str
 
     def peak_rss_mib(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -170,20 +287,24 @@ class Gateway:
             os.kill(self.proc.pid, signal.SIGTERM)
             self.proc.wait(60)
         # Its persistent session would queue every later run's messages.
-        drop_session(Settings().mqtt_url, self.mqtt_client_id)
+        drop_session(self.mqtt_url, self.mqtt_client_id)
+        BROKER.forget(self.mqtt_url)
 
 
 def start_gateway(env: dict[str, str], log: Path, tcp_port: int, metrics_port: int) -> Gateway:
     client_id = env.get("FIXGATE_MQTT_CLIENT_ID") or f"bench-gw-{uuid.uuid4().hex[:6]}"
+    # An account of its own (the broker names the session after it), unless given one.
+    mqtt_url = env.get("FIXGATE_BENCH_GATEWAY_URL") or BROKER.account(client_id)
     full = {
         **env, "FIXGATE_TCP_PORT": str(tcp_port), "FIXGATE_METRICS_PORT": str(metrics_port),
-        "FIXGATE_MQTT_CLIENT_ID": client_id,
+        "FIXGATE_MQTT_CLIENT_ID": client_id, "FIXGATE_MQTT_URL": mqtt_url,
+        "FIXGATE_MQTT_ADMIN_URL": "",
     }  # fmt: skip
     with open(log, "ab") as out:
         proc = subprocess.Popen([FIXGATE, "gateway"], env=full, stdout=out, stderr=out)
     # The clock starts when the process does: /readyz says "not ready" while the ingest
     # queue is full, which a gateway draining a backlog may be from its first second.
-    gw = Gateway(proc, metrics_port, tcp_port, time.monotonic(), client_id)
+    gw = Gateway(proc, metrics_port, tcp_port, time.monotonic(), client_id, mqtt_url)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         with (
@@ -201,10 +322,21 @@ def start_gateway(env: dict[str, str], log: Path, tcp_port: int, metrics_port: i
 # ---- MQTT sessions and the bare subscriber ---------------------------------------------
 
 
+def _client(mqtt_url: str, client_id: str, clean_session: bool) -> paho.Client:
+    """A paho client logged in as the URL's account (the broker may name it after that)."""
+    _, _, user, password = mqtt_address(mqtt_url)
+    c = paho.Client(
+        paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session
+    )
+    if user is not None:
+        c.username_pw_set(user, password)
+    return c
+
+
 def ensure_session(mqtt_url: str, client_id: str) -> None:
     """Create the persistent session (subscribed, QoS 1) that the broker queues for."""
     host, port, _, _ = mqtt_address(mqtt_url)
-    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+    c = _client(mqtt_url, client_id, clean_session=False)
     subscribed = threading.Event()
     c.on_subscribe = lambda *_: subscribed.set()
     c.connect(host, port)
@@ -218,7 +350,7 @@ def ensure_session(mqtt_url: str, client_id: str) -> None:
 def drop_session(mqtt_url: str, client_id: str) -> None:
     """Connecting with a clean session makes the broker forget the queued one."""
     host, port, _, _ = mqtt_address(mqtt_url)
-    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    c = _client(mqtt_url, client_id, clean_session=True)
     c.connect(host, port)
     c.loop_start()
     time.sleep(0.2)
@@ -242,7 +374,7 @@ def bare_paho_drain(mqtt_url: str, client_id: str, expected: int) -> float:
         if count >= expected:
             finished.set()
 
-    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+    c = _client(mqtt_url, client_id, clean_session=False)
     c.on_message = on_message
     c.connect(host, port)
     c.loop_start()
@@ -356,7 +488,6 @@ def run_mqtt(
     per_message: int,
     label: str,
 ) -> Result:
-    mqtt_url = Settings().mqtt_url
     per_device = args.fixes // len(devices)
     sent_fixes = per_device * len(devices)
     t0 = int(time.time()) - 86400 * 10  # ten days back: stays within retention, never "future"
@@ -365,24 +496,29 @@ def run_mqtt(
     bare_rate = float("nan")
     if not args.no_bare:
         bare_id = f"bench-bare-{uuid.uuid4().hex[:6]}"
-        ensure_session(mqtt_url, bare_id)
+        bare_url = BROKER.account(bare_id)
+        ensure_session(bare_url, bare_id)
         started = time.monotonic()
-        messages, _ = publish(mqtt_url, devices, per_device, per_message, t0)
+        messages, _ = publish(
+            BROKER.url, devices, per_device, per_message, t0, tokens=BROKER.tokens
+        )
         print(
             f"  [{label}] preloaded {messages:,} messages for the bare subscriber in {time.monotonic() - started:.1f} s",
             flush=True,
         )
-        bare_rate = bare_paho_drain(mqtt_url, bare_id, messages)
-        drop_session(mqtt_url, bare_id)
+        bare_rate = bare_paho_drain(bare_url, bare_id, messages)
+        drop_session(bare_url, bare_id)
+        BROKER.forget(bare_url)
         print(f"  [{label}] bare paho QoS 1 subscriber drained {bare_rate:,.0f} msg/s", flush=True)
 
     # 2. the gateway, on the same load
     gw_id = f"bench-gw-{uuid.uuid4().hex[:6]}"
-    env = {**env, "FIXGATE_MQTT_CLIENT_ID": gw_id}
+    gw_url = BROKER.account(gw_id)
+    env = {**env, "FIXGATE_MQTT_CLIENT_ID": gw_id, "FIXGATE_BENCH_GATEWAY_URL": gw_url}
     log = Path(args.log_dir) / f"gateway-{label}.log"
-    ensure_session(mqtt_url, gw_id)  # the gateway's persistent session, queued for
+    ensure_session(gw_url, gw_id)  # the gateway's persistent session, queued for
     started = time.monotonic()
-    messages, _ = publish(mqtt_url, devices, per_device, per_message, t0)
+    messages, _ = publish(BROKER.url, devices, per_device, per_message, t0, tokens=BROKER.tokens)
     print(
         f"  [{label}] preloaded {messages:,} messages for the gateway in {time.monotonic() - started:.1f} s",
         flush=True,
@@ -471,7 +607,7 @@ def run_rate(
         else:
             waiter = threading.Thread(
                 target=lambda: result.append(
-                    publish(Settings().mqtt_url, devices, per_device, 1, t0, args.rate)
+                    publish(BROKER.url, devices, per_device, 1, t0, args.rate, tokens=BROKER.tokens)
                 )
             )
             go = time.monotonic()
@@ -545,10 +681,17 @@ def run_outage(
     published: list[tuple[int, float]] = []
     try:
         wait_ready(gw, 60)
-        mqtt_url = Settings().mqtt_url
         waiter = threading.Thread(
             target=lambda: published.append(
-                publish(mqtt_url, devices, per_device, per_message, t0, rate / per_message)
+                publish(
+                    BROKER.url,
+                    devices,
+                    per_device,
+                    per_message,
+                    t0,
+                    rate / per_message,
+                    tokens=BROKER.tokens,
+                )
             )
         )
         go = time.monotonic()
@@ -746,6 +889,8 @@ def run_teltonika(args: argparse.Namespace, env: dict[str, str], db_url: str) ->
 
 
 def main() -> None:
+    global BROKER  # the run's broker, chosen once per pass
+    stack_broker = BROKER
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--mode",
@@ -782,6 +927,11 @@ def main() -> None:
     parser.add_argument(
         "--no-bare", action="store_true", help="MQTT modes: skip the bare paho baseline"
     )
+    parser.add_argument(
+        "--broker", choices=["stack", "anonymous", "both"], default="stack",
+        help="MQTT modes: the stack's broker (every client logs in), a Mosquitto of our own "
+        "without authentication (as before issue 20), or both in turn, with their ratio",
+    )  # fmt: skip
     parser.add_argument("--timeout", type=float, default=900)
     parser.add_argument("--log-dir", default="/tmp")
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
@@ -826,7 +976,16 @@ def main() -> None:
         )
         tcp_devices = [f"t{i:05d}" for i in range(args.connections)] if "tcp" in modes else []
         tokens = register_all(db_url, mqtt_devices + tcp_devices)
-        for mode in modes:
+        brokers = ["anonymous", "stack"] if args.broker == "both" else [args.broker]
+        if "stack" in brokers:
+            if stack_broker.admin_url is None:
+                parser.error('FIXGATE_MQTT_ADMIN_URL is needed: eval "$(fixgate stack env)"')
+            stack_broker.devices({d: tokens[d] for d in mqtt_devices})
+        passes = [(m, b) for m in modes for b in (brokers if m.startswith("mqtt") else ["stack"])]
+        for mode, which in passes:
+            BROKER = anonymous_broker(Path(args.log_dir)) if which == "anonymous" else stack_broker
+            if len(brokers) > 1 and mode.startswith("mqtt"):
+                print(f"== broker: {which}", flush=True)
             with psycopg.connect(db_url, autocommit=True) as conn:
                 conn.execute("TRUNCATE positions")
             if mode == "replay":
@@ -862,7 +1021,26 @@ def main() -> None:
                 f"lost {r.lost}, duplicated {r.duplicated}; {r.extra}",
                 flush=True,
             )
+            if BROKER is not stack_broker:
+                stop_broker(BROKER)
+                BROKER = stack_broker
+        if len(brokers) > 1:
+            by_mode: dict[str, list[Result]] = {}
+            for r in results:
+                by_mode.setdefault(r.mode, []).append(r)
+            for mode, (anonymous, authenticated) in (
+                (m, rs) for m, rs in by_mode.items() if len(rs) == 2
+            ):
+                print(
+                    f"== {mode}: authenticated {authenticated.stored_rate:,.0f} fixes/s, anonymous "
+                    f"{anonymous.stored_rate:,.0f} fixes/s: ratio {authenticated.stored_rate / anonymous.stored_rate:.3f} "
+                    f"(bare paho: {authenticated.extra.split(';')[0]} vs {anonymous.extra.split(';')[0]})",
+                    flush=True,
+                )
     finally:
+        if BROKER.pid is not None:
+            stop_broker(BROKER)
+        stack_broker.forget_devices()
         if not args.keep:
             with psycopg.connect(admin, autocommit=True) as conn:
                 conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -106,57 +106,78 @@ def _mqtt_packet(first_byte: int, body: bytes) -> bytes:
             return bytes([first_byte]) + bytes(length) + body
 
 
+def _connect_packet(login: str, token: str | None) -> bytes:
+    """CONNECT (MQTT 3.1.1, clean, no keepalive) as `login` with its token (None: anonymous)."""
+
+    def field(value: str) -> bytes:
+        raw = value.encode()
+        return len(raw).to_bytes(2, "big") + raw
+
+    if token is None:
+        return _mqtt_packet(0x10, b"\x00\x04MQTT\x04\x02\x00\x00" + field(login))
+    flags = b"\xc2"  # user name, password, clean session
+    body = b"\x00\x04MQTT\x04" + flags + b"\x00\x00" + field(login) + field(login) + field(token)
+    return _mqtt_packet(0x10, body)
+
+
 def raw_publish_worker(
     mqtt_url: str, devices: list[str], per_device: int, per_message: int, t0: int, rate: float,
-    ready: mp.Event, go: mp.Event, done: mp.Queue,
+    ready: mp.Event, go: mp.Event, done: mp.Queue, tokens: dict[str, str] | None = None,
 ) -> None:  # fmt: skip
     """QoS 1 PUBLISH packets encoded up front and written in few large sends (all at once,
-    or paced at `rate` messages/s), PUBACKs counted off the socket; paho's publish()
+    or paced at `rate` messages/s), PUBACKs counted off the sockets; paho's publish()
     (~7,000 messages/s, less on a busy machine) made preloading a million messages take
-    minutes and could not offer 10,000/s. At most MAX_UNACKED_PUBLISHES unacknowledged."""
+    minutes and could not offer 10,000/s. At most MAX_UNACKED_PUBLISHES unacknowledged.
+
+    Each device publishes on a connection of its own, logged in with its token (`tokens`;
+    None: one anonymous connection for all, for a broker without authentication)."""
     host, port, _, _ = mqtt_address(mqtt_url)
-    packets = []
+    packets: list[tuple[str, bytes]] = []
     for i, (topic, payload) in enumerate(_interleaved(devices, per_device, t0, per_message)):
         raw_topic = topic.encode()
         mid = i % 65535 + 1
-        packets.append(
-            _mqtt_packet(
-                0x32,
-                len(raw_topic).to_bytes(2, "big") + raw_topic + mid.to_bytes(2, "big") + payload,
-            )
-        )
-    sock = socket.create_connection((host, port))
-    client_id = f"bench-pub-{uuid.uuid4().hex[:8]}".encode()
-    connect = (
-        b"\x00\x04MQTT\x04\x02\x00\x00" + len(client_id).to_bytes(2, "big") + client_id
-    )  # clean, no keepalive
-    sock.sendall(_mqtt_packet(0x10, connect))
-    if sock.recv(4)[:1] != b"\x20":
-        raise RuntimeError("no CONNACK")
+        body = len(raw_topic).to_bytes(2, "big") + raw_topic + mid.to_bytes(2, "big") + payload
+        packets.append((topic.split("/")[-2], _mqtt_packet(0x32, body)))
+    logins = devices if tokens is not None else [f"bench-pub-{uuid.uuid4().hex[:8]}"]
+    socks: dict[str, socket.socket] = {}
+    for login in logins:
+        sock = socket.create_connection((host, port))
+        sock.sendall(_connect_packet(login, tokens[login] if tokens is not None else None))
+        if sock.recv(4)[:4] != b"\x20\x02\x00\x00":
+            raise RuntimeError(f"the broker did not let {login} in")
+        socks[login] = sock
+    route = (lambda device: socks[device]) if tokens is not None else (lambda _d: socks[logins[0]])
     ready.set()
     go.wait()
     start = time.monotonic()
     acked = sent = 0
-    pending = b""
+    pending = dict.fromkeys(socks.values(), b"")
     sel = selectors.DefaultSelector()
-    sel.register(sock, selectors.EVENT_READ)
+    for sock in socks.values():
+        sel.register(sock, selectors.EVENT_READ)
     while acked < len(packets):
         due = len(packets) if rate <= 0 else int((time.monotonic() - start) * rate) + 1
         stop = min(len(packets), sent + 500, acked + MAX_UNACKED_PUBLISHES, due)
         if stop > sent:
-            sock.sendall(b"".join(packets[sent:stop]))
+            out: dict[socket.socket, list[bytes]] = {}
+            for device, packet in packets[sent:stop]:
+                out.setdefault(route(device), []).append(packet)
+            for sock, chunk in out.items():
+                sock.sendall(b"".join(chunk))
             sent = stop
             timeout = 0.0
         else:
             timeout = 0.002 if sent < len(packets) else 1.0
-        if sel.select(timeout):
-            pending += sock.recv(65536)
-            whole = len(pending) // 4 * 4  # a PUBACK is 4 bytes, and the broker sends nothing else
+        for key, _ in sel.select(timeout):
+            sock = key.fileobj  # type: ignore[assignment]
+            data = pending[sock] + sock.recv(65536)
+            whole = len(data) // 4 * 4  # a PUBACK is 4 bytes, and the broker sends nothing else
             acked += whole // 4
-            pending = pending[whole:]
+            pending[sock] = data[whole:]
     elapsed = time.monotonic() - start
-    sock.sendall(b"\xe0\x00")  # DISCONNECT
-    sock.close()
+    for sock in socks.values():
+        sock.sendall(b"\xe0\x00")  # DISCONNECT
+        sock.close()
     done.put((len(packets), elapsed))
 
 
@@ -168,13 +189,16 @@ def publish(
     t0: int,
     rate: float = 0.0,
     workers: int = 2,
+    tokens: dict[str, str] | None = None,
 ) -> tuple[int, float]:
-    """Run `workers` publisher processes over the devices; (messages, seconds publishing)."""
+    """Run `workers` publisher processes over the devices; (messages, seconds publishing).
+    With `tokens`, every device logs in as itself (an authenticating broker)."""
     ready = [mp.Event() for _ in range(workers)]
     go, done = mp.Event(), mp.Queue()
     procs = [
         mp.Process(target=raw_publish_worker, args=(
-            mqtt_url, devices[i::workers], per_device, per_message, t0, rate / workers, ready[i], go, done))
+            mqtt_url, devices[i::workers], per_device, per_message, t0, rate / workers, ready[i], go, done,
+            {d: tokens[d] for d in devices[i::workers]} if tokens is not None else None))
         for i in range(workers)
     ]  # fmt: skip
     for p in procs:

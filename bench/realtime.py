@@ -44,6 +44,7 @@ sys.path.insert(0, str(REPO))
 
 from api.auth import issue_token  # noqa: E402
 from api.principal import Role  # noqa: E402
+from contracts.keys import Keys  # noqa: E402
 from devices.fix import Fix  # noqa: E402
 from devtools.ws_client import ws_url  # noqa: E402
 from gateway.sinks.live import LiveWriter  # noqa: E402
@@ -235,7 +236,7 @@ async def location_lag(b: Bench, http: httpx.AsyncClient, redis: aioredis.Redis)
             if key in sent:
                 lags.append(at - sent.pop(key))
 
-    stream = f"{b.prefix}events"
+    stream = Keys(b.prefix).device_events("none")  # the shard of the events' device
     sockets: list[Any] = []
     for n in steps:
         sockets += await b.connect_all([t for _, t in clients[len(sockets) : n]], on_message)
@@ -282,7 +283,7 @@ async def main(args: argparse.Namespace) -> None:
             b.service_id = await b.new_service(http)
             print("ring notification delivery")
             await ring_delivery(b, http, pg, redis)
-            print("LocationUpdated delivery (engine-shaped trip_update XADDed to {prefix}events)")
+            print("LocationUpdated delivery (engine-shaped trip_update XADDed to an events stream)")
             await location_lag(b, http, redis)
         await pg.close()
         keys = [k async for k in redis.scan_iter(match=f"{b.prefix}*")]

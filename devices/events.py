@@ -60,6 +60,11 @@ class DecodeErrorReason(enum.StrEnum):
     """A required field is absent (`detail` names it)."""
     BAD_FIELD = "bad_field"
     """A field that does not parse as its type (`detail` names it)."""
+    # Appended for the per-message bounds of NMEA over MQTT (issue 20).
+    TOO_MANY_LINES = "too_many_lines"
+    """A message with more lines than its listener's `max_*_lines`: the rest is refused."""
+    TOO_MANY_ERRORS = "too_many_errors"
+    """A message with more decode errors than its listener's `max_*_errors`: the rest is refused."""
 
 
 class DecodeError(msgspec.Struct, frozen=True):

@@ -49,11 +49,19 @@ def _stack(settings: StackSettings) -> Stack:
 
 
 @stack_app.command("up")
-def stack_up() -> None:
+def stack_up(
+    redis_cluster: Annotated[
+        bool,
+        typer.Option(
+            "--redis-cluster",
+            help="Also a local three-master Redis Cluster (ports FIXGATE_STACK_REDIS_PORT+10..12); `stack env` points at it until `stack down`.",
+        ),
+    ] = False,
+) -> None:
     """Start TimescaleDB, Redis, Mosquitto and OSRM (idempotent: a second run changes nothing)."""
     settings = StackSettings()
     try:
-        _stack(settings).up()
+        _stack(settings).up(redis_cluster=redis_cluster)
     except StackError as e:
         raise fail(str(e)) from None
     for status in _stack(settings).status():

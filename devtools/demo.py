@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import random
+import secrets
 import signal
 import socket
 import sys
@@ -40,8 +41,9 @@ from devtools.scenario import DispatchSetup, ScenarioOptions, run_scenarios, tec
 from devtools.simulate import Counters, FleetOptions, drive_fleet, prepare_fleet
 from devtools.stack import stack_env
 from devtools.stack.settings import StackSettings
-from gateway.config import Settings
+from gateway.config import Settings, mqtt_address
 from gateway.engine.settings import EngineSettings
+from gateway.registry.broker import apply_gateway, broker_admin
 
 READY_TIMEOUT_S: Final = 30.0
 LOG_TAIL_CHARS: Final = 3000
@@ -185,12 +187,32 @@ def demo_env(stack: StackSettings, roads_path: Path | None) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("FIXGATE_API_SECRET", DEMO_API_SECRET)
     # Not the gateway's default client id: a broker drops one of two clients with the same
-    # id, so a demo next to a running gateway would cut both off every half second.
-    env.setdefault("FIXGATE_MQTT_CLIENT_ID", "fixgate-demo-gateway")
+    # id, so a demo next to a running gateway would cut both off every half second (a
+    # broker naming sessions after accounts: `demo_gateway_account`).
+    env.setdefault("FIXGATE_MQTT_CLIENT_ID", DEMO_GATEWAY_ACCOUNT)
     env.setdefault("FIXGATE_ROUTING_URL", stack_env(stack)["FIXGATE_ROUTING_URL"])
     if roads_path is not None and "FIXGATE_MAP_TILES_URL" not in env:
         env.setdefault("FIXGATE_MAP_ROADS_PATH", str(roads_path))
     return env
+
+
+DEMO_GATEWAY_ACCOUNT = "fixgate-demo-gateway"
+"""The demo's gateway logs in to the broker under an account of its own: the broker names
+a session after its account, so sharing the stack's with a gateway already running would
+cut both off by turns."""
+
+
+async def demo_gateway_account(settings: Settings) -> str:
+    """The broker URL the demo's gateway uses: its own account (made anew with a fresh
+    password) when the broker's admin account is known, else the configured one."""
+    if not settings.mqtt_admin_url:
+        return settings.mqtt_url
+    password = secrets.token_urlsafe(32)
+    async with broker_admin(settings.mqtt_admin_url, settings.mqtt_ca_file) as admin:
+        await apply_gateway(admin, DEMO_GATEWAY_ACCOUNT, password, settings.mqtt_topic_prefix)
+    host, port, _, _ = mqtt_address(settings.mqtt_url)
+    scheme = settings.mqtt_url.split("://", 1)[0]
+    return f"{scheme}://{DEMO_GATEWAY_ACCOUNT}:{password}@{host}:{port}"
 
 
 async def road_network(
@@ -252,6 +274,7 @@ async def run_demo(
             planner, stack.stack_dir / f"demo-roads-{stack.routing_pbf}.geojson"
         )
     env = demo_env(stack, roads)
+    env["FIXGATE_MQTT_URL"] = await demo_gateway_account(settings)
     secret = env["FIXGATE_API_SECRET"]
     devices, state = await prepare_fleet(settings, options)
     stop = asyncio.Event()

@@ -3,7 +3,7 @@
 Through the dispatch API (`/geofences`, an admin token): a service area over half of the
 demo's area (also dispatch's service area, `/service-areas`, with a response-time SLA) and
 a depot circle at its centre, created once (reused by name afterwards).
-Then a reader of the engine's `{prefix}events` stream prints each geofence event and
+Then a reader of the engine's events streams prints each geofence event and
 arrival as it comes, with the fence's name.
 """
 
@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 import httpx
-import redis.asyncio as aioredis
 
+from contracts import events
+from contracts.geodesy import metres_per_degree
+from contracts.keys import Keys
 from devtools.roads import Area
-from geofence.geodesy import metres_per_degree
+from gateway.redis_link import REDIS_ERRORS, Poll, connect_when_up, read_streams
 
 SERVICE_AREA = "Demo service area (east half)"
 SERVICE_AREA_SLA_MIN = 15
@@ -82,19 +83,20 @@ async def print_engine_events(
     redis_url: str, prefix: str, fences: dict[int, str], stop: asyncio.Event,
     say: Callable[[str], None],
 ) -> None:  # fmt: skip
-    """Follow `{prefix}events` from now on and print what a dispatcher would watch."""
-    client = aioredis.from_url(redis_url)
-    last = "$"
+    """Follow the engine's events (every shard's stream) from now on and print what a
+    dispatcher would watch."""
+    client = await connect_when_up(redis_url)
+    ids: dict[str, str] = dict.fromkeys(Keys(prefix).all_events(), "$")
+    poll = Poll()
     try:
         while not stop.is_set():
-            with contextlib.suppress(OSError, aioredis.RedisError):
-                got = await client.xread({f"{prefix}events": last}, block=1000, count=100)
-                # [[stream, [(id, fields), ...]], ...]; redis-py types the reply loosely.
-                for _stream, entries in cast(list[tuple[Any, list[tuple[Any, Any]]]], got or []):
+            with contextlib.suppress(*REDIS_ERRORS):
+                got = await read_streams(client, ids, count=100, block_ms=1000, poll=poll)
+                for stream, entries in got:
                     for entry_id, fields in entries:
-                        last = entry_id
-                        event = json.loads(fields[b"event"])
-                        if event["type"] in PRINTED:
+                        ids[stream] = entry_id.decode()
+                        event = events.read(fields)
+                        if event is not None and event.get("type") in PRINTED:
                             say(_line(event, fences))
     finally:
         await client.aclose()

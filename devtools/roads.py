@@ -15,9 +15,8 @@ import random
 from dataclasses import dataclass, replace
 from typing import Final, NamedTuple
 
-from geofence.geodesy import metres_per_degree
+from contracts.geodesy import MEAN_EARTH_RADIUS_M, haversine_m, metres_per_degree
 from geofence.routes import Route
-from ingest.filters import EARTH_RADIUS_M, distance_m
 
 MIN_SPEED_MPS: Final = 1.5
 """Slowest a moving vehicle goes between stops (a crawl behind a bus)."""
@@ -82,7 +81,7 @@ class Area(NamedTuple):
 
 def destination(lat: float, lon: float, bearing: float, distance: float) -> tuple[float, float]:
     """The point `distance` metres from (lat, lon) along the great circle at `bearing`."""
-    d = distance / EARTH_RADIUS_M
+    d = distance / MEAN_EARTH_RADIUS_M
     p1, l1, b = math.radians(lat), math.radians(lon), math.radians(bearing)
     p2 = math.asin(math.sin(p1) * math.cos(d) + math.cos(p1) * math.sin(d) * math.cos(b))
     l2 = l1 + math.atan2(
@@ -117,7 +116,7 @@ def plan_leg(
     (`fixed_speeds`: a walker's range instead, OSRM's speeds do not apply), and stops at
     some of the junctions (not at the start or the end: the caller stops there)."""
     points = tuple(route.points)
-    lengths = tuple(distance_m(a[0], a[1], b[0], b[1]) for a, b in itertools.pairwise(points))
+    lengths = tuple(haversine_m(a[0], a[1], b[0], b[1]) for a, b in itertools.pairwise(points))
     speeds: list[float] = []
     stretch_left = 0.0
     factor = 1.0

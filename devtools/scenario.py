@@ -23,12 +23,12 @@ import websockets
 
 from api.auth import issue_token
 from api.principal import Role
+from contracts.geodesy import haversine_m
 from devtools.driving import Errand, RoadPlanner
 from devtools.roads import point_ahead
 from devtools.simulate import SimDevice
 from devtools.ws_client import ws_url
 from geofence.routes import Route
-from ingest.filters import distance_m
 
 log = logging.getLogger("demo")
 
@@ -310,7 +310,7 @@ async def _nearest(
 
     def away_m(t: Technician) -> float:
         lat, lon = t.device.position
-        return distance_m(lat, lon, at[0], at[1])
+        return haversine_m(lat, lon, at[0], at[1])
 
     return min(techs, key=away_m), None
 

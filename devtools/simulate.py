@@ -42,6 +42,7 @@ import httpx
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from contracts.geodesy import haversine_m
 from devices.fix import Fix, Protocol
 from devices.jsonfix import encode_json_fixes
 from devices.nmea_write import rmc_gga
@@ -59,10 +60,10 @@ from devtools.roads import (
 )
 from devtools.stack.settings import StackSettings
 from devtools.teltonika_unit import UnitMemory, imei_for, session
-from gateway.config import Settings, mqtt_address
+from gateway.config import Settings, mqtt_address, mqtt_tls
 from gateway.registry import store as registry
+from gateway.registry.broker import BrokerSync, register_device, tls_context
 from gateway.registry.tokens import verify_token
-from ingest.filters import distance_m
 
 log = logging.getLogger("simulate")
 
@@ -135,7 +136,7 @@ def step(m: Motion, dt: float) -> Motion:
     """Where the vehicle is `dt` seconds later: along its leg, and on to new legs at waypoints."""
     left = max(0.0, dt)
     for _ in range(MAX_LEGS_PER_STEP):
-        remaining = distance_m(m.lat, m.lon, m.target_lat, m.target_lon)
+        remaining = haversine_m(m.lat, m.lon, m.target_lat, m.target_lon)
         travel = m.speed * left
         if travel < remaining:
             lat, lon = destination(m.lat, m.lon, m.heading, travel)
@@ -153,7 +154,7 @@ def _next_leg(m: Motion) -> Motion:
     min_leg_m = min(300.0, m.area.radius_m / 2)
     for _ in range(20):
         t_lat, t_lon = random_point(m.area, rng)
-        if distance_m(m.lat, m.lon, t_lat, t_lon) >= min_leg_m:
+        if haversine_m(m.lat, m.lon, t_lat, t_lon) >= min_leg_m:
             break
     speed = rng.uniform(m.speeds.low, m.speeds.high)
     heading = bearing_deg(m.lat, m.lon, t_lat, t_lon)
@@ -303,6 +304,8 @@ class SimDevice:
     """Wall-clock time `motion` is for."""
     topic: str = ""
     """MQTT topic (phones)."""
+    login: str = ""
+    """Broker username (phones): the OwnTracks user, else the device id."""
     battery: int = 80
     imei: str | None = None
     """Teltonika trucks: how the unit logs in."""
@@ -393,21 +396,30 @@ def _candidates(base_id: str) -> Iterator[str]:
         yield f"{base_id}-{n}"
 
 
-def _owntracks_identity(tenant: str, device_id: str) -> str:
-    return f"{tenant}/{device_id}"
+OWNTRACKS_DEVICE = "phone"
+
+
+def _owntracks_identity(device_id: str) -> str:
+    """Each simulated phone its own OwnTracks user: the user is the broker login, and one
+    login has one token (docs/security.md)."""
+    return f"{device_id}/{OWNTRACKS_DEVICE}"
 
 
 def _reusable(device: registry.Device, token: str | None, tenant: str, slot: Slot) -> bool:
     """An existing device is ours when we hold its token and it has the shape we need."""
     if token is None or not verify_token(token, device.token_hash) or device.tenant_id != tenant:
         return False
-    return (device.owntracks_user is not None) == (slot.protocol is Protocol.OWNTRACKS) and (
-        device.imei is not None
-    ) == (slot.protocol is Protocol.TELTONIKA)
+    owntracks = _owntracks_identity(device.id) if slot.protocol is Protocol.OWNTRACKS else None
+    identity = (
+        f"{device.owntracks_user}/{device.owntracks_device}" if device.owntracks_user else None
+    )
+    return identity == owntracks and (device.imei is not None) == (
+        slot.protocol is Protocol.TELTONIKA
+    )
 
 
 async def _claim(
-    conn: asyncpg.Connection, slot: Slot, tenant: str, state: State
+    conn: asyncpg.Connection, slot: Slot, tenant: str, state: State, sync: BrokerSync | None
 ) -> tuple[registry.Device, str]:
     """Reuse or register the slot's device under the first id that is free or ours."""
     for device_id in _candidates(slot.base_id):
@@ -416,18 +428,17 @@ async def _claim(
         existing = await registry.get_device(conn, device_id)
         if existing is None:
             owntracks = (
-                _owntracks_identity(tenant, device_id)
-                if slot.protocol is Protocol.OWNTRACKS
-                else None
+                _owntracks_identity(device_id) if slot.protocol is Protocol.OWNTRACKS else None
             )
             imei = imei_for(device_id) if slot.protocol is Protocol.TELTONIKA else None
             try:
-                token = await registry.add_device(
-                    conn, device_id, tenant_id=tenant, kind=slot.kind, token=token,
+                token = await register_device(
+                    conn, sync, device_id, tenant_id=tenant, kind=slot.kind, token=token,
                     owntracks=owntracks, protocols=(slot.protocol.value,), imei=imei,
                 )  # fmt: skip
             except (
-                registry.DeviceExists, registry.OwnTracksIdentityTaken, registry.IdentifierTaken
+                registry.DeviceExists, registry.OwnTracksIdentityTaken, registry.IdentifierTaken,
+                registry.LoginTaken, registry.OwnTracksUserTaken,
             ):  # fmt: skip
                 continue  # someone else took it a moment ago
             existing = await registry.get_device(conn, device_id)
@@ -438,6 +449,10 @@ async def _claim(
             )
             continue
         assert existing is not None and token is not None
+        if sync is not None and slot.protocol in (Protocol.OWNTRACKS, Protocol.JSON):
+            # Its broker account as the registry has it, with our token (a broker
+            # started afresh since, or one the account was never made on).
+            await sync.apply(conn, registry.login_of(existing), token)
         if not existing.enabled:
             log.warning(
                 "simulate: %s is disabled in the registry; the gateway will refuse it", device_id
@@ -477,8 +492,10 @@ def _build_device(
         )  # fmt: skip
     if slot.protocol is Protocol.OWNTRACKS:
         dev.topic = f"{topic_prefix}owntracks/{device.owntracks_user}/{device.owntracks_device}"
+        dev.login = registry.login_of(device)
     elif slot.protocol is Protocol.JSON:
         dev.topic = f"{topic_prefix}fixgate/{device.tenant_id}/{device.id}/fix"
+        dev.login = registry.login_of(device)
     return dev
 
 
@@ -490,7 +507,7 @@ def _saved_position(saved: dict[str, object], area: Area) -> tuple[float, float]
     # Outside the area (--center or --radius-km changed): start afresh; the first fix is a jump.
     return (
         (float(lat), float(lon))
-        if distance_m(area.lat, area.lon, lat, lon) <= area.radius_m
+        if haversine_m(area.lat, area.lon, lat, lon) <= area.radius_m
         else None
     )
 
@@ -501,10 +518,16 @@ async def prepare_fleet(settings: Settings, options: FleetOptions) -> tuple[list
     state = load_state(state_path)
     run_seed = _run_seed(options.seed)
     conn = await asyncpg.connect(settings.database_url)
+    sync = BrokerSync.from_settings(settings)
+    if sync is None and options.phones:
+        log.warning(
+            "simulate: FIXGATE_MQTT_ADMIN_URL is not set: the phones' broker accounts are not"
+            " made, so a broker with authentication refuses them (`fixgate stack env` has it)"
+        )
     try:
         devices = []
         for slot in plan_fleet(options.trucks, options.phones, options.tenant, options.teltonika):
-            device, token = await _claim(conn, slot, options.tenant, state)
+            device, token = await _claim(conn, slot, options.tenant, state, sync)
             state.setdefault(device.id, {})["token"] = token
             saved = state[device.id]
             devices.append(
@@ -692,17 +715,19 @@ async def run_truck(
 
 
 class MqttPublisher:
-    """One paho client for all phones, its network loop in paho's thread.
+    """One phone's paho client, logged in as the phone (its broker login and token), its
+    network loop in paho's thread.
 
     paho reconnects by itself (with `reconnect_delay_set`); while it is disconnected the
-    phones' fixes are dropped and counted rather than queued without bound.
+    phone's fixes are dropped and counted rather than queued without bound.
     """
 
-    def __init__(self, url: str, client_id: str) -> None:
-        self.host, self.port, user, password = mqtt_address(url)
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
-        if user:
-            self.client.username_pw_set(user, password)
+    def __init__(self, url: str, login: str, token: str) -> None:
+        self.host, self.port, _, _ = mqtt_address(url)
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=login)
+        self.client.username_pw_set(login, token)
+        if mqtt_tls(url):
+            self.client.tls_set_context(tls_context(Settings().mqtt_ca_file))
         self.client.reconnect_delay_set(min_delay=1, max_delay=int(BACKOFF_MAX_S))
         self._last: paho.MQTTMessageInfo | None = None
         self._up = asyncio.Event()
@@ -781,7 +806,7 @@ async def record_teltonika(dev: SimDevice, ticker: Ticker, stop: asyncio.Event) 
         here = dev.position
         dev.unit.record(
             now, sample.lat, sample.lon, sample.speed, sample.heading,
-            distance_m(last[0], last[1], here[0], here[1]),
+            haversine_m(last[0], last[1], here[0], here[1]),
         )  # fmt: skip
         last = here
 
@@ -838,11 +863,12 @@ async def _first_of(a: asyncio.Event, b: asyncio.Event) -> None:
 
 
 async def _report(
-    counters: Counters, trucks: int, publisher: MqttPublisher | None, stop: asyncio.Event,
+    counters: Counters, trucks: int, publishers: dict[str, MqttPublisher], stop: asyncio.Event,
     every: Callable[[], None], out: Callable[[str], None],
 ) -> None:  # fmt: skip
     while not await _sleep_or_stop(stop, SUMMARY_INTERVAL_S):
-        out(counters.summary(trucks, publisher.connected if publisher else None))
+        connected = all(p.connected for p in publishers.values()) if publishers else None
+        out(counters.summary(trucks, connected))
         every()
 
 
@@ -862,15 +888,16 @@ async def drive_fleet(
     trucks = [d for d in devices if d.protocol is Protocol.NMEA]
     units = [d for d in devices if d.protocol is Protocol.TELTONIKA]
     phones = [d for d in devices if d.protocol in (Protocol.OWNTRACKS, Protocol.JSON)]
-    publisher = None
-    if phones:
-        publisher = MqttPublisher(settings.mqtt_url, f"fixgate-sim-{uuid.uuid4().hex[:12]}")
+    publishers = {dev.id: MqttPublisher(settings.mqtt_url, dev.login, dev.token) for dev in phones}
+    for publisher in publishers.values():
         publisher.start()
-        if not await publisher.wait_connected(MQTT_CONNECT_WAIT_S):
-            log.warning(
-                "simulate: MQTT broker %s not reachable yet; phones drop fixes until it is",
-                settings.mqtt_url,
-            )
+    waited = [p.wait_connected(MQTT_CONNECT_WAIT_S) for p in publishers.values()]
+    if not all(await asyncio.gather(*waited)):
+        log.warning(
+            "simulate: MQTT broker %s not reachable yet or refusing a phone's login; its"
+            " fixes are dropped until it lets it in",
+            mqtt_address(settings.mqtt_url)[:2],
+        )
     loop = asyncio.get_running_loop()
     timer = loop.call_later(duration_s, stop.set) if duration_s is not None else None
     host, port = _connect_host(settings.tcp_host), settings.tcp_port
@@ -904,10 +931,8 @@ async def drive_fleet(
                         tg.create_task(run_teltonika(dev, *teltonika_at, counters, stop))
                     )
                 else:
-                    assert publisher is not None
-                    vehicles.append(
-                        tg.create_task(run_phone(dev, publisher, ticker, counters, stop))
-                    )
+                    phone = publishers[dev.id]
+                    vehicles.append(tg.create_task(run_phone(dev, phone, ticker, counters, stop)))
                 if routing is not None:
                     assert options.routing_url is not None
                     planner = RoadPlanner(routing, options.routing_url, options.area())
@@ -915,14 +940,13 @@ async def drive_fleet(
             if trips is not None and duration_s is None:
                 tg.create_task(_stop_when_driven(trips, stop))
             tg.create_task(
-                _report(counters, len(trucks) + len(units), publisher, stop, checkpoint, out)
+                _report(counters, len(trucks) + len(units), publishers, stop, checkpoint, out)
             )
             tg.create_task(_cancel_stragglers(vehicles, stop))
     finally:
         if timer is not None:
             timer.cancel()
-        if publisher is not None:
-            await publisher.close()
+        await asyncio.gather(*(p.close() for p in publishers.values()))
         if routing is not None:
             await routing.aclose()
         if pool is not None:
@@ -947,7 +971,7 @@ def banner(settings: Settings, options: FleetOptions) -> str:
     """What the fleet is and where it sends."""
     parts = [
         f"{options.trucks} trucks -> tcp {settings.tcp_host}:{settings.tcp_port}",
-        f"{options.phones} phones -> {settings.mqtt_url}",
+        f"{options.phones} phones -> mqtt {':'.join(map(str, mqtt_address(settings.mqtt_url)[:2]))}",
     ]
     if options.teltonika:
         parts.append(

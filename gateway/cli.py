@@ -11,15 +11,20 @@ from typing import Annotated, Concatenate, ParamSpec, TypeVar
 import asyncpg
 import typer
 
-from api.cli import api as dispatch_api
-from api.cli import token_app, user_app
+from devices.fix import Protocol
 from gateway.config import Settings
-from gateway.engine.cli import engine as engine_command
-from gateway.engine.cli import eta_app, geofence_app, trip_app
+from gateway.engine.cli import engine_app, eta_app, geofence_app, trip_app
 from gateway.migrate import migrate as apply_migrations
 from gateway.migrate import migrations_dir
 from gateway.registry import store as registry
-from gateway.registry.tokens import BadToken
+from gateway.registry.broker import (
+    BrokerError,
+    BrokerSync,
+    register_device,
+    remove_device,
+    set_device_enabled,
+)
+from gateway.registry.tokens import BadToken, new_traccar_id
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 device_app = typer.Typer(no_args_is_help=True, help="The device registry.")
@@ -27,10 +32,7 @@ app.add_typer(device_app, name="device")
 app.add_typer(geofence_app, name="geofence")
 app.add_typer(trip_app, name="trip")
 app.add_typer(eta_app, name="eta")
-app.command("engine")(engine_command)
-app.command("api")(dispatch_api)
-app.add_typer(token_app, name="token")
-app.add_typer(user_app, name="user")
+app.add_typer(engine_app, name="engine")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -72,6 +74,21 @@ async def _with_conn(
         await conn.close()
 
 
+def _broker_sync() -> BrokerSync | None:
+    sync = BrokerSync.from_settings(Settings())
+    if sync is None:
+        typer.echo(
+            "fixgate: FIXGATE_MQTT_ADMIN_URL is not set: the broker's accounts are not changed"
+            " (`fixgate stack env` prints the stack's)",
+            err=True,
+        )
+    return sync
+
+
+TRACCAR_ID_NEW = "new"
+"""`--traccar-id new` draws a long random id (the app's default is a short number)."""
+
+
 @device_app.command("add")
 def device_add(
     device_id: str,
@@ -87,14 +104,31 @@ def device_add(
         str | None, typer.Option(help="IMEI (15 digits) a Teltonika or GT06 tracker logs in with.")
     ] = None,
     traccar_id: Annotated[
-        str | None, typer.Option(help="Device identifier set in the Traccar Client app.")
+        str | None,
+        typer.Option(
+            help=f"Device identifier set in the Traccar Client app; `{TRACCAR_ID_NEW}` generates a long random one (printed)."
+        ),
+    ] = None,
+    protocol: Annotated[
+        list[str] | None,
+        typer.Option(
+            help=f"A protocol the device may send with (repeat for several): {', '.join(p.value for p in Protocol)}; none given: any."
+        ),
     ] = None,
 ) -> None:
-    """Register a device and print its token once (alone on the last line)."""
+    """Register a device (and its broker account) and print its token once (alone on the last line)."""
+    protocols = tuple(protocol or ())
+    unknown = set(protocols) - {p.value for p in Protocol}
+    if unknown:
+        raise fail(f"unknown protocol(s): {', '.join(sorted(unknown))}")
+    if traccar_id == TRACCAR_ID_NEW:
+        traccar_id = new_traccar_id()
+        typer.echo(f"Traccar Client id (set it in the app): {traccar_id}")
     try:
         issued = asyncio.run(
             _with_conn(
-                registry.add_device,
+                register_device,
+                _broker_sync(),
                 device_id,
                 tenant_id=tenant,
                 kind=kind,
@@ -102,13 +136,17 @@ def device_add(
                 owntracks=owntracks,
                 imei=imei,
                 traccar_id=traccar_id,
+                protocols=protocols,
             )
         )
     except (
         registry.DeviceExists,
         registry.OwnTracksIdentityTaken,
+        registry.OwnTracksUserTaken,
+        registry.LoginTaken,
         registry.IdentifierTaken,
         BadToken,
+        BrokerError,
         ValueError,
     ) as e:
         raise fail(str(e)) from None
@@ -134,10 +172,18 @@ def device_list(
         )
 
 
+def _set_enabled(device_id: str, enabled: bool) -> bool:
+    try:
+        return asyncio.run(_with_conn(set_device_enabled, _broker_sync(), device_id, enabled))
+    except BrokerError as e:
+        raise fail(f"the registry changed, the broker did not: {e}") from None
+
+
 @device_app.command("disable")
 def device_disable(device_id: str) -> None:
-    """Disable a device: its fixes and logins are refused from now on."""
-    if not asyncio.run(_with_conn(registry.set_enabled, device_id, False)):
+    """Disable a device: its fixes and logins are refused from now on (the broker
+    disconnects it at once)."""
+    if not _set_enabled(device_id, False):
         raise fail(f"no device {device_id!r}")
     typer.echo(f"device {device_id} disabled")
 
@@ -145,9 +191,23 @@ def device_disable(device_id: str) -> None:
 @device_app.command("enable")
 def device_enable(device_id: str) -> None:
     """Enable a disabled device again."""
-    if not asyncio.run(_with_conn(registry.set_enabled, device_id, True)):
+    if not _set_enabled(device_id, True):
         raise fail(f"no device {device_id!r}")
     typer.echo(f"device {device_id} enabled")
+
+
+@device_app.command("remove")
+def device_remove(device_id: str) -> None:
+    """Remove a device and its broker account; its stored fixes stay."""
+    try:
+        removed = asyncio.run(_with_conn(remove_device, _broker_sync(), device_id))
+    except asyncpg.ForeignKeyViolationError:
+        raise fail(f"device {device_id!r} has engine trips: disable it instead") from None
+    except BrokerError as e:
+        raise fail(f"the registry changed, the broker did not: {e}") from None
+    if not removed:
+        raise fail(f"no device {device_id!r}")
+    typer.echo(f"device {device_id} removed")
 
 
 # ---- processes -----------------------------------------------------------------------
@@ -163,8 +223,8 @@ def gateway() -> None:
 
 def _add_plugin_commands() -> None:
     """Commands other packages register through the `fixgate.commands` entry point group
-    (the developer tooling in devtools/: stack, simulate, demo), so the product packages
-    never import them."""
+    (the dispatch API's `api` and `token`; the developer tooling in devtools/: stack,
+    simulate, demo), so the gateway imports neither the API nor the tooling."""
     for entry in entry_points(group="fixgate.commands"):
         try:
             register: Callable[[typer.Typer], None] = entry.load()

@@ -12,6 +12,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from contracts.keys import DEFAULT_SHARDS, MAX_SHARDS
 from devices.framing import DEFAULT_MAX_LINE_BYTES
 from devices.tcp_nmea import DEFAULT_MAX_ERRORS
 from ingest.filters import FilterLimits
@@ -43,6 +44,12 @@ class Settings(BaseSettings):
     redis_prefix: str = Field(
         "fixgate:",
         description="Prefix of every Redis key and channel fixgate uses (isolates deployments and tests).",
+    )
+    position_shards: int = Field(
+        DEFAULT_SHARDS,
+        ge=1,
+        le=MAX_SHARDS,
+        description="Shards of the positions stream and the engine's state, by device (the same in every gateway, engine and API; changing it is an offline step: docs/scaling.md).",
     )
     mqtt_url: str = Field(
         f"mqtt://127.0.0.1:{STACK_MQTT_PORT}",
@@ -174,12 +181,64 @@ class Settings(BaseSettings):
     )
     log_level: str = Field("INFO", description="Log level (DEBUG, INFO, WARNING, ERROR).")
 
+    # ---- trust (issue 20, docs/security.md) ----------------------------------------
+    mqtt_ca_file: Path | None = Field(
+        None,
+        description="CA certificate that signed the broker's TLS certificate, for mqtts:// URLs (unset: the system's CAs).",
+    )
+    mqtt_admin_url: str | None = Field(
+        None,
+        description="The broker's dynamic-security admin account (mqtt[s]://user:password@host:port): device accounts follow the registry through it; unset: the gateway leaves the broker's accounts alone.",
+    )
+    # A device sends one epoch of a few sentences per message; 100 lines of 82 characters
+    # is a minute's backlog of 1 Hz RMC+GGA pairs in one message: far more than any device
+    # sends, and decoding it takes well under a millisecond.
+    mqtt_nmea_max_bytes: int = Field(
+        16 * 1024,
+        description="Largest NMEA message over MQTT, bytes; a larger one is refused whole (acknowledged, counted).",
+    )
+    mqtt_nmea_max_lines: int = Field(
+        200, description="Most NMEA lines in one MQTT message; the rest of the message is refused."
+    )
+    mqtt_nmea_max_errors: int = Field(
+        DEFAULT_MAX_ERRORS,
+        description="Decode errors in one NMEA message over MQTT before the rest of it is refused.",
+    )
+    # A tracker that lost its token, or a typo, fails a few times a minute; an address
+    # guessing ids fails thousands of times. Behind carrier NAT many devices share one
+    # address: the block applies to identification only, never to devices already in.
+    auth_max_failures: int = Field(
+        20,
+        description="Failed identifications (unknown id, IMEI or token) from one address within `FIXGATE_AUTH_FAILURE_WINDOW_S` before that address is refused for `FIXGATE_AUTH_BLOCK_S`.",
+    )
+    auth_failure_window_s: float = Field(
+        60, description="Window in which failed identifications per address are counted, seconds."
+    )
+    auth_block_s: float = Field(
+        300,
+        description="How long an address over the failure limit is refused (HTTP 429, or its connections closed before identification), seconds.",
+    )
+    # A depot or a carrier's NAT puts many trackers behind one address; 256 covers a
+    # large yard while one address can no longer take all of the process's file descriptors.
+    tcp_max_connections_per_address: int = Field(
+        256,
+        description="Open TCP connections one address may hold on each TCP listener (NMEA, Teltonika, GT06, HTTP); more are closed at once and counted.",
+    )
+
 
 def mqtt_address(url: str) -> tuple[str, int, str | None, str | None]:
-    """(host, port, username, password) of an `mqtt://[user[:password]@]host[:port]` URL."""
-    from urllib.parse import urlsplit
+    """(host, port, username, password) of an `mqtt[s]://[user[:password]@]host[:port]` URL."""
+    from urllib.parse import unquote, urlsplit
 
     parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "tcp"):
-        raise ValueError(f"MQTT URL must start with mqtt://, got {url!r}")
-    return parts.hostname or "127.0.0.1", parts.port or 1883, parts.username, parts.password
+    if parts.scheme not in ("mqtt", "tcp", "mqtts"):
+        raise ValueError(f"MQTT URL must start with mqtt:// or mqtts://, got {url!r}")
+    default_port = 8883 if parts.scheme == "mqtts" else 1883
+    user = unquote(parts.username) if parts.username is not None else None
+    password = unquote(parts.password) if parts.password is not None else None
+    return parts.hostname or "127.0.0.1", parts.port or default_port, user, password
+
+
+def mqtt_tls(url: str) -> bool:
+    """Whether an MQTT URL asks for TLS (`mqtts://`)."""
+    return url.startswith("mqtts://")

@@ -52,7 +52,22 @@ AUTH_REFUSED = Counter(
     "Refused device identities, by listener and reason.",
     ["listener", "reason"],
 )
+AUTH_THROTTLED = Counter(
+    "fixgate_auth_throttled_total",
+    "Connections, requests and datagrams refused because their address failed to identify too often (FIXGATE_AUTH_*), by listener.",
+    ["listener"],
+)
+AUTH_BLOCKS = Counter(
+    "fixgate_auth_blocks_total",
+    "Addresses blocked for failing to identify too often, by the listener of the last failure.",
+    ["listener"],
+)
 MESSAGES_RECEIVED = Counter("fixgate_mqtt_messages_received_total", "MQTT messages received.")
+MESSAGES_REFUSED = Counter(
+    "fixgate_mqtt_messages_refused_total",
+    "MQTT messages refused whole or in part (acknowledged, never redelivered), by protocol and reason.",
+    ["protocol", "reason"],
+)
 TCP_CONNECTIONS = Gauge(
     "fixgate_tcp_connections", "Open TCP device connections, by protocol.", ["protocol"]
 )

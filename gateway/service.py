@@ -13,11 +13,8 @@ count), close the pools.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import resource
-import signal
-from collections.abc import Coroutine
 from typing import Any
 
 import asyncpg
@@ -26,15 +23,19 @@ from gateway.config import Settings
 from gateway.flow import Flow
 from gateway.http import serve_http
 from gateway.listeners.gt06 import Gt06Listener
+from gateway.listeners.guard import AddressGuard
 from gateway.listeners.http_devices import HttpDevicesListener
 from gateway.listeners.mqtt import MqttListener
 from gateway.listeners.stream import StreamListener
 from gateway.listeners.tcp import TcpListener
 from gateway.listeners.teltonika import TeltonikaListener
 from gateway.logs import setup_logging
+from gateway.process import Life
+from gateway.redis_link import REDIS_ERRORS, AnyRedis, connect
+from gateway.registry.broker import BrokerFollower, BrokerSync
 from gateway.registry.cache import SNAPSHOT_NAME, RegistryCache, RegistryUnavailable
 from gateway.sinks.history import HistoryWriter
-from gateway.sinks.live import LiveUpdater, LiveWriter, redis_client
+from gateway.sinks.live import LiveUpdater, LiveWriter
 from gateway.sinks.postgres import prepare_connection
 from gateway.sinks.retention import run_retention
 from gateway.sinks.spool import Spool, SpoolError
@@ -43,20 +44,15 @@ from ingest.pipeline import BatchLimits, Ingest
 
 log = logging.getLogger("gateway")
 
+REDIS_CONNECT_AT_START_S = 3.0
+"""How long startup waits for Redis before going on without it (it connects later)."""
+
 
 class Gateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.stop = asyncio.Event()
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.starting: str | None = "starting"
-        """What startup is doing (readiness reports it), None once the listeners run."""
-
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        task = asyncio.create_task(coro, name=name)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return task
+        self.life = Life("gateway", settings.shutdown_timeout_s)
+        self.stop = self.life.stop
 
     async def serve(self) -> None:
         await self.startup()
@@ -79,7 +75,13 @@ class Gateway:
             max_size=s.max_concurrent_writes + 4,
             init=prepare_connection,
         )
-        self.redis = redis_client(s.redis_url)
+        self.redis: AnyRedis | None = None
+        try:  # a Redis away at start is connected to later: history goes on meanwhile
+            self.redis = await asyncio.wait_for(connect(s.redis_url), REDIS_CONNECT_AT_START_S)
+        except (*REDIS_ERRORS, TimeoutError) as e:
+            log.warning(
+                "gateway: redis not reachable at start (%s); live positions will catch up", e
+            )
         self.registry = RegistryCache(self.pool, snapshot=s.spool_dir / SNAPSHOT_NAME)
         await self.registry.start()
         self.ingest = Ingest(
@@ -91,7 +93,9 @@ class Gateway:
             BatchLimits(max_batch_fixes=s.batch_max_fixes, max_batch_age_s=s.batch_max_age_s),
         )
         self.flow = Flow(s.max_queued_fixes)
-        self.live = LiveUpdater(LiveWriter(self.redis, s.redis_prefix))
+        self.live = LiveUpdater(
+            LiveWriter(self.redis, s.redis_prefix, s.position_shards), s.redis_url
+        )
         self.history = HistoryWriter(
             self.ingest,
             self.pool,
@@ -103,7 +107,7 @@ class Gateway:
         )
         if self.spool is not None and self.spool.fixes:
             # An earlier run's spooled fixes go in before anything new is taken.
-            self.starting = "replaying the spool"
+            self.life.starting = "replaying the spool"
             await self.history.replay(self.stop, until_empty=True)
             if self.spool.fixes:
                 log.warning(
@@ -113,17 +117,23 @@ class Gateway:
             else:
                 log.info("gateway: spool replayed")
         self.writers_stop = asyncio.Event()
-        self.history_task = self._spawn(self.history.run(self.writers_stop), "history-writer")
-        self.replay_task = self._spawn(self.history.replay(self.writers_stop), "spool-replay")
-        self.live_task = self._spawn(self.live.run(self.writers_stop), "live-writer")
-        self._spawn(self.registry.run(s.registry_refresh_s, self.stop), "registry-refresh")
-        self._spawn(self.registry.listen(s.database_url, self.stop), "registry-listen")
-        self._spawn(
+        self.history_task = self.life.spawn(self.history.run(self.writers_stop), "history-writer")
+        self.replay_task = self.life.spawn(self.history.replay(self.writers_stop), "spool-replay")
+        self.live_task = self.life.spawn(self.live.run(self.writers_stop), "live-writer")
+        self.life.spawn(self.registry.run(s.registry_refresh_s, self.stop), "registry-refresh")
+        self.life.spawn(self.registry.listen(s.database_url, self.stop), "registry-listen")
+        broker_sync = BrokerSync.from_settings(s)
+        if broker_sync is not None:
+            follower = BrokerFollower(broker_sync, self.registry)
+            self.life.spawn(follower.run(self.stop), "broker-follower")
+        self.life.spawn(
             run_retention(self.pool, s.retention_days, s.retention_interval_s, self.stop),
             "retention",
         )
         shared = (s, self.registry, self.ingest, self.history, self.flow)
-        self.tcp = TcpListener(*shared, host=s.tcp_host, port=s.tcp_port)
+        # One guard for every listener: an address guessing on one port is refused on all.
+        guard = AddressGuard(s.auth_max_failures, s.auth_failure_window_s, s.auth_block_s)
+        self.tcp = TcpListener(*shared, host=s.tcp_host, port=s.tcp_port, guard=guard)
         self.streams: list[StreamListener[Any]] = [self.tcp]
         for listener_class, host, port in (
             (TeltonikaListener, s.teltonika_host, s.teltonika_port),
@@ -131,17 +141,17 @@ class Gateway:
             (HttpDevicesListener, s.osmand_host, s.osmand_port),
         ):
             if port:  # 0 turns a listener off
-                self.streams.append(listener_class(*shared, host=host, port=port))
+                self.streams.append(listener_class(*shared, host=host, port=port, guard=guard))
         for listener in self.streams:
             await listener.start()
         self.mqtt = MqttListener(s, self.registry, self.ingest, self.history, self.flow)
-        self.mqtt_task = self._spawn(self.mqtt.run(self.stop), "mqtt")
-        self.starting = None
+        self.mqtt_task = self.life.spawn(self.mqtt.run(self.stop), "mqtt")
+        self.life.ready()
 
     def not_ready(self) -> list[str]:
         """What keeps the gateway from accepting fixes (empty when it can)."""
-        if self.starting is not None:
-            return [self.starting]
+        if starting := self.life.not_ready():
+            return starting
         missing = []
         if not self.mqtt.connected:
             missing.append("mqtt broker not connected")
@@ -153,15 +163,15 @@ class Gateway:
             missing.append("spool full")
         if not self.flow.open.is_set():
             missing.append("ingest queue full")
+        if not self.live.redis_ok:
+            missing.append(
+                "redis not reachable (fixes are stored; live positions and the engine wait)"
+            )
         return missing
 
     async def shutdown(self) -> None:
-        deadline = asyncio.get_running_loop().time() + self.settings.shutdown_timeout_s
-
-        def left() -> float:
-            return max(0.1, deadline - asyncio.get_running_loop().time())
-
-        log.info("gateway: draining (timeout %.0f s)", self.settings.shutdown_timeout_s)
+        life = self.life
+        life.draining()
         for listener in self.streams:
             listener.stop_accepting()
         # NMEA connections close at once (flushing their epoch); the trackers' and the
@@ -169,27 +179,20 @@ class Gateway:
         for listener in self.streams:
             draining = listener.drain()
             log.info("gateway: draining %d %s connections", draining, listener.protocol)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self.mqtt_task), left())
+        await life.finish(self.mqtt_task, "the MQTT listener")
         self.writers_stop.set()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self.history_task), left())
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self.replay_task), left())
+        await life.finish(self.history_task, "the history writer")
+        await life.finish(self.replay_task, "the spool replay")
         for listener in self.streams:  # their acknowledgements went out with the last batches
             if closed := listener.close_all():
                 log.info("gateway: closed %d %s connections", closed, listener.protocol)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(self.live_task), left())
+        await life.finish(self.live_task, "the live writer")
         listener_tasks = {t for listener in self.streams for t in listener.tasks}
-        stragglers = [t for t in self.tasks | listener_tasks | self.mqtt.tasks if not t.done()]
-        for task in stragglers:
-            task.cancel()
-        if stragglers:
-            log.warning("gateway: cancelled %d tasks that did not finish in time", len(stragglers))
-            await asyncio.gather(*stragglers, return_exceptions=True)
+        if stragglers := await life.cancel_stragglers(listener_tasks | self.mqtt.tasks):
+            log.warning("gateway: cancelled %d tasks that did not finish in time", stragglers)
         self.http.close()
-        await self.redis.aclose()
+        if self.live.writer.client is not None:
+            await self.live.writer.client.aclose()
         await self.pool.close()
         if self.spool is not None:
             self.spool.close()
@@ -200,9 +203,7 @@ class Gateway:
 
 async def run_gateway(settings: Settings) -> None:
     gateway = Gateway(settings)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, gateway.stop.set)
+    gateway.life.handle_signals()
     await gateway.serve()
 
 

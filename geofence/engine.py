@@ -22,6 +22,7 @@ from typing import Final
 import msgspec
 import numpy as np
 
+from contracts.geodesy import local_distance_m
 from devices.fix import Fix
 from geofence import trips
 from geofence.config import EngineConfig
@@ -33,7 +34,6 @@ from geofence.events import (
     GeofenceExit,
     event_id,
 )
-from geofence.geodesy import local_distance_m
 from geofence.index import FenceIndex
 from geofence.routes import Route, usable
 from geofence.state import DeviceState, FenceState

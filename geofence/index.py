@@ -26,7 +26,7 @@ import numpy.typing as npt
 import shapely
 from shapely import STRtree
 
-from geofence.geodesy import F64, circle_bounds, local_distance_v, metres_per_degree_v
+from contracts.geodesy import F64, circle_bounds, local_distance_v, metres_per_degree_v
 
 I64 = npt.NDArray[np.int64]
 BOOL = npt.NDArray[np.bool_]

@@ -15,7 +15,7 @@ from typing import Final
 import msgspec
 import numpy as np
 
-from geofence.geodesy import metres_per_degree
+from contracts.geodesy import metres_per_degree
 
 
 class Route(msgspec.Struct, frozen=True, kw_only=True):

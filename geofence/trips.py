@@ -15,9 +15,9 @@ from typing import Final, Literal
 
 import msgspec
 
+from contracts.geodesy import distance_m
 from geofence.config import EngineConfig
 from geofence.events import AnyEvent, QueuedTrip, TripArrived, TripCanceled, TripUpdate, event_id
-from geofence.geodesy import distance_m
 from geofence.polyline import encode
 from geofence.routes import project, remaining_points, usable
 from geofence.state import MAX_DONE_TRIPS, DeviceState, TripState

@@ -14,6 +14,7 @@ from datetime import datetime
 
 import msgspec
 
+from contracts.geodesy import MEAN_EARTH_RADIUS_M, haversine_m
 from devices.fix import (
     MAX_ACCURACY_M,
     MAX_ALTITUDE_M,
@@ -23,8 +24,6 @@ from devices.fix import (
     MIN_ALTITUDE_M,
     Fix,
 )
-
-EARTH_RADIUS_M = 6_371_008.8
 
 
 class Reason(enum.StrEnum):
@@ -41,8 +40,10 @@ HISTORY_ALLOWED = frozenset({Reason.INVALID, Reason.JUMP})
 
 
 class FilterLimits(msgspec.Struct, frozen=True, kw_only=True):
-    max_clock_skew_s: float = 300.0
-    """A device clock may run this far ahead of ours (GPS time is exact; phones drift)."""
+    max_clock_skew_s: float = 30.0
+    """A device clock may run this far ahead of ours. GPS time is exact and a phone's clock
+    synced by its network is off by a second or two; more is a wrong clock or a forged fix,
+    which would make the device's real fixes "late" until the clock caught up with it."""
     max_fix_age_s: float = 90 * 86400.0
     """Fixes older than this are refused (the retention horizon: they would be dropped anyway)."""
     max_speed_mps: float = 100.0
@@ -52,20 +53,23 @@ class FilterLimits(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DeviceTrack(msgspec.Struct):
-    """What the filter remembers per device: its newest fix (time) and newest good position."""
+    """What the filter remembers per device: its newest good fix (time, and its order key
+    `order_time`) and position. Only a fix that passed every filter advances it."""
 
     newest_time: datetime
     good_time: datetime | None = None
     good_lat: float = 0.0
     good_lon: float = 0.0
+    newest_order: datetime | None = None
+    """`order_time` of the newest fix (None: track made before it; `newest_time` then)."""
 
 
-def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle (haversine) distance in metres."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(a)))
+def order_time(fix: Fix) -> datetime:
+    """What "newest" means for the live position: the fix time, but never later than when
+    the gateway received it. A fix dated ahead (within the clock-skew allowance) then
+    counts as received now, and the device's next real fix is newer than it."""
+    received = fix.received_at
+    return fix.time if received is None or fix.time <= received else received
 
 
 def is_invalid(fix: Fix) -> bool:
@@ -101,7 +105,7 @@ def is_too_old(fix: Fix, now: float, limits: FilterLimits) -> bool:
     return fix.time.timestamp() < now - limits.max_fix_age_s
 
 
-_UPPER_M_PER_DEGREE = EARTH_RADIUS_M * math.pi / 180.0 * (1.0 + 1e-9)
+_UPPER_M_PER_DEGREE = MEAN_EARTH_RADIUS_M * math.pi / 180.0 * (1.0 + 1e-9)
 """Going |dlat| along a meridian, then |dlon| along a parallel (at most as long as the
 equator's degree) is a path between two points, so R * (|dlat| + |dlon|) in radians is an
 upper bound of their great-circle distance; the 1e-9 covers floating-point rounding."""
@@ -116,7 +120,7 @@ def is_jump(fix: Fix, track: DeviceTrack | None, limits: FilterLimits) -> bool:
     bound = (abs(fix.lat - track.good_lat) + abs(fix.lon - track.good_lon)) * _UPPER_M_PER_DEGREE
     if bound < limits.min_jump_distance_m or (dt > 0 and bound <= limits.max_speed_mps * dt):
         return False
-    d = distance_m(track.good_lat, track.good_lon, fix.lat, fix.lon)
+    d = haversine_m(track.good_lat, track.good_lon, fix.lat, fix.lon)
     if d < limits.min_jump_distance_m:
         return False
     return dt == 0 or d / dt > limits.max_speed_mps

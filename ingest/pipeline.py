@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import msgspec
 
 from devices.fix import Fix
-from ingest.filters import HISTORY_ALLOWED, DeviceTrack, FilterLimits, Reason, check
+from ingest.filters import HISTORY_ALLOWED, DeviceTrack, FilterLimits, Reason, check, order_time
 
 Ack = Callable[[], None]
 
@@ -33,9 +33,10 @@ class Batch(msgspec.Struct):
     rows: list[Fix]
     """Fixes for the history (TimescaleDB), in arrival order."""
     live: list[Fix]
-    """Every valid fix of this batch that moved its device forward in fix time, in arrival
-    order (so in fix-time order per device): the live position takes each device's last
-    one, and the positions stream carries them all (the engine evaluates every one)."""
+    """Every valid fix of this batch that moved its device forward (by
+    `ingest.filters.order_time`: fix time, capped at the receive time), in arrival order:
+    the live position takes each device's last one, and the positions stream carries them
+    all (the engine evaluates every one)."""
     acks: list[Ack]
     """Called once the rows are durable."""
 
@@ -91,26 +92,27 @@ class Ingest:
             rejected = self.counts.rejected
             for reason in reasons:
                 rejected[reason] += 1
-            if not HISTORY_ALLOWED.issuperset(reasons):
-                return
-            fix = msgspec.structs.replace(fix, valid=False)
-            self._rows.append(fix)
-            if track is None:
-                self.tracks[fix.device_id] = DeviceTrack(newest_time=fix.time)
-            elif fix.time > track.newest_time:
-                track.newest_time = fix.time
+            if HISTORY_ALLOWED.issuperset(reasons):
+                # History keeps it, flagged; it moves nothing: a refused or filtered fix
+                # never advances the device's newest time (nor its jump reference).
+                self._rows.append(msgspec.structs.replace(fix, valid=False))
             return
         self._rows.append(fix)
+        order = order_time(fix)
         if track is None:
             self.tracks[fix.device_id] = DeviceTrack(
-                newest_time=fix.time, good_time=fix.time, good_lat=fix.lat, good_lon=fix.lon
-            )
+                newest_time=fix.time, good_time=fix.time, good_lat=fix.lat, good_lon=fix.lon,
+                newest_order=order,
+            )  # fmt: skip
             self._live.append(fix)
-        elif fix.time > track.newest_time:
+            return
+        newest = track.newest_order or track.newest_time
+        if order > newest or (order == newest and fix.time > track.newest_time):
             track.newest_time = track.good_time = fix.time
+            track.newest_order = order
             track.good_lat, track.good_lon = fix.lat, fix.lon
             self._live.append(fix)
-        elif fix.time < track.newest_time:
+        elif fix.time != track.newest_time:
             self.counts.late += 1
         # Equal time: a resend of the newest fix; the database stores it once.
 

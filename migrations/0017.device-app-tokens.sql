@@ -1,4 +1,4 @@
--- depends: 0016.staff-users
+-- depends: 0016.idempotency 0016.staff-users
 -- The technician app's credential (issue 23): a second token of the technician's own
 -- device, minted by the API for the signed-in technician (POST /technician/device-credentials)
 -- and stored hashed like the device's token. Only the gateway's OwnTracks HTTP listener

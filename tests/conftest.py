@@ -12,9 +12,11 @@ migrated once per run; `redis_prefix` and `mqtt_prefix` are unique per test.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import asyncpg
 import psycopg
@@ -23,6 +25,8 @@ import redis.asyncio as aioredis
 
 from devtools.stack import docker_engine_answers
 from gateway.migrate import migrate, migrations_dir
+from gateway.redis_link import connect
+from tests.support import broker
 from tests.support.services import (
     Services,
     from_native_stack,
@@ -38,16 +42,24 @@ TEMPLATE_DB = f"fixgate_test_template_{os.getpid()}"
 @pytest.fixture(scope="session")
 def services() -> Iterator[Services]:
     given = [os.environ.get(f"FIXGATE_TEST_{k}_URL") for k in ("DATABASE", "REDIS", "MQTT")]
-    if all(given):
-        db, rd, mq = given
-        routing = os.environ.get("FIXGATE_TEST_ROUTING_URL") or None
-        yield Services(with_database(db, "postgres"), rd, mq, routing)  # type: ignore[arg-type]
-    elif docker_engine_answers():
-        with from_testcontainers() as found:
-            yield found
-    else:
-        with from_native_stack() as found:
-            yield found
+    found: Services
+    with contextlib.ExitStack() as stack:
+        if all(given):
+            db, rd, mq = given
+            routing = os.environ.get("FIXGATE_TEST_ROUTING_URL") or None
+            found = Services(
+                with_database(db, "postgres"), rd, mq, routing,  # type: ignore[arg-type]
+                mqtt_admin_url=os.environ.get("FIXGATE_TEST_MQTT_ADMIN_URL"),
+                mqtt_tls_url=os.environ.get("FIXGATE_TEST_MQTT_TLS_URL"),
+                mqtt_ca_file=os.environ.get("FIXGATE_TEST_MQTT_CA_FILE"),
+            )  # fmt: skip
+        elif docker_engine_answers():
+            found = stack.enter_context(from_testcontainers())
+        else:
+            found = stack.enter_context(from_native_stack())
+        if found.mqtt_admin_url:
+            stack.enter_context(broker.use_broker(found.mqtt_admin_url))
+        yield found
 
 
 @pytest.fixture(scope="session")
@@ -106,7 +118,7 @@ def redis_prefix() -> str:
 
 @pytest.fixture
 async def redis_client(services: Services, redis_prefix: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(services.redis_url)
+    client: Any = await connect(services.redis_url)  # a cluster client on a cluster
     yield client
     keys = [k async for k in client.scan_iter(match=f"{redis_prefix}*")]
     if keys:
@@ -120,8 +132,19 @@ def mqtt_prefix() -> str:
 
 
 @pytest.fixture
+def gateway_mqtt_url(services: Services, mqtt_prefix: str) -> Iterator[str]:
+    """The broker URL logged in as this test's own gateway account (read-only on its
+    prefix; the broker names the session after the account)."""
+    if services.mqtt_admin_url is None:  # a given broker without accounts to make
+        yield services.mqtt_url
+        return
+    with broker.gateway_account(services.mqtt_url, mqtt_prefix) as url:
+        yield url
+
+
+@pytest.fixture
 def fixgate_env(
-    services: Services, db_url: str, redis_prefix: str, mqtt_prefix: str
+    services: Services, db_url: str, redis_prefix: str, mqtt_prefix: str, gateway_mqtt_url: str
 ) -> dict[str, str]:
     """Environment for a `fixgate` subprocess pointed at this test's isolated resources."""
     return {
@@ -129,7 +152,10 @@ def fixgate_env(
         "FIXGATE_DATABASE_URL": db_url,
         "FIXGATE_REDIS_URL": services.redis_url,
         "FIXGATE_REDIS_PREFIX": redis_prefix,
-        "FIXGATE_MQTT_URL": services.mqtt_url,
+        "FIXGATE_MQTT_URL": gateway_mqtt_url,
+        # The test's devices are registered by tests/support (on the broker too); the
+        # gateway follows no registry changes onto the broker unless a test asks it to.
+        "FIXGATE_MQTT_ADMIN_URL": "",
         "FIXGATE_MQTT_TOPIC_PREFIX": mqtt_prefix,
         "FIXGATE_MQTT_CLIENT_ID": f"fixgate-{uuid.uuid4().hex[:8]}",
     }

@@ -1,5 +1,5 @@
 """Each API process reads the dispatch stream (and the gateway's positions and the
-engine's events) with its own XREAD, not a consumer group: every process must see every
+engine's events, one stream of each per shard: contracts.keys) with its own XREAD, not a consumer group: every process must see every
 event to serve its own clients; the hub routes each to the local connections."""
 
 from __future__ import annotations
@@ -8,14 +8,13 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any, cast
-
-import redis.asyncio as aioredis
 
 from api.metrics import WS_ROUTED
 from api.realtime.protocol import message, parse_entry, text
 from api.state import ApiState
-from gateway.sinks.live import decode_fixes
+from contracts import events
+from contracts.positions import entry_fixes
+from gateway.redis_link import AnyRedis, Poll, read_streams
 
 log = logging.getLogger("fixgate.api.realtime.fanout")
 
@@ -29,10 +28,9 @@ POSITIONS_REPLAY_MS = 1000
 """When a first staff client connects, positions are read from this long before (Redis's
 clock): it connected at most one read (`BLOCK_MS`) ago, so none of its positions is
 missed."""
-GEOFENCE_PREFIX = "geofence_"
 
 
-async def last_id(client: aioredis.Redis, stream: str) -> str:
+async def last_id(client: AnyRedis, stream: str) -> str:
     newest = await client.xrevrange(stream, count=1)
     if not newest or newest[0][0] is None:
         return "0-0"
@@ -47,33 +45,40 @@ def _geofence(state: ApiState, raw: bytes | str) -> None:
     if not isinstance(event, dict):
         return
     kind, tenant = event.get("type"), event.get("tenant")
-    if isinstance(kind, str) and kind.startswith(GEOFENCE_PREFIX) and isinstance(tenant, str):
+    if (
+        isinstance(kind, str)
+        and kind.startswith(events.GEOFENCE_PREFIX)
+        and isinstance(tenant, str)
+    ):
         hub = state.realtime.hub
         if hub.has_admins(tenant):
             hub.to_admins(tenant, message(kind, None, text(raw)), None)
 
 
 async def _watch_positions(
-    client: aioredis.Redis, ids: dict[str, str], positions: str, wanted: bool
+    client: AnyRedis, ids: dict[str, str], positions: list[str], wanted: bool
 ) -> None:
     """Read the gateway's positions only while staff are connected: they go to nobody else,
     and every API process would otherwise read and parse every fix of the fleet for
     nobody. Watching starts shortly before now, by Redis's clock."""
     if not wanted:
-        ids.pop(positions, None)
-    elif positions not in ids:
+        for stream in positions:
+            ids.pop(stream, None)
+    elif positions[0] not in ids:
         seconds, micros = await client.time()
-        ids[positions] = f"{seconds * 1000 + micros // 1000 - POSITIONS_REPLAY_MS}-0"
+        since = f"{seconds * 1000 + micros // 1000 - POSITIONS_REPLAY_MS}-0"
+        ids.update(dict.fromkeys(positions, since))
 
 
 async def run(state: ApiState) -> None:
-    prefix = state.settings.redis_prefix
-    dispatch, positions, events = f"{prefix}dispatch", f"{prefix}positions", f"{prefix}events"
+    keys = state.keys
+    dispatch, positions, engine = keys.dispatch, keys.all_positions(), set(keys.all_events())
     rt, client = state.realtime, state.redis
     ids: dict[str, str] = {}
+    poll = Poll()
     while not ids:
         try:
-            ids = {s: await last_id(client, s) for s in (dispatch, positions, events)}
+            ids = {s: await last_id(client, s) for s in (dispatch, *engine)}
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -82,24 +87,22 @@ async def run(state: ApiState) -> None:
     while True:
         try:
             await _watch_positions(client, ids, positions, rt.hub.any_admins())
-            replies = await client.xread(ids, count=READ_COUNT, block=BLOCK_MS)  # type: ignore[arg-type]  # redis-py's stream mapping type is invariant
-            # [[stream, [(id, fields), ...]], ...]; redis-py types the reply loosely.
-            for stream_raw, entries in cast(list[tuple[Any, list[tuple[Any, Any]]]], replies or []):
-                stream = text(stream_raw)
+            replies = await read_streams(
+                client, ids, count=READ_COUNT, block_ms=BLOCK_MS, poll=poll
+            )
+            for stream, entries in replies:
                 ids[stream] = text(entries[-1][0])
                 for entry_id, fields in entries:
                     if stream == dispatch:
                         entry = parse_entry(entry_id, fields)
                         if entry is not None:
                             WS_ROUTED.inc(rt.hub.route(entry))
-                    elif stream == positions:
-                        raw = fields.get(b"fixes", fields.get("fixes"))
-                        if raw is not None and rt.hub.any_admins():
-                            rt.fleet.offer(decode_fixes(raw), rt.hub, time.time())
-                    else:
-                        raw = fields.get(b"event", fields.get("event"))
+                    elif stream in engine:
+                        raw = events.raw_event(fields)
                         if raw is not None:
                             _geofence(state, raw)
+                    elif rt.hub.any_admins():
+                        rt.fleet.offer(entry_fixes(fields), rt.hub, time.time())
             rt.fleet.flush(rt.hub, time.time())
         except asyncio.CancelledError:
             raise

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections import Counter
 
-import redis.asyncio as aioredis
+from gateway.redis_link import AnyRedis
 
 log = logging.getLogger("fixgate.api.realtime.presence")
 
@@ -25,7 +25,7 @@ def presence_key(prefix: str, tenant: str) -> str:
     return f"{prefix}ws:technicians:{tenant}"
 
 
-async def connected_technicians(client: aioredis.Redis, prefix: str, tenant: str) -> set[str]:
+async def connected_technicians(client: AnyRedis, prefix: str, tenant: str) -> set[str]:
     """Technician ids with a live claim from some API process."""
     members = await client.zrangebyscore(presence_key(prefix, tenant), time.time(), "+inf")
     found = set()
@@ -38,7 +38,7 @@ async def connected_technicians(client: aioredis.Redis, prefix: str, tenant: str
 class Presence:
     """This process's connected technicians, published to Redis."""
 
-    def __init__(self, client: aioredis.Redis, prefix: str, ttl_s: float) -> None:
+    def __init__(self, client: AnyRedis, prefix: str, ttl_s: float) -> None:
         self.client = client
         self.prefix = prefix
         self.ttl_s = ttl_s

@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from api.principal import Principal
 from api.realtime.groups import admit, request_facts
 from api.realtime.protocol import Entry, StreamId, format_stream_id, parse_entry, text
 from api.realtime.views import seen_as, text_for
+from gateway.redis_link import AnyRedis, clustered
 
 PAGE_ENTRIES = 500
 """Entries per XRANGE: a ten-minute backlog of a busy tenant in a few round trips."""
@@ -37,12 +37,20 @@ def _sid(value: Any) -> StreamId:
     return int(ms), int(seq or 0)
 
 
-async def seam(client: aioredis.Redis, stream: str) -> Seam:
+async def seam(client: AnyRedis, stream: str) -> Seam:
     """Read after the connection joined the hub (so nothing falls between the two)."""
-    pipe = client.pipeline(transaction=True)
-    pipe.xinfo_stream(stream)
-    pipe.time()
-    info, (seconds, micros) = await pipe.execute(raise_on_error=False)
+    info: Any
+    if clustered(client):  # no TIME in a cluster's pipeline: the stream first, then the clock
+        try:
+            info = await client.xinfo_stream(stream)
+        except ResponseError as e:
+            info = e
+        seconds, micros = await client.time()
+    else:  # one moment on one Redis
+        pipe = client.pipeline(transaction=True)
+        pipe.xinfo_stream(stream)
+        pipe.time()
+        info, (seconds, micros) = await pipe.execute(raise_on_error=False)
     now_ms = int(seconds) * 1000 + int(micros) // 1000
     if isinstance(info, ResponseError):  # no such stream yet: every entry to come is live
         # An id above every entry so far and below any to come (ids are Redis's clock).
@@ -70,7 +78,7 @@ def must_resync(last: StreamId, at: Seam, window_s: float) -> bool:
 
 
 async def missed(
-    client: aioredis.Redis,
+    client: AnyRedis,
     stream: str,
     principal: Principal,
     groups: frozenset[str],

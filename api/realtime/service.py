@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import redis.asyncio as aioredis
-
 from api.principal import Role
 from api.realtime.fleet import Fleet
 from api.realtime.hub import Hub
 from api.realtime.presence import Presence
+from gateway.redis_link import AnyRedis
 
 
 @dataclass
@@ -23,5 +22,5 @@ class Realtime:
         self.hub.revoke(tenant, role.value, subject)
 
     @classmethod
-    def build(cls, client: aioredis.Redis, prefix: str, presence_ttl_s: float) -> Realtime:
+    def build(cls, client: AnyRedis, prefix: str, presence_ttl_s: float) -> Realtime:
         return cls(presence=Presence(client, prefix, presence_ttl_s))

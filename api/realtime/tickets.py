@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 import secrets
 
-import redis.asyncio as aioredis
-
 from api.principal import Principal, Role
+from gateway.redis_link import AnyRedis
 
 TICKET_TTL_S = 30
 """Long enough to open a socket right after asking, short enough to be worthless later."""
@@ -22,7 +21,7 @@ def _key(prefix: str, ticket: str) -> str:
     return f"{prefix}wsticket:{ticket}"
 
 
-async def issue(client: aioredis.Redis, prefix: str, principal: Principal) -> str:
+async def issue(client: AnyRedis, prefix: str, principal: Principal) -> str:
     ticket = secrets.token_urlsafe(TICKET_BYTES)
     claims = {
         "tenant": principal.tenant,
@@ -34,7 +33,7 @@ async def issue(client: aioredis.Redis, prefix: str, principal: Principal) -> st
     return ticket
 
 
-async def redeem(client: aioredis.Redis, prefix: str, ticket: str) -> Principal | None:
+async def redeem(client: AnyRedis, prefix: str, ticket: str) -> Principal | None:
     """The principal of a ticket, once; None when it is unknown, spent or expired."""
     if not ticket or len(ticket) > 2 * TICKET_BYTES:
         return None

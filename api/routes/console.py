@@ -126,7 +126,7 @@ async def fleet(state: StateDep, db: DbDep, principal: StaffDep) -> Envelope[lis
         principal.tenant,
     )
     positions = await queue.live_positions(
-        state.redis, state.settings.redis_prefix, [row["device_id"] for row in rows]
+        state.redis, state.keys, [row["device_id"] for row in rows]
     )
     out: list[FleetTechnician] = []
     for row, where in zip(rows, positions, strict=True):

@@ -32,7 +32,7 @@ async def live(
     deviceId: str, state: StateDep, db: DbDep, principal: StaffDep
 ) -> Envelope[LivePosition]:
     await _own_device(db, principal.tenant, deviceId)
-    where = await queue.live_position(state.redis, state.settings.redis_prefix, deviceId)
+    where = await queue.live_position(state.redis, state.keys, deviceId)
     if where is None or where["tenant"] != principal.tenant:
         raise not_found("Live position")
     data = LivePosition(

@@ -25,8 +25,11 @@ async def healthz() -> Envelope[None]:
 
 @router.get("/readyz", responses={503: {"model": Envelope[None]}})
 async def readyz(state: StateDep) -> Response:
-    """Ready when the database and Redis answer; otherwise 503 naming which does not (never
-    the error's text: it can carry addresses and names an outsider has no business with)."""
+    """Ready when the process is (not starting or draining), the database and Redis answer;
+    otherwise 503 naming what is not (never an error's text: it can carry addresses and
+    names an outsider has no business with)."""
+    if starting := state.life.not_ready():  # draining: a load balancer should stop sending
+        return envelope(503, f"not ready: {', '.join(starting)}")
     for name, check in (("database", lambda: _database(state)), ("redis", state.redis.ping)):
         try:
             async with asyncio.timeout(READY_TIMEOUT_S):

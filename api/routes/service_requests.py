@@ -47,7 +47,7 @@ from api.principal import Principal, Role
 from api.routes.catalog import done
 from api.store import requests, technicians
 from api.store.requests import basic_info, load_details, scope, subject_id, technician_info
-from geofence.geodesy import haversine_m
+from contracts.geodesy import haversine_m
 
 router = guarded_router(tags=["service requests"])
 
@@ -409,9 +409,7 @@ async def _technician_location(
 ) -> TechnicianLocation | None:
     if detail.technician is None:
         return None
-    where = await queue.live_position(
-        state.redis, state.settings.redis_prefix, detail.technician.device_id
-    )
+    where = await queue.live_position(state.redis, state.keys, detail.technician.device_id)
     if where is None:
         return None
     return TechnicianLocation(
@@ -500,7 +498,7 @@ async def _suggestions(
     positions: list[dict[str, Any] | None] = [None] * len(rows)
     if near is not None:
         positions = await queue.live_positions(
-            state.redis, state.settings.redis_prefix, [row["device_id"] for row in rows]
+            state.redis, state.keys, [row["device_id"] for row in rows]
         )
     items = []
     for row, where_now in zip(rows, positions, strict=True):

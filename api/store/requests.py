@@ -421,6 +421,7 @@ _ACCEPT_READ = _DETAIL.format(
     extra=f""",
        r.currenttechnicianid, r.rating IS NOT NULL AS rated,
        r.slaviolatedat IS NOT NULL AS slaviolated, {_RUNG},
+       r.latitude::float8 AS lat, r.longitude::float8 AS lon,
        t.availabilitystatus AS t_availability,
        coalesce((SELECT sum(durationminutes) FROM requestedservices rs
                  WHERE rs.requestid = r.requestid AND rs.servicestatus <> 'Rejected'), 0)::float8
@@ -444,23 +445,7 @@ async def accept_read(
     row = await conn.fetchrow(_ACCEPT_READ, [request_id], tenant, technician_id, QUEUED_STATES)
     if row is None:
         return None
-    view = RequestView(
-        id=row["requestid"],
-        status=RequestStatus(row["requeststatus"]),
-        version=row["version"],
-        customer=row["customerid"],
-        technician=row["currenttechnicianid"],
-        rung=row["rung"],
-        number=row["requestnumber"],
-        priority=row["priority"],
-        ring_ended_at=row["ringendtime"],
-        arrived_at=row["arrivedat"],
-        trip=row["tripid"],
-        rated=row["rated"],
-        sla_violated=row["slaviolated"],
-        lat=row["latitude"],
-        lon=row["longitude"],
-    )
+    view = view_of(row)
     queued = [QueuedRequest(i, c, RequestStatus(s), at, lat, lon, m)
               for i, c, s, at, lat, lon, m in row["queue"]]  # fmt: skip
     technician = None

@@ -39,7 +39,11 @@ class ComposeStack:
             raise StackError(f"{' '.join(cmd)} failed:\n{done.stderr}")
         return done.stdout
 
-    def up(self) -> None:
+    def up(self, redis_cluster: bool = False) -> None:
+        if redis_cluster:
+            raise StackError(
+                "--redis-cluster runs Debian's redis-server: use FIXGATE_STACK_MODE=native"
+            )
         if self.settings.routing_pbf not in EXTRACTS:
             raise StackError(
                 f"the compose stack routes on a named extract ({', '.join(EXTRACTS)}), not "

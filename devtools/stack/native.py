@@ -22,7 +22,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-from devtools.stack import ServiceStatus
+from devtools.stack import CLUSTER_PORT_OFFSET, ServiceStatus, cluster_marker
+from devtools.stack.broker_init import init_broker_dir
 from devtools.stack.settings import StackSettings
 
 TRIXIE_PACKAGES = ("postgresql-17", "postgresql-17-timescaledb", "postgresql-17-postgis-3")
@@ -35,7 +36,13 @@ HOST_PACKAGES = {
     "mosquitto": "mosquitto",
     "mosquitto_pub": "mosquitto-clients",
     "psql": "postgresql-client",
+    "openssl": "openssl",
 }
+REDIS_DURABLE = ("--save", "", "--appendonly", "yes", "--appendfsync", "everysec")
+"""Redis holds what the engine has not read yet, its state and the events the API has not
+fanned out: an append-only file fsynced every second, so a restart (even after kill -9)
+loses at most the last second. No RDB snapshots: the AOF is the one copy."""
+CLUSTER_MASTERS = 3
 # A cold PostgreSQL start with timescaledb preloaded takes ~2 s here; crash recovery
 # after a kill can take longer, so wait generously before calling it failed.
 TIMEOUT_START_S = 90.0
@@ -150,7 +157,7 @@ class NativeStack:
         self.pg_data_in_root = f"/data/pg-{settings.stack_pg_port}"
         self.pg_data = self.root / self.pg_data_in_root.lstrip("/")
         self.redis_dir = self.dir / f"redis-{settings.stack_redis_port}"
-        self.mqtt_dir = self.dir / f"mosquitto-{settings.stack_mqtt_port}"
+        self.mqtt_dir = settings.mqtt_dir
         # Imported here: devtools.stack.osrm builds on this module's process helpers.
         from devtools.stack.osrm import OsrmService
 
@@ -277,9 +284,7 @@ class NativeStack:
             "redis-server",
             "--port", str(port),
             "--bind", "127.0.0.1",
-            # Live positions are a cache of TimescaleDB's newest fixes: no persistence.
-            "--save", "",
-            "--appendonly", "no",
+            *REDIS_DURABLE,
             "--pidfile", str(self.redis_dir / "redis.pid"),
             "--dir", str(self.redis_dir),
         ]  # fmt: skip
@@ -287,6 +292,76 @@ class NativeStack:
 
     def stop_redis(self) -> bool:
         return _stop_pid(self.redis_pid(), signal.SIGTERM, "Redis")
+
+    # ---- Redis Cluster (`fixgate stack up --redis-cluster`) ----------------------------
+
+    @property
+    def cluster_ports(self) -> list[int]:
+        first = self.settings.stack_redis_port + CLUSTER_PORT_OFFSET
+        return [first + n for n in range(CLUSTER_MASTERS)]
+
+    @property
+    def cluster_dir(self) -> Path:
+        return self.dir / f"redis-cluster-{self.cluster_ports[0]}"
+
+    def cluster_pids(self) -> list[int | None]:
+        pids = [_read_pid(self.cluster_dir / f"{p}" / "redis.pid") for p in self.cluster_ports]
+        return [pid if pid is not None and _pid_alive(pid) else None for pid in pids]
+
+    def cluster_wanted(self) -> bool:
+        """`up --redis-cluster` ran and `down` has not: `stack env` points at the cluster."""
+        return cluster_marker(self.settings).exists()
+
+    def start_redis_cluster(self) -> None:
+        """Three masters (Debian's redis-server, cluster mode, AOF), joined once with
+        `redis-cli --cluster create`; their nodes.conf keeps the cluster across restarts."""
+        self.cluster_dir.mkdir(parents=True, exist_ok=True)
+        for port, pid in zip(self.cluster_ports, self.cluster_pids(), strict=True):
+            if pid is not None and _port_open(port):
+                continue
+            node = self.cluster_dir / f"{port}"
+            node.mkdir(exist_ok=True)
+            cmd = [
+                "redis-server",
+                "--port", str(port),
+                "--bind", "127.0.0.1",
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", "nodes.conf",
+                "--cluster-node-timeout", "5000",
+                *REDIS_DURABLE,
+                "--pidfile", str(node / "redis.pid"),
+                "--dir", str(node),
+            ]  # fmt: skip
+            _spawn(cmd, node / "redis.log", port, f"Redis Cluster node {port}")
+        first = self.cluster_ports[0]
+        if "cluster_state:ok" not in self._redis_cli(first, "cluster", "info"):
+            if self._redis_cli(first, "cluster", "info").count("cluster_known_nodes:1") == 1:
+                _run(
+                    ["redis-cli", "--cluster", "create",
+                     *[f"127.0.0.1:{p}" for p in self.cluster_ports], "--cluster-yes"]
+                )  # fmt: skip
+            _wait(
+                lambda: all(
+                    "cluster_state:ok" in self._redis_cli(p, "cluster", "info")
+                    for p in self.cluster_ports
+                ),
+                TIMEOUT_START_S,
+                "Redis Cluster state ok",
+            )
+        cluster_marker(self.settings).write_text("fixgate stack up --redis-cluster\n")
+
+    def _redis_cli(self, port: int, *args: str) -> str:
+        done = subprocess.run(
+            ["redis-cli", "-p", str(port), *args], capture_output=True, text=True, check=False
+        )
+        return done.stdout
+
+    def stop_redis_cluster(self) -> bool:
+        cluster_marker(self.settings).unlink(missing_ok=True)
+        stopped = [
+            _stop_pid(pid, signal.SIGTERM, "Redis Cluster node") for pid in self.cluster_pids()
+        ]
+        return any(stopped)
 
     # ---- Mosquitto -----------------------------------------------------------------
 
@@ -297,27 +372,44 @@ class NativeStack:
     def write_mosquitto_conf(self) -> Path:
         self.mqtt_dir.mkdir(parents=True, exist_ok=True)
         conf = self.mqtt_dir / "mosquitto.conf"
-        conf.write_text(mosquitto_conf(self.settings.stack_mqtt_port, self.mqtt_dir))
+        conf.write_text(
+            mosquitto_conf(
+                self.settings.stack_mqtt_port, self.mqtt_dir, self.settings.mqtt_tls_port
+            )
+        )
         return conf
 
     def start_mosquitto(self) -> None:
         port = self.settings.stack_mqtt_port
+        init_broker_dir(self.mqtt_dir)
+        conf = self.mqtt_dir / "mosquitto.conf"
+        before = conf.read_text() if conf.exists() else None
+        self.write_mosquitto_conf()
         if self.mosquitto_pid() is not None and _port_open(port):
-            return
-        conf = self.write_mosquitto_conf()
+            if conf.read_text() == before:
+                return
+            # Started with an older configuration (an open broker): restart it with ours.
+            self.stop_mosquitto()
         _spawn(["mosquitto", "-c", str(conf)], self.mqtt_dir / "mosquitto.log", port, "Mosquitto")
+        _wait(
+            lambda: _port_open(self.settings.mqtt_tls_port),
+            TIMEOUT_START_S,
+            f"Mosquitto's TLS listener on 127.0.0.1:{self.settings.mqtt_tls_port}",
+        )
 
     def stop_mosquitto(self) -> bool:
         return _stop_pid(self.mosquitto_pid(), signal.SIGTERM, "Mosquitto")
 
     # ---- the whole stack -----------------------------------------------------------
 
-    def up(self) -> None:
+    def up(self, redis_cluster: bool = False) -> None:
         with _locked(self.dir):
             self.ensure_host_packages()
             self.build_root()
             self.start_pg()
             self.start_redis()
+            if redis_cluster or self.cluster_wanted():
+                self.start_redis_cluster()
             self.start_mosquitto()
             self.osrm.start()
 
@@ -328,6 +420,7 @@ class NativeStack:
                 ("osrm", self.osrm.stop),
                 ("mosquitto", self.stop_mosquitto),
                 ("redis", self.stop_redis),
+                ("redis-cluster", self.stop_redis_cluster),
                 ("timescaledb", self.stop_pg),
             ):
                 if stop():
@@ -341,20 +434,49 @@ class NativeStack:
             ServiceStatus("redis", self.redis_pid() is not None, f"127.0.0.1:{s.stack_redis_port}", self.redis_pid()),
             ServiceStatus("mosquitto", self.mosquitto_pid() is not None, f"127.0.0.1:{s.stack_mqtt_port}", self.mosquitto_pid()),
             ServiceStatus("osrm", self.osrm.pid() is not None, f"127.0.0.1:{s.stack_osrm_port}", self.osrm.pid()),
-        ]  # fmt: skip
+        ] + ([
+            ServiceStatus("redis-cluster", all(self.cluster_pids()), ",".join(f"127.0.0.1:{p}" for p in self.cluster_ports), self.cluster_pids()[0]),
+        ] if self.cluster_wanted() else [])  # fmt: skip
 
 
-def mosquitto_conf(port: int, state_dir: Path | None) -> str:
+MAX_MQTT_PACKET_BYTES = 1024 * 1024 + 4096
+"""The broker's bound on one MQTT packet: the largest payload the gateway takes (a fixgate
+JSON batch, 1 MiB: devices.jsonfix.MAX_PAYLOAD_BYTES) and room for the topic and header.
+A client sending more is disconnected by the broker; the message never reaches anyone."""
+COMPOSE_DYNSEC_PLUGIN = "/usr/lib/mosquitto_dynamic_security.so"
+"""Where the eclipse-mosquitto image keeps the plugin (Debian: /usr/lib/<triplet>/)."""
+
+
+def dynsec_plugin() -> str:
+    """The dynamic-security plugin of Debian's mosquitto package."""
+    found = sorted(Path("/usr/lib").glob("*/mosquitto_dynamic_security.so"))
+    if not found:
+        raise StackError(
+            "mosquitto_dynamic_security.so not found under /usr/lib (Debian's mosquitto ships it)"
+        )
+    return str(found[0])
+
+
+def mosquitto_conf(port: int, state_dir: Path | None, tls_port: int | None = None) -> str:
     """Mosquitto's configuration, shared by the native stack and docker-compose's file.
 
     fixgate's gateway holds a persistent session with QoS 1: the broker must keep every
     message queued for it while it is away or slow. Mosquitto drops past
     `max_queued_messages` (default 1000), so the queue is unbounded by count and bounded
     by bytes instead, generously, and `persistence` keeps it across broker restarts.
+
+    Every client logs in (docs/security.md): the dynamic-security plugin holds the
+    accounts and their ACLs (devtools/stack/broker_init.py makes the first two, the
+    registry adds the devices), and the client id is the account's name, so nobody can
+    take another's session. A second listener speaks TLS with the stack's own CA.
     """
+    data = f"{state_dir}/" if state_dir is not None else "/mosquitto/data/"
     lines = [
-        f"listener {port} 127.0.0.1" if state_dir is not None else f"listener {port}",
-        "allow_anonymous true",
+        "per_listener_settings false",
+        "allow_anonymous false",
+        f"plugin {dynsec_plugin() if state_dir is not None else COMPOSE_DYNSEC_PLUGIN}",
+        f"plugin_opt_config_file {data}dynamic-security.json",
+        f"max_packet_size {MAX_MQTT_PACKET_BYTES}",
         "persistence true",
         "max_queued_messages 0",
         "max_queued_bytes 0",
@@ -371,10 +493,20 @@ def mosquitto_conf(port: int, state_dir: Path | None) -> str:
             # Run as whoever started it: as root, Mosquitto would otherwise switch to the
             # `mosquitto` user, who cannot write into our state folder.
             f"user {getpass.getuser()}",
-            f"persistence_location {state_dir}/",
-            f"pid_file {state_dir}/mosquitto.pid",
+            f"persistence_location {data}",
+            f"pid_file {data}mosquitto.pid",
             "log_dest stdout",
         ]
     else:
-        lines += ["persistence_location /mosquitto/data/", "log_dest stdout"]
+        lines += [f"persistence_location {data}", "log_dest stdout"]
+    bind = " 127.0.0.1" if state_dir is not None else ""
+    # A listener's own settings follow its line (use_username_as_clientid is one).
+    lines += [f"listener {port}{bind}", "use_username_as_clientid true"]
+    if tls_port is not None:
+        lines += [
+            f"listener {tls_port}{bind}",
+            "use_username_as_clientid true",
+            f"certfile {data}server.crt",
+            f"keyfile {data}server.key",
+        ]
     return "\n".join(lines) + "\n"

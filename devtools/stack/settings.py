@@ -20,6 +20,9 @@ class StackSettings(BaseSettings):
     stack_pg_port: int = Field(STACK_PG_PORT, description="Native stack: TimescaleDB port.")
     stack_redis_port: int = Field(STACK_REDIS_PORT, description="Native stack: Redis port.")
     stack_mqtt_port: int = Field(STACK_MQTT_PORT, description="Native stack: Mosquitto port.")
+    stack_mqtt_tls_port: int = Field(
+        0, description="Native/compose stack: Mosquitto's TLS port (0: the MQTT port + 1)."
+    )
     stack_osrm_port: int = Field(
         STACK_OSRM_PORT, description="Native stack: OSRM (osrm-routed) port."
     )
@@ -31,3 +34,12 @@ class StackSettings(BaseSettings):
         "auto",
         description="`auto` (Docker when an engine answers, else native), `docker` or `native`.",
     )
+
+    @property
+    def mqtt_tls_port(self) -> int:
+        return self.stack_mqtt_tls_port or self.stack_mqtt_port + 1
+
+    @property
+    def mqtt_dir(self) -> Path:
+        """The native broker's state: persistence, accounts, certificates (per port)."""
+        return self.stack_dir / f"mosquitto-{self.stack_mqtt_port}"

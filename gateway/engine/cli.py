@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 import asyncpg
 import typer
 
+from contracts.keys import MAX_SHARDS
 from gateway.config import Settings
 from gateway.db import DbConnection
 from gateway.engine import eta as eta_db
@@ -41,12 +42,51 @@ def _run(fn: Callable[[DbConnection], Awaitable[T]]) -> T:
     return asyncio.run(go())
 
 
-def engine() -> None:
-    """Run the position engine: geofence and trip events from the positions stream."""
+engine_app = typer.Typer(
+    help="The position engine: geofence and trip events from the positions streams."
+)
+
+
+@engine_app.callback(invoke_without_command=True)
+def engine(ctx: typer.Context) -> None:
+    """Run the position engine (`fixgate engine`); `fixgate engine reshard` changes the
+    shard count offline."""
+    if ctx.invoked_subcommand is not None:
+        return
     from gateway.engine.service import main
     from gateway.engine.settings import EngineSettings
 
     main(Settings(), EngineSettings())
+
+
+@engine_app.command("reshard")
+def reshard(
+    to: Annotated[int, typer.Option("--to", min=1, max=MAX_SHARDS, help="The new shard count.")],
+) -> None:
+    """Move every device's Redis keys from FIXGATE_POSITION_SHARDS shards to --to shards.
+    Offline: every gateway, engine and API stopped, everything read (docs/scaling.md)."""
+    from gateway.engine.reshard import NotOffline
+    from gateway.engine.reshard import reshard as move
+    from gateway.redis_link import connect
+
+    settings = Settings()
+
+    async def go() -> Any:
+        client = await connect(settings.redis_url)
+        try:
+            return await move(client, settings.redis_prefix, settings.position_shards, to)
+        finally:
+            await client.aclose()
+
+    try:
+        moved = asyncio.run(go())
+    except NotOffline as e:
+        raise _fail(f"not offline: {e}") from None
+    typer.echo(
+        f"resharded {settings.position_shards} -> {to} shards: {moved.devices} live positions,"
+        f" {moved.states} engine states, {moved.members} GEO members; {moved.streams} old"
+        f" streams and leases removed. Now start everything with FIXGATE_POSITION_SHARDS={to}."
+    )
 
 
 # ---- geofences -----------------------------------------------------------------------

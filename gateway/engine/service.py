@@ -1,13 +1,19 @@
 """The engine process (`fixgate engine`): startup, run, drain.
 
-Startup serves health, opens PostgreSQL and Redis, loads every tenant's geofences and the
-open trips, LISTENs for changes, joins the consumer group on `{prefix}positions`, then
-runs: read entries (first its own unacknowledged ones, then new ones), wait while an older
-entry is in another engine's hands (stream order across engines), evaluate them in one
-batch, commit state + events per device atomically (`store`), acknowledge; take over
-entries a dead consumer left pending (XAUTOCLAIM); reload what NOTIFY says changed, and
-everything periodically. SIGTERM finishes the batch in hand, flushes ETA predictions
-and exits.
+Startup serves health, opens PostgreSQL and Redis (waiting for Redis if it is away), loads
+every tenant's geofences and the open trips, LISTENs for changes, then runs:
+  - the leases (gateway/engine/leases.py): every tick, announce this process, renew its
+    shards' leases, give back those the round robin now gives another, take those it gives
+    this one; a shard taken starts with its pending entries (XAUTOCLAIM, whoever held them:
+    a dead engine, or this one after a failed batch), then its new ones;
+  - the consume loop: read the held shards' positions streams (consumer group), evaluate the
+    entries in one batch, commit state + events per device atomically and fenced by the
+    shard's token (`store`), acknowledge. One process per shard keeps each device's fixes
+    in stream order; any number of processes divide the shards;
+  - reloads of what NOTIFY says changed, and everything periodically.
+A Redis restart (even an empty one: NOGROUP) is survived in place: the groups and leases
+are made again and the consumer goes on. SIGTERM finishes the batch in hand, gives the
+shards back (the others take them at their next tick), flushes ETA predictions and exits.
 """
 
 from __future__ import annotations
@@ -16,28 +22,38 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 import time
 from collections.abc import Sequence
 from typing import Any, Final
 
 import asyncpg
-import redis.asyncio as aioredis
-from prometheus_client import Counter, Histogram
-from redis.exceptions import ResponseError
+from prometheus_client import Counter, Gauge, Histogram
 
+from contracts.keys import Keys
+from contracts.positions import entry_fixes
 from devices.fix import Fix
 from gateway.collector import quiet_gc
 from gateway.config import Settings
 from gateway.engine import fences as fence_db
 from gateway.engine import trips as trip_db
 from gateway.engine.eta import EtaRecorder
+from gateway.engine.leases import Leases
 from gateway.engine.route_source import RouteFn, route_source
 from gateway.engine.settings import EngineSettings
 from gateway.engine.store import StateStore
 from gateway.http import serve_http
-from gateway.sinks.live import decode_fixes
+from gateway.process import Life
+from gateway.redis_link import (
+    REDIS_ERRORS,
+    AnyRedis,
+    Entries,
+    Poll,
+    connect_when_up,
+    ensure_groups,
+    nogroup,
+    read_group,
+)
 from geofence.engine import DeviceJob, DeviceResult, evaluate, route_ready, sync_trips
 from geofence.events import TripArrived, TripUpdate, encode_event
 from geofence.index import FenceIndex
@@ -46,26 +62,30 @@ from geofence.trips import RouteRequest, TripSpec, to_datetime
 log = logging.getLogger("engine")
 
 MAX_CAS_ATTEMPTS: Final = 10
-"""Re-evaluations of a device whose state another engine moved meanwhile; each attempt
-skips the fixes the other engine covered, so two or three always suffice in practice."""
+"""Re-evaluations of a device whose state moved meanwhile (a trip change or a route beside
+its fixes); each attempt skips the fixes already covered, so two always suffice."""
 READ_BLOCK_MS: Final = 1000
-"""XREADGROUP blocks at most this long, so stop and claims are looked at every second."""
+"""XREADGROUP blocks at most this long, so stop and new shards are looked at every second."""
 MAX_ROUTING_TASKS: Final = 64
 """Route requests in flight at once (OSRM answers in milliseconds; this bounds a burst)."""
-ORDER_POLL_S: Final = 0.005
-"""How often a batch waiting for older entries in another's hands looks again."""
-ORDER_LOOK_AHEAD: Final = 100
-"""Older pending entries looked at per check, oldest first (the ones in hand are among them)."""
+EVALUATE_CHUNK_DEVICES: Final = 500
+"""Devices evaluated between two yields to the event loop (a few ms of CPU), so that a
+large batch never keeps the lease loop from renewing."""
+IDLE_S: Final = 0.2
+"""How long a process that holds no shard waits before looking again."""
+RETRY_S: Final = 1.0
+"""Wait after a failed read or batch (Redis away) before the next try."""
 
 FIXES = Counter("fixgate_engine_fixes_total", "Fixes read from the positions stream", ["result"])
 EVENTS = Counter("fixgate_engine_events_total", "Events written to the events stream", ["type"])
-ORDER_WAITS = Counter(
-    "fixgate_engine_order_waits_total",
-    "Looks again while an older stream entry was in another engine's hands",
-)
 CONFLICTS = Counter(
-    "fixgate_engine_cas_conflicts_total", "State commits refused (another engine moved the device)"
+    "fixgate_engine_cas_conflicts_total",
+    "State commits refused (the device's state moved meanwhile)",
 )
+FENCED = Counter(
+    "fixgate_engine_fenced_total", "Commits refused because another engine took the shard"
+)
+SHARDS_HELD = Gauge("fixgate_engine_shards", "Shards of the positions stream this engine holds")
 _EVENTS_BY_TYPE: dict[type, Any] = {}
 """EVENTS' child per event type, resolved once (labels() per event is a measurable cost)."""
 FIXES_EVALUATED = FIXES.labels("evaluated")
@@ -89,9 +109,8 @@ class Engine:
     def __init__(self, settings: Settings, es: EngineSettings) -> None:
         self.settings = settings
         self.es = es
-        self.stop = asyncio.Event()
-        self.tasks: set[asyncio.Task[Any]] = set()
-        self.ready = False
+        self.life = Life("engine", settings.shutdown_timeout_s)
+        self.stop = self.life.stop
         self.indexes: dict[str, FenceIndex] = {}
         self.trips: dict[str, list[TripSpec]] = {}
         self.eta = EtaRecorder()
@@ -103,28 +122,28 @@ class Engine:
             config = msgspec.structs.replace(config, routing_enabled=False)
         self.config = config
         self.consumer = es.engine_consumer or f"{socket.gethostname()}-{os.getpid()}"
-        self.stream = f"{settings.redis_prefix}positions"
+        self.keys = Keys(settings.redis_prefix, settings.position_shards)
         self.routing_slots = asyncio.Semaphore(MAX_ROUTING_TASKS)
-        self.in_hand: set[bytes] = set()
-        """Ids of the entries this engine is handling now (a read batch, a claimed one)."""
-
-    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
-        task = asyncio.create_task(coro, name=name)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return task
+        self.redis_ok = True
+        self.busy: set[int] = set()
+        """Shards whose entries are in hand now (not given back until done)."""
+        self.take_over: set[int] = set()
+        """Held shards whose pending entries are to be claimed before new ones are read."""
 
     def not_ready(self) -> list[str]:
-        return [] if self.ready else ["starting"]
+        if starting := self.life.not_ready():
+            return starting
+        return [] if self.redis_ok else ["redis not reachable"]
 
     # ---- lifecycle --------------------------------------------------------------------
 
     async def serve(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stop.set)
+        self.life.handle_signals()
         await self.startup()
-        log.info("engine: running as consumer %s of group %s", self.consumer, self.es.engine_group)
+        log.info(
+            "engine: running as %s (group %s, %d shards)",
+            self.consumer, self.es.engine_group, self.keys.shards,
+        )  # fmt: skip
         await self.stop.wait()
         await self.shutdown()
 
@@ -133,8 +152,15 @@ class Engine:
         self.http = await serve_http(es.engine_host, es.engine_port, self.not_ready)
         log.info("engine: metrics on http://%s:%d/metrics", es.engine_host, es.engine_port)
         self.pool = await asyncpg.create_pool(s.database_url, min_size=1, max_size=4)
-        self.redis = aioredis.from_url(s.redis_url, socket_timeout=10, socket_connect_timeout=5)
-        self.store = StateStore(self.redis, s.redis_prefix)
+        self.life.starting = "waiting for redis"
+        self.redis: AnyRedis = await connect_when_up(
+            s.redis_url,
+            socket_timeout=10,
+            on_wait=lambda e: log.warning("engine: waiting for redis: %s", e),
+        )
+        self.life.starting = "loading geofences and trips"
+        self.store = StateStore(self.redis, s.redis_prefix, self.keys.shards)
+        self.leases = Leases(self.redis, self.keys, self.consumer, es.engine_lease_s)
         self.http_client: Any = None
         if self.route_fn is not None:
             import httpx
@@ -142,25 +168,23 @@ class Engine:
             self.http_client = httpx.AsyncClient()
         await self.reload_all()
         await self.listen()
-        with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists already
-            await self.redis.xgroup_create(self.stream, es.engine_group, id="$", mkstream=True)
-        self.consume_task = self._spawn(self.consume(), "consume")
-        self._spawn(self.claim_loop(), "claim")
-        self._spawn(self.reload_loop(), "reload")
-        self._spawn(self.eta_loop(), "eta-flush")
+        self.lease_task = self.life.spawn(self.lease_loop(), "leases")
+        self.consume_task = self.life.spawn(self.consume(), "consume")
+        self.life.spawn(self.reload_loop(), "reload")
+        self.life.spawn(self.eta_loop(), "eta-flush")
         quiet_gc()
-        self.ready = True
+        self.life.ready()
 
     async def shutdown(self) -> None:
-        log.info("engine: draining")
-        self.ready = False
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(
-                asyncio.shield(self.consume_task), self.settings.shutdown_timeout_s
-            )
-        for task in list(self.tasks):
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        life = self.life
+        life.draining()
+        await life.finish(self.consume_task, "the batch in hand")
+        self.lease_task.cancel()
+        await asyncio.gather(self.lease_task, return_exceptions=True)
+        # The others take the shards at their next tick, not after the leases lapse.
+        if not await life.finish(self.leases.release_all(), "giving the shards back"):
+            log.warning("engine: shards not given back; they lapse instead")
+        await life.cancel_stragglers()  # the loops (reloads, ETA flush) and routes in flight
         with contextlib.suppress(Exception):
             async with self.pool.acquire() as conn:
                 await self.eta.flush(conn)
@@ -210,9 +234,9 @@ class Engine:
     def _on_notify(self, conn: object, pid: int, channel: str, payload: object) -> None:
         payload = str(payload)
         if channel == "fixgate_geofences":
-            self._spawn(self.reload_tenant(payload), "reload-tenant")
+            self.life.spawn(self.reload_tenant(payload), "reload-tenant")
         else:
-            self._spawn(self.reload_device_trips(payload), "reload-trips")
+            self.life.spawn(self.reload_device_trips(payload), "reload-trips")
 
     async def reload_loop(self) -> None:
         while not self.stop.is_set():
@@ -238,85 +262,104 @@ class Engine:
                 except Exception as e:
                     log.warning("engine: eta predictions not written yet: %s", e)
 
-    # ---- the stream ---------------------------------------------------------------------
+    # ---- the shards and their streams -------------------------------------------------
+
+    async def lease_loop(self) -> None:
+        tick = max(0.2, self.es.engine_lease_s / 5)
+        while not self.stop.is_set():
+            try:
+                taken, given = await self.leases.tick(self.busy)
+                if taken:
+                    streams = [self.keys.positions(s) for s in taken]
+                    await ensure_groups(self.redis, streams, self.es.engine_group)
+                    self.take_over |= taken
+                self.take_over -= given
+                if not self.redis_ok:
+                    log.warning("engine: redis answers again")
+                self.redis_ok = True
+            except Exception as e:  # Redis away: the leases lapse, and are taken again after
+                if self.redis_ok:
+                    log.warning("engine: redis: %s; evaluating nothing until it answers", e)
+                self.redis_ok = False
+            SHARDS_HELD.set(len(self.leases.held))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), tick)
 
     async def consume(self) -> None:
-        backlog = True  # first our own pending entries (a restart under a stable name)
+        group = self.es.engine_group
+        poll = Poll()
         while not self.stop.is_set():
+            held = set(self.leases.held)
+            if not held:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), IDLE_S)
+                continue
             try:
-                reply: Any = await self.redis.xreadgroup(
-                    self.es.engine_group, self.consumer, {self.stream: "0" if backlog else ">"},
-                    count=self.es.engine_read_count, block=None if backlog else READ_BLOCK_MS,
+                claim = sorted(self.take_over & held)
+                if claim:
+                    await self.claim(claim[0])
+                    self.take_over.discard(claim[0])
+                    continue
+                # COUNT is per stream: the batch stays about engine_read_count entries.
+                per_stream = max(1, self.es.engine_read_count // len(held))
+                replies = await read_group(
+                    self.redis, group, self.consumer,
+                    {self.keys.positions(s): ">" for s in sorted(held)},
+                    count=per_stream, block_ms=READ_BLOCK_MS, poll=poll,
                 )  # fmt: skip
-            except (aioredis.ConnectionError, aioredis.TimeoutError) as e:
-                log.warning("engine: redis: %s; retrying", e)
-                await asyncio.sleep(1.0)
-                continue
-            entries: Any = reply[0][1] if reply else []
-            if backlog and not entries:
-                backlog = False
-                continue
+                if replies:
+                    await self.handle(replies)
+            except Exception as e:  # Redis away or restarted: read what is pending again
+                if nogroup(e):
+                    log.warning("engine: %s; making the consumer groups again", e)
+                    with contextlib.suppress(*REDIS_ERRORS):
+                        streams = [self.keys.positions(s) for s in held]
+                        await ensure_groups(self.redis, streams, group)
+                else:
+                    log.warning("engine: batch not done (%s: %s); retrying", type(e).__name__, e)
+                self.take_over |= held
+                await asyncio.sleep(RETRY_S)
+
+    async def claim(self, shard: int) -> None:
+        """The shard's pending entries, whoever held them, in stream order: the entries a
+        dead engine (or this one's failed batch) left unacknowledged."""
+        stream = self.keys.positions(shard)
+        start = "0-0"
+        while not self.stop.is_set() and shard in self.leases.held:
+            reply = await self.redis.xautoclaim(
+                stream, self.es.engine_group, self.consumer, 0, start,
+                count=self.es.engine_read_count,
+            )  # fmt: skip
+            start = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+            entries: Entries = [(e[0], e[1]) for e in reply[1] if e and e[1]]
+            gone = [e[0] for e in reply[1] if e and not e[1]]
+            if gone:  # trimmed while pending: nothing left to evaluate
+                await self.redis.xack(stream, self.es.engine_group, *gone)
             if entries:
-                await self.handle(entries)
-
-    async def claim_loop(self) -> None:
-        idle_ms = int(self.es.engine_claim_idle_s * 1000)
-        while not self.stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), max(0.5, self.es.engine_claim_idle_s / 4))
-            if self.stop.is_set():
+                log.info("engine: shard %d: %d pending entries taken over", shard, len(entries))
+                await self.handle([(stream, entries)])
+            if start == "0-0":
                 return
-            try:
-                start = "0-0"
-                while True:
-                    reply = await self.redis.xautoclaim(
-                        self.stream, self.es.engine_group, self.consumer, idle_ms, start,
-                        count=self.es.engine_read_count,
-                    )  # fmt: skip
-                    start, entries = reply[0], [e for e in reply[1] if e and e[1]]
-                    if entries:
-                        log.info("engine: took over %d entries from a dead consumer", len(entries))
-                        await self.handle(entries)
-                    if start in (b"0-0", "0-0"):
-                        break
-            except Exception as e:
-                log.warning("engine: claiming pending entries failed: %s", e)
 
-    async def handle(self, entries: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> None:
-        ids = [e[0] for e in entries]
-        await self.wait_for_older(ids)
-        self.in_hand.update(ids)
+    async def handle(self, replies: Sequence[tuple[str, Entries]]) -> None:
+        shard_of = {self.keys.positions(s): s for s in self.leases.held}
+        tokens = dict(self.leases.held)
+        taken = [
+            (shard_of[stream], stream, entries) for stream, entries in replies if stream in shard_of
+        ]
+        self.busy = {shard for shard, _, _ in taken}
         try:
-            await self._handle(entries)
+            fenced = await self._handle([e for _, _, entries in taken for e in entries], tokens)
+            pipe = self.redis.pipeline(transaction=False)
+            for shard, stream, entries in taken:
+                if shard not in fenced:
+                    pipe.xack(stream, self.es.engine_group, *[e[0] for e in entries])
+            await pipe.execute()
         finally:
-            self.in_hand.difference_update(ids)
+            self.busy = set()
 
-    async def wait_for_older(self, ids: Sequence[bytes]) -> None:
-        """Wait while an older entry is being handled elsewhere (another engine, or this
-        one's claim of it): a device's fixes in it come first. Handled at once, the newer
-        batch would commit first and make the older fixes late, so two engines would emit
-        other events than one. A dead holder's entries are claimed after
-        FIXGATE_ENGINE_CLAIM_IDLE_S; after twice that the batch goes ahead regardless (the
-        compare-and-set still keeps the state whole)."""
-        first = min(ids, key=_entry_order).decode()
-        deadline = time.monotonic() + 2 * self.es.engine_claim_idle_s
-        me = self.consumer.encode()
-        while time.monotonic() < deadline:
-            try:
-                older = await self.redis.xpending_range(
-                    self.stream, self.es.engine_group, "-", f"({first}", ORDER_LOOK_AHEAD
-                )
-            except (aioredis.ConnectionError, aioredis.TimeoutError):
-                return  # Redis away: the reads fail too, and the batch is redelivered
-            if not any(
-                _as_bytes(p["consumer"]) != me or _as_bytes(p["message_id"]) in self.in_hand
-                for p in older
-            ):
-                return
-            ORDER_WAITS.inc()
-            await asyncio.sleep(ORDER_POLL_S)
-
-    async def _handle(self, entries: Sequence[tuple[bytes, dict[bytes, bytes]]]) -> None:
+    async def _handle(self, entries: Entries, tokens: dict[int, int]) -> set[int]:
+        """Evaluate and commit; the shards found fenced (their entries not to be acked)."""
         started = time.perf_counter()
         by_device: dict[str, list[Fix]] = {}
         tenant_of: dict[str, str] = {}
@@ -325,13 +368,11 @@ class Engine:
             # The entry id's first part is when Redis appended it, in ms (its clock: the
             # same host's or one kept in sync).
             STREAM_WAIT.observe(max(0.0, read_ms - int(entry_id.split(b"-", 1)[0])) / 1000)
-            raw = fields.get(b"fixes")
-            if raw is None:
-                continue
-            for fix in decode_fixes(raw):
+            for fix in entry_fixes(fields):
                 by_device.setdefault(fix.device_id, []).append(fix)
                 tenant_of[fix.device_id] = fix.tenant_id
         devices = list(by_device)
+        fenced: set[int] = set()
         for _ in range(MAX_CAS_ATTEMPTS):
             if not devices:
                 break
@@ -340,21 +381,30 @@ class Engine:
                 DeviceJob(state=st, fixes=by_device[d], trips=self.trips.get(d))
                 for d, (st, _) in zip(devices, loaded, strict=True)
             ]
-            results = evaluate(jobs, self.indexes, self.config, time.time())
+            results = []
+            for first in range(0, len(jobs), EVALUATE_CHUNK_DEVICES):
+                chunk = jobs[first : first + EVALUATE_CHUNK_DEVICES]
+                results += evaluate(chunk, self.indexes, self.config, time.time())
+                await asyncio.sleep(0)  # the lease loop renews between chunks
             commits = [(r, rev) for r, (_, rev) in zip(results, loaded, strict=True) if r.changed]
             stored = await self.store.commit(
-                [(r.state, rev, [encode_event(e) for e in r.events]) for r, rev in commits]
+                [(r.state, rev, [encode_event(e) for e in r.events]) for r, rev in commits], tokens
             )
             retry: list[str] = []
+            refused: set[str] = set()
             for (result, _), ok in zip(commits, stored, strict=True):
+                device = result.state.device
                 if ok:
-                    await self.after_commit(result, by_device[result.state.device])
+                    await self.after_commit(result, by_device[device])
+                elif ok is None:
+                    fenced.add(self.keys.shard(device))
+                    refused.add(device)
                 else:
-                    retry.append(result.state.device)
+                    retry.append(device)
+                    refused.add(device)
             if retry:
                 CONFLICTS.inc(len(retry))
             evaluated = late = 0
-            refused = set(retry)
             for r, job in zip(results, jobs, strict=True):
                 if not r.changed:
                     late += len(job.fixes)
@@ -365,14 +415,14 @@ class Engine:
             FIXES_LATE.inc(late)
             devices = retry
         else:
-            log.error(
-                "engine: %d devices still conflicting after %d attempts",
-                len(devices),
-                MAX_CAS_ATTEMPTS,
+            raise RuntimeError(
+                f"{len(devices)} devices still conflicting after {MAX_CAS_ATTEMPTS} attempts"
             )
-            return  # not acknowledged: redelivered later
-        await self.redis.xack(self.stream, self.es.engine_group, *[e[0] for e in entries])
+        for shard in fenced:
+            FENCED.inc()
+            self.leases.lost(shard)
         BATCH_SECONDS.observe(time.perf_counter() - started)
+        return fenced
 
     async def after_commit(self, result: DeviceResult, fixes: Sequence[Fix]) -> None:
         now = time.time()
@@ -395,9 +445,9 @@ class Engine:
             if t.state in ("waiting", "active") and t.id in done
         ]
         if arrived or stale:
-            self._spawn(self.record_arrivals(arrived, stale), "arrivals")
+            self.life.spawn(self.record_arrivals(arrived, stale), "arrivals")
         for request in result.route_requests:
-            self._spawn(self.fetch_route(request), "route")
+            self.life.spawn(self.fetch_route(request), "route")
 
     async def record_arrivals(self, arrived: list[TripArrived], stale: list[str]) -> None:
         try:
@@ -433,28 +483,28 @@ class Engine:
         )
 
     async def _update_device(self, device: str, tenant: str, step: Any) -> None:
-        """Apply a state change outside the fix path (trip sync, a route) under the CAS."""
+        """Apply a state change outside the fix path (trip sync, a route) under the CAS and
+        the shard's fencing token; only the engine holding the device's shard does."""
+        shard = self.keys.shard(device)
         for _ in range(MAX_CAS_ATTEMPTS):
+            token = self.leases.held.get(shard)
+            if token is None:
+                return  # another engine's device: it does this on its own NOTIFY
             [(state, rev)] = await self.store.load([(device, tenant)])
             result: DeviceResult = step(state)
             if not result.changed:
                 return
             [ok] = await self.store.commit(
-                [(result.state, rev, [encode_event(e) for e in result.events])]
+                [(result.state, rev, [encode_event(e) for e in result.events])], {shard: token}
             )
             if ok:
                 await self.after_commit(result, [])
                 return
+            if ok is None:
+                FENCED.inc()
+                self.leases.lost(shard)
+                return
             CONFLICTS.inc()
-
-
-def _entry_order(entry_id: bytes) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition(b"-")
-    return int(ms), int(seq or 0)
-
-
-def _as_bytes(value: object) -> bytes:
-    return value if isinstance(value, bytes) else str(value).encode()
 
 
 async def device_tenant(pool: asyncpg.Pool, device: str) -> str | None:

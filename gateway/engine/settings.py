@@ -26,11 +26,13 @@ class EngineSettings(BaseSettings):
         description="This process's consumer name in the group (default: host name and pid).",
     )
     engine_read_count: int = Field(
-        default=500, description="Stream entries read at once (each holds a batch of fixes)."
+        default=500,
+        description="Stream entries read at once, over all the shards held (each holds a shard's part of a gateway batch).",
     )
-    engine_claim_idle_s: float = Field(
-        default=30,
-        description="Entries left unacknowledged this long by a consumer are taken over (it died), seconds.",
+    engine_lease_s: float = Field(
+        default=5,
+        gt=0,
+        description="An engine's shard lease lapses this long after its last renewal (it died): another takes the shard, seconds.",
     )
     engine_reload_s: float = Field(
         default=60,

@@ -1,38 +1,41 @@
 """Per-device engine state in Redis, written together with its events in one atomic step.
 
-Key `{prefix}engine:device:{id}` is a hash: `rev` (the compare-and-set token) and
-`state` (msgpack `geofence.state.DeviceState`, which carries the newest evaluated fix time).
-`commit` runs one Lua script per chunk of devices that, for each device, checks the stored
-rev is the one the evaluation started from, then stores the new state and XADDs its
-events: for a device both happen, or neither. Why no event is lost or doubled:
-  - two engines evaluating neighbouring fixes of one device: the second commit finds a
-    new rev and is refused; that engine re-reads the state and re-evaluates, and the fixes
-    the first engine covered are now late (not newer than the state's fix time): skipped;
-  - an engine killed after the commit and before XACK: the entry is redelivered (or
-    claimed by another engine), and its fixes are late against the committed state;
-  - killed before the commit: nothing was written; the redelivered entry is evaluated
-    afresh, with the same deterministic event ids.
+Key `contracts.keys.Keys.engine_state(id)` is a hash: `rev` (the compare-and-set token)
+and `state` (msgpack `geofence.state.DeviceState`, which carries the newest evaluated fix
+time). `commit` runs one Lua script per shard and chunk of devices that first checks the
+shard's fencing token is the one this engine took with its lease (gateway/engine/leases.py),
+then, for each device, checks the stored rev is the one the evaluation started from, and
+stores the new state and XADDs its events to the shard's events stream: for a device both
+happen, or neither; for an engine that lost the shard, nothing. Every key of a call shares
+the shard's hash tag, so on Redis Cluster it runs in one slot. Why no event is lost or
+doubled:
+  - an engine whose lease lapsed (paused, cut off) and whose shard another engine took:
+    its commits are refused by the fencing token, so only the new owner writes;
+  - two evaluations of neighbouring fixes of one device (a trip change or a route beside
+    the fixes): the second commit finds a new rev and is refused; it is read and evaluated
+    again, and the fixes the first covered are now late (not newer than the state's fix
+    time): skipped;
+  - an engine killed after the commit and before XACK: the entry is claimed by the shard's
+    next owner, and its fixes are late against the committed state;
+  - killed before the commit: nothing was written; the claimed entry is evaluated afresh,
+    with the same deterministic event ids.
 The store remembers what it last committed or read per device, so a device whose fixes
 keep coming to this engine costs no read: the compare-and-set still guards against another
-engine having moved it (revs only grow, so a remembered rev is stale or current, never
+writer having moved it (revs only grow, so a remembered rev is stale or current, never
 mistaken), and a refused commit forgets the device, which is then read afresh.
-The script touches device keys and the events stream; on Redis Cluster they would need one
-hash slot (a `{...}` hash tag in the prefix), which also puts all engine state on one shard:
-a single Redis (with replicas) is the supported deployment today.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Mapping, Sequence
 from typing import Final
 
-import redis.asyncio as aioredis
-
+from contracts import events as event_contract
+from contracts.keys import DEFAULT_SHARDS, Keys
+from gateway.redis_link import AnyPipeline, AnyRedis, evalsha, run_scripted
 from geofence.state import DeviceState, decode_state, encode_state
 
-MAX_EVENTS_STREAM: Final = 1_000_000
-"""Approximate cap of the events stream: live consumers, not an archive (about a day of
-a 10,000-device fleet's geofence and trip traffic)."""
 MAX_DEVICES_PER_SCRIPT: Final = 256
 """Devices committed by one script call: large enough that the per-call cost vanishes,
 small enough that one call holds Redis for well under a millisecond or two."""
@@ -41,9 +44,10 @@ MAX_REMEMBERED: Final = 200_000
 it the memory starts over and devices are read once more."""
 
 _COMMIT = """
+if ARGV[2] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[2] then return {-1} end
 local out = {}
-local a = 2
-for k = 2, #KEYS do
+local a = 3
+for k = 3, #KEYS do
   local n = tonumber(ARGV[a + 3])
   if (redis.call('HGET', KEYS[k], 'rev') or '') == ARGV[a] then
     redis.call('HSET', KEYS[k], 'rev', ARGV[a + 1], 'state', ARGV[a + 2])
@@ -58,21 +62,28 @@ for k = 2, #KEYS do
 end
 return out
 """
+"""KEYS: the shard's events stream, its fencing token, then the devices' state hashes.
+ARGV: the stream's length bound, the token this engine holds ('' for none: no check), then
+per device rev expected, new rev, state, event count, events. {-1}: the token moved."""
+_COMMIT_SHA = hashlib.sha1(_COMMIT.encode()).hexdigest()
+
+Item = tuple[DeviceState, str, Sequence[bytes]]
+"""(new state, rev it was read at, encoded events)."""
 
 
 class StateStore:
-    def __init__(self, client: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, client: AnyRedis, prefix: str, shards: int = DEFAULT_SHARDS) -> None:
         self.client = client
-        self.prefix = prefix
-        self.events_key = f"{prefix}events"
-        self._commit = client.register_script(_COMMIT)
+        self.keys = Keys(prefix, shards)
+        self.stream_bound = max(1000, event_contract.MAX_ENTRIES // shards)
         # device -> (encoded state, rev token) as last committed or read. Encoded, not the
         # object: evaluation changes states in place, and a failed commit must not leave
         # an uncommitted change behind.
         self._known: dict[str, tuple[bytes, str]] = {}
+        assert event_contract.FIELD == "event"  # spelled so in _COMMIT
 
     def key(self, device: str) -> str:
-        return f"{self.prefix}engine:device:{device}"
+        return self.keys.engine_state(device)
 
     def forget(self, device: str) -> None:
         self._known.pop(device, None)
@@ -103,29 +114,47 @@ class StateStore:
                 out.append((decode_state(raw), token))
         return out
 
-    async def commit(self, items: Sequence[tuple[DeviceState, str, Sequence[bytes]]]) -> list[bool]:
+    async def commit(
+        self, items: Sequence[Item], tokens: Mapping[int, int] | None = None
+    ) -> list[bool | None]:
         """Store each (new state, rev it was read at, events) if nobody moved it meanwhile;
-        per item whether it was stored."""
+        per item whether it was stored, or None when its shard's fencing token moved (the
+        shard is another engine's now: nothing of it was stored). `tokens`: the token held
+        per shard (None: no lease check, for tools and tests)."""
         if not items:
             return []
+        keys = self.keys
         encoded = [encode_state(state) for state, _, _ in items]
-        pipe = self.client.pipeline(transaction=False)
-        for start in range(0, len(items), MAX_DEVICES_PER_SCRIPT):
-            chunk = range(start, min(start + MAX_DEVICES_PER_SCRIPT, len(items)))
-            keys = [self.events_key]
-            args: list[bytes | str | int] = [MAX_EVENTS_STREAM]
-            for i in chunk:
-                state, expected, events = items[i]
-                keys.append(self.key(state.device))
-                args += (expected, str(state.rev), encoded[i], len(events), *events)
-            await self._commit(keys=keys, args=args, client=pipe)
+        by_shard: dict[int, list[int]] = {}
+        for i, (state, _, _) in enumerate(items):
+            by_shard.setdefault(keys.shard(state.device), []).append(i)
+        calls: list[tuple[int, list[int]]] = []
+        for shard, indexes in by_shard.items():
+            for start in range(0, len(indexes), MAX_DEVICES_PER_SCRIPT):
+                calls.append((shard, indexes[start : start + MAX_DEVICES_PER_SCRIPT]))
+
+        async def build(pipe: AnyPipeline) -> None:
+            for shard, chunk in calls:
+                names = [keys.events(shard), keys.fence(shard)]
+                token = "" if tokens is None else str(tokens.get(shard, -1))
+                args: list[bytes | str | int] = [self.stream_bound, token]
+                for i in chunk:
+                    state, expected, events = items[i]
+                    names.append(self.key(state.device))
+                    args += (expected, str(state.rev), encoded[i], len(events), *events)
+                evalsha(pipe, _COMMIT_SHA, names, *args)
+
         try:
-            replies = await pipe.execute()
+            replies = await run_scripted(self.client, build, [_COMMIT])
         except BaseException:
             for state, _, _ in items:  # unknown which were stored: read them afresh
                 self.forget(state.device)
             raise
-        stored = [bool(ok) for reply in replies for ok in reply]
+        stored: list[bool | None] = [False] * len(items)
+        for (_, chunk), reply in zip(calls, replies, strict=True):
+            fenced = list(reply) == [-1]
+            for n, i in enumerate(chunk):
+                stored[i] = None if fenced else bool(reply[n])
         for (state, _, _), raw, ok in zip(items, encoded, stored, strict=True):
             if ok:
                 self._remember(state.device, raw, str(state.rev))

@@ -94,6 +94,7 @@ class HttpDevicesListener(StreamListener["HttpDeviceConnection"]):
 
 
 class HttpDeviceConnection(StreamConnection):
+    refuse_blocked_at_connect = False  # a blocked address's requests get 429s instead
     listener: HttpDevicesListener
 
     def __init__(self, listener: HttpDevicesListener) -> None:
@@ -173,6 +174,9 @@ class HttpDeviceConnection(StreamConnection):
             if request.method == b"OPTIONS":  # a browser's preflight: no fix, answered at once
                 protocol = "preflight"
                 answer: Answer = (204, b"") if allowed else (403, b"origin not allowed\n")
+            elif self.listener.throttled(self.address, "owntracks_http" if owntracks else "osmand"):
+                # Before the id is read: the same answer for known and unknown ones.
+                answer = 429, b"too many failed identifications: try again later\n"
             elif owntracks:
                 answer = await self._owntracks(request, path, query, body, now)
             else:
@@ -207,7 +211,7 @@ class HttpDeviceConnection(StreamConnection):
             self.count_error("osmand", report.reason.value, report.detail)
             return 400, f"{report.reason.value}: {report.detail[:200]}\n".encode()
         device = await self.listener.registry.traccar_id(report.device_key)
-        refused = check_identified(device)
+        refused = check_identified(device, "osmand")
         if device is None or refused is not None:
             self._refused("osmand", report.device_key, refused or "unknown_device")
             return 403, b"unknown or disabled device\n"
@@ -235,7 +239,7 @@ class HttpDeviceConnection(StreamConnection):
         device = await self.listener.registry.owntracks(user, device_name)
         refused = check_app_login(device, token)  # the technician app's token, else its own
         if refused is not None:
-            refused = check_login(device, token)
+            refused = check_login(device, token, "owntracks")
         if device is None or refused is not None:
             self._refused("owntracks_http", who, refused or "unknown_device")
             return 401, b"unknown device or wrong token\n"
@@ -262,11 +266,7 @@ class HttpDeviceConnection(StreamConnection):
     # ---- answers ---------------------------------------------------------------------
 
     def _refused(self, listener_label: str, who: str, reason: str) -> None:
-        metrics.AUTH_REFUSED.labels(listener_label, reason).inc()
-        self.listener.device_log.warning(
-            (listener_label, who, reason), time.time(),
-            "%s: refused %s peer=%s reason=%s", listener_label, who, self.peer, reason,
-        )  # fmt: skip
+        self.listener.refused(who, reason, self.peer, self.address, listener_label)
 
     def _send(self, status: int, body: bytes) -> None:
         headers = [("Content-Length", str(len(body)))]

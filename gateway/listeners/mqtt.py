@@ -28,13 +28,14 @@ from devices.nmea import NmeaDecoder
 from devices.owntracks import decode_owntracks
 from devices.topics import TopicKind, parse_topic, subscription_filters
 from gateway import metrics
-from gateway.config import Settings, mqtt_address
+from gateway.config import Settings, mqtt_address, mqtt_tls
 from gateway.flow import Flow
 from gateway.listeners.mqtt_client import AckingClient, Message
 from gateway.listeners.ordered import OrderedReplies
 from gateway.logs import RateLimitedLog
+from gateway.registry.broker import tls_context
 from gateway.registry.cache import RegistryCache
-from gateway.registry.store import Device
+from gateway.registry.store import Device, allows
 from gateway.retry import backoff
 from gateway.sinks.history import HistoryWriter
 from ingest.pipeline import Ingest
@@ -48,6 +49,10 @@ MAX_MESSAGES_PER_DRAIN = 2000
 MAX_FIXES_PER_DRAIN = 2000
 """One drain pass takes at most this many messages or fixes (about 20-40 ms of work), then
 yields to the event loop, so batch writes and /metrics are never held up for long."""
+
+
+_PROTOCOL_OF = {TopicKind.FIX: "json", TopicKind.NMEA: "nmea", TopicKind.OWNTRACKS: "owntracks"}
+"""The registry's protocol name (`Device.protocols`) of each topic kind."""
 
 
 class AckQueue:
@@ -99,13 +104,14 @@ class MqttListener:
 
     async def run(self, stop: asyncio.Event) -> None:
         host, port, user, password = mqtt_address(self.settings.mqtt_url)
+        tls = tls_context(self.settings.mqtt_ca_file) if mqtt_tls(self.settings.mqtt_url) else None
         filters = subscription_filters(self.prefix, self.settings.mqtt_share_group)
         attempt = 0
         while not stop.is_set():
             try:
                 async with AckingClient(
                     host, port, username=user, password=password, identifier=self.settings.mqtt_client_id,
-                    clean_session=False, keepalive=KEEPALIVE_S,
+                    clean_session=False, keepalive=KEEPALIVE_S, tls_context=tls,
                 ) as client:  # fmt: skip
                     # Take messages before the SUBACK: a persistent session's backlog comes
                     # first, and the inbox bound only lets the SUBACK through as it drains.
@@ -246,11 +252,14 @@ class MqttListener:
             self._schedule_drain()
 
     def _allowed(self, device: Device, kind: TopicKind, owner: str, device_name: str) -> bool:
+        """The broker's ACLs already said yes; the gateway checks the claim again."""
         refused = None
         if kind is not TopicKind.OWNTRACKS and device.tenant_id != owner:
             refused = "wrong_tenant"
         elif not device.enabled:
             refused = "disabled_device"
+        elif not allows(device, _PROTOCOL_OF[kind]):
+            refused = "wrong_protocol"
         if refused is None:
             return True
         self._refuse(owner, device_name, refused)
@@ -286,14 +295,35 @@ class MqttListener:
 
     def _decode_nmea(self, payload: bytes | bytearray, device: Device, now: float) -> list[Fix]:
         """A message carries whole epochs: its lines are merged and flushed at its end.
-        The decoder is kept per device for the date GGA/GLL borrow from an earlier RMC."""
+        The decoder is kept per device for the date GGA/GLL borrow from an earlier RMC.
+
+        Bounded per message, so one message never holds the loop for others: bytes
+        (refused whole), lines and decode errors (the rest of the message is refused).
+        A refused message is still acknowledged with its pass: redelivery cannot help."""
+        settings = self.settings
+        if len(payload) > settings.mqtt_nmea_max_bytes:
+            self._refuse_message(DecodeErrorReason.PAYLOAD_TOO_LARGE, device.id, len(payload), now)
+            return []
         decoder = self._nmea.get(device.id)
         if decoder is None:
             decoder = self._nmea[device.id] = NmeaDecoder(device.id, device.tenant_id)
         events: list[object] = []
+        lines = errors = 0
         for line in payload.splitlines():
-            if line.strip():
-                events += decoder.feed_line(line.strip(), now)
+            if not line.strip():
+                continue
+            lines += 1
+            if lines > settings.mqtt_nmea_max_lines:
+                self._refuse_message(DecodeErrorReason.TOO_MANY_LINES, device.id, len(payload), now)
+                break
+            for decoded in decoder.feed_line(line.strip(), now):
+                events.append(decoded)
+                errors += type(decoded) is DecodeError
+            if errors > settings.mqtt_nmea_max_errors:
+                self._refuse_message(
+                    DecodeErrorReason.TOO_MANY_ERRORS, device.id, len(payload), now
+                )
+                break
         events += decoder.flush(now)
         fixes = []
         for event in events:
@@ -302,6 +332,10 @@ class MqttListener:
             elif type(event) is DecodeError:
                 self._error("nmea", event, device.id, now)
         return fixes
+
+    def _refuse_message(self, reason: DecodeErrorReason, who: str, size: int, now: float) -> None:
+        metrics.MESSAGES_REFUSED.labels("nmea", reason.value).inc()
+        self._error("nmea", DecodeError(reason, f"message of {size} bytes"), who, now)
 
     def _error(self, protocol: str, error: DecodeError, who: str, now: float) -> None:
         metrics.DECODE_ERRORS.labels(protocol, error.reason.value).inc()

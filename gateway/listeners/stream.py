@@ -34,10 +34,11 @@ from typing import Any, ClassVar, Generic, TypeVar
 from gateway import metrics
 from gateway.config import Settings
 from gateway.flow import Flow
+from gateway.listeners.guard import AddressGuard, ConnectionCounts
 from gateway.listeners.ordered import OrderedReplies
 from gateway.logs import RateLimitedLog
 from gateway.registry.cache import RegistryCache
-from gateway.registry.store import Device
+from gateway.registry.store import FAILED_IDENTIFICATIONS, Device
 from gateway.sinks.history import HistoryWriter
 from ingest.pipeline import Ingest
 
@@ -74,8 +75,14 @@ class StreamListener(Generic[C]):
         *,
         host: str,
         port: int,
+        guard: AddressGuard | None = None,
     ) -> None:
         self.settings = settings
+        self.guard = guard or AddressGuard(
+            settings.auth_max_failures, settings.auth_failure_window_s, settings.auth_block_s
+        )
+        """Failed identifications per address; shared by the gateway's listeners."""
+        self.open_per_address = ConnectionCounts(settings.tcp_max_connections_per_address)
         self.registry = registry
         self.ingest = ingest
         self.writer = writer
@@ -140,13 +147,30 @@ class StreamListener(Generic[C]):
                 metrics.TCP_CLOSED.labels(self.protocol, "device_disabled").inc()
                 conn.finish(time.time())
 
-    def refused(self, who: str, reason: str, peer: str) -> None:
-        """Count and log (rate-limited) an identity the registry refused."""
-        metrics.AUTH_REFUSED.labels(self.listener_label, reason).inc()
+    def refused(
+        self, who: str, reason: str, peer: str, address: str, label: str | None = None
+    ) -> None:
+        """Count and log (rate-limited) an identity the registry refused; a wrong id or
+        token counts against its address (`gateway.listeners.guard`)."""
+        label = label or self.listener_label
+        metrics.AUTH_REFUSED.labels(label, reason).inc()
         self.device_log.warning(
-            (self.protocol, "login", who), time.time(),
-            "%s: refused %s peer=%s reason=%s", self.protocol, who, peer, reason,
+            (label, "login", who), time.time(),
+            "%s: refused %s peer=%s reason=%s", label, who, peer, reason,
         )  # fmt: skip
+        if reason in FAILED_IDENTIFICATIONS and self.guard.failed(address, time.monotonic()):
+            metrics.AUTH_BLOCKS.labels(label).inc()
+            log.warning(
+                "%s: %s failed to identify more than %d times in %.0f s; refused for %.0f s",
+                label, address, self.guard.max_failures, self.guard.window_s, self.guard.block_s,
+            )  # fmt: skip
+
+    def throttled(self, address: str, label: str | None = None) -> bool:
+        """Whether `address` is refused before it identifies (counted when it is)."""
+        if not self.guard.blocked(address, time.monotonic()):
+            return False
+        metrics.AUTH_THROTTLED.labels(label or self.listener_label).inc()
+        return True
 
     # ---- fair decoding -------------------------------------------------------------
 
@@ -191,6 +215,10 @@ class StreamConnection(asyncio.BufferedProtocol):
         self.listener = listener
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
+        self.address = "?"
+        """The peer's address (host), as the per-address bounds count it."""
+        self.counted = False
+        """Counted in the listener's open connections per address."""
         self.device_id: str | None = None
         """The registered device, once its login was accepted."""
         self.logged_in = False
@@ -207,6 +235,9 @@ class StreamConnection(asyncio.BufferedProtocol):
         """A read not decoded yet (reading is paused meanwhile), and when it arrived."""
         self.pending_at = 0.0
         self.replies: OrderedReplies[bytes] = OrderedReplies(self._write_replies)
+
+    refuse_blocked_at_connect: ClassVar[bool] = True
+    """A blocked address's connection is closed at once (HTTP answers 429 per request)."""
 
     # ---- what a protocol provides ----------------------------------------------------
 
@@ -230,10 +261,25 @@ class StreamConnection(asyncio.BufferedProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)  # a stream server's: readable, pausable
         self.transport = transport
-        self.peer = str(transport.get_extra_info("peername"))
-        self.listener.connections.add(self)
-        metrics.TCP_CONNECTIONS.labels(self.listener.protocol).inc()
-        if not self.listener.flow.open.is_set():
+        peername = transport.get_extra_info("peername")
+        self.peer = str(peername)
+        self.address = str(peername[0]) if isinstance(peername, tuple) else self.peer
+        listener = self.listener
+        if not listener.open_per_address.opened(self.address):
+            metrics.TCP_CLOSED.labels(listener.protocol, "per_address_limit").inc()
+            self.closed = True
+            transport.abort()
+            return
+        self.counted = True
+        if self.refuse_blocked_at_connect and listener.throttled(self.address):
+            # The same for every id it would present: closed before it says which.
+            metrics.TCP_CLOSED.labels(listener.protocol, "throttled").inc()
+            self.closed = True
+            transport.close()
+            return
+        listener.connections.add(self)
+        metrics.TCP_CONNECTIONS.labels(listener.protocol).inc()
+        if not listener.flow.open.is_set():
             self.set_reading(False)
         self._arm_timer()
 
@@ -270,6 +316,11 @@ class StreamConnection(asyncio.BufferedProtocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.counted:
+            self.listener.open_per_address.closed(self.address)
+            self.counted = False
+        if self not in self.listener.connections:
+            return  # refused in connection_made
         self.decode_pending()
         if not self.closed:
             self.closed = True

@@ -21,6 +21,7 @@ from devices.events import CloseConnection, DecodeError, Ignored, LoginRequest
 from devices.fix import Fix
 from devices.tcp_nmea import SessionEvent, TcpNmeaSession
 from gateway.listeners.stream import READ_CHUNK_BYTES, StreamConnection, StreamListener
+from gateway.registry.store import allows
 
 MAX_PENDING_LINES_AT_LOGIN = READ_CHUNK_BYTES
 """Devices stream right after their login line, without waiting for an answer, so the
@@ -83,11 +84,14 @@ class NmeaConnection(StreamConnection):
     async def _verify(self, login: LoginRequest) -> None:
         registry = self.listener.registry
         device, refused = await registry.login(login.device_id, login.token)
+        if device is not None and not allows(device, "nmea"):
+            device, refused = None, "wrong_protocol"
         self.busy = False
         if self.closed:
             return
         if device is None:
-            self.listener.refused(login.device_id, refused or "unknown_device", self.peer)
+            reason = refused or "unknown_device"
+            self.listener.refused(login.device_id, reason, self.peer, self.address)
             self.session.reject()
             self.abort("login_refused")
             return

@@ -90,6 +90,9 @@ class TeltonikaDatagrams(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         now = time.time()
+        if self.listener.throttled(str(addr[0])):
+            metrics.DATAGRAMS_REFUSED.labels("teltonika", "throttled").inc()
+            return  # unanswered, whatever its IMEI: the unit keeps the records
         packet = decode_udp(data)
         if isinstance(packet, DecodeError):
             metrics.DECODE_ERRORS.labels("teltonika", packet.reason.value).inc()
@@ -113,9 +116,9 @@ class TeltonikaDatagrams(asyncio.DatagramProtocol):
     def _take(
         self, packet: UdpAvlPacket, device: Device | None, addr: tuple[str | int, ...], now: float
     ) -> None:
-        refused = check_identified(device)
+        refused = check_identified(device, self.listener.protocol)
         if device is None or refused is not None:
-            self.listener.refused(packet.imei, refused or "unknown_device", str(addr))
+            self.listener.refused(packet.imei, refused or "unknown_device", str(addr), str(addr[0]))
             metrics.DATAGRAMS_REFUSED.labels("teltonika", refused or "unknown_device").inc()
             return
         reply = packet.reply

@@ -68,12 +68,12 @@ class TrackerConnection(StreamConnection):
 
     async def _verify(self, imei: str) -> None:
         device = await self.listener.registry.imei(imei)
-        refused = check_identified(device)
+        refused = check_identified(device, self.listener.protocol)
         self.busy = False
         if self.closed:
             return
         if device is None or refused is not None:
-            self.listener.refused(imei, refused or "unknown_device", self.peer)
+            self.listener.refused(imei, refused or "unknown_device", self.peer, self.address)
             self.write(self.session.reject())  # Teltonika's 0x00; GT06 has none
             self.abort("login_refused")
             return

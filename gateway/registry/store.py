@@ -29,6 +29,25 @@ class OwnTracksIdentityTaken(Exception):
         super().__init__(f"OwnTracks identity {identity!r} is already mapped to another device")
 
 
+class OwnTracksUserTaken(Exception):
+    """Another device logs in to the broker under this OwnTracks user with another token."""
+
+    def __init__(self, user: str) -> None:
+        super().__init__(
+            f"OwnTracks user {user!r} already has a device: a user logs in to the broker with one"
+            " token, so give this one the same token (--token), or use another user"
+        )
+
+
+class LoginTaken(Exception):
+    """A device id and an OwnTracks user would log in to the broker under one name."""
+
+    def __init__(self, login: str) -> None:
+        super().__init__(
+            f"{login!r} is already another device's broker login (its id or OwnTracks user)"
+        )
+
+
 class IdentifierTaken(Exception):
     """An IMEI or a Traccar Client id already names another device."""
 
@@ -125,6 +144,7 @@ async def add_device(
         check_imei(imei)
     if traccar_id is not None:
         check_traccar_id(traccar_id)
+    await _check_login_free(conn, ot_user or device_id, device_id, (ot_user, ot_device), token)
     try:
         await conn.execute(
             "INSERT INTO devices (id, tenant_id, kind, token_hash, protocols, owntracks_user,"
@@ -148,6 +168,45 @@ async def add_device(
             raise IdentifierTaken("Traccar Client id", traccar_id or "") from None
         raise OwnTracksIdentityTaken(owntracks or "") from None
     return token
+
+
+def login_of(device: Device) -> str:
+    """The name a device logs in to the broker with: its OwnTracks user, else its id."""
+    return device.owntracks_user or device.id
+
+
+async def _check_login_free(
+    conn: DbConnection,
+    login: str,
+    device_id: str,
+    identity: tuple[str | None, str | None],
+    token: str,
+) -> None:
+    """One broker login is one secret: a device id may not be another device's OwnTracks
+    user (or the reverse), and an OwnTracks user's devices share one token. A taken id or
+    identity is left to the insert, which names it."""
+    ot_user, ot_device = identity
+    rows = await conn.fetch(
+        "SELECT id, owntracks_user, owntracks_device, token_hash FROM devices"
+        " WHERE coalesce(owntracks_user, id) = $1 AND id <> $2",
+        login,
+        device_id,
+    )
+    for row in rows:
+        if ot_user is not None and row["owntracks_device"] == ot_device:
+            continue  # the same identity: the insert says so (OwnTracksIdentityTaken)
+        if ot_user is None or row["owntracks_user"] != ot_user:
+            raise LoginTaken(login)
+        if not verify_token(token, row["token_hash"]):
+            raise OwnTracksUserTaken(ot_user)
+
+
+async def devices_by_login(conn: DbConnection, login: str) -> list[Device]:
+    """The devices that log in to the broker as `login` (several: an OwnTracks user's)."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM devices WHERE coalesce(owntracks_user, id) = $1 ORDER BY id", login
+    )
+    return [_device(r) for r in rows]
 
 
 async def list_devices(conn: DbConnection, tenant_id: str | None = None) -> list[Device]:
@@ -192,18 +251,36 @@ async def set_enabled(conn: DbConnection, device_id: str, enabled: bool) -> bool
     return status != "UPDATE 0"
 
 
-def check_identified(device: Device | None) -> str | None:
+async def remove_device(conn: DbConnection, device_id: str) -> Device | None:
+    """Remove a device from the registry; the removed entry, or None when there was none."""
+    row = await conn.fetchrow(f"DELETE FROM devices WHERE id = $1 RETURNING {_COLUMNS}", device_id)
+    return _device(row) if row else None
+
+
+def allows(device: Device, protocol: str) -> bool:
+    """Whether a device may send with this protocol (`devices.fix.Protocol` values; none
+    registered: any)."""
+    return not device.protocols or protocol in device.protocols
+
+
+def check_identified(device: Device | None, protocol: str | None = None) -> str | None:
     """Why a device that names itself by IMEI or app id (no token) must be refused."""
     if device is None:
         return "unknown_device"
     if not device.enabled:
         return "disabled_device"
+    if protocol is not None and not allows(device, protocol):
+        return "wrong_protocol"
     return None
 
 
-def check_login(device: Device | None, token: str) -> str | None:
+FAILED_IDENTIFICATIONS = frozenset({"unknown_device", "wrong_token"})
+"""Refusals that count as guessing (gateway.listeners.guard): an id or token that is wrong."""
+
+
+def check_login(device: Device | None, token: str, protocol: str | None = None) -> str | None:
     """Why a login must be refused (a metric label), or None when it may proceed."""
-    refused = check_identified(device)
+    refused = check_identified(device, protocol)
     if refused is not None or device is None:
         return refused
     if not verify_token(token, device.token_hash):

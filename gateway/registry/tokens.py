@@ -26,6 +26,15 @@ def generate_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+TRACCAR_ID_BYTES = 16
+"""128 bits: an identifier-only app's id is its only secret (docs/security.md)."""
+
+
+def new_traccar_id() -> str:
+    """A Traccar Client id nobody can guess (hex: the app's field takes any characters)."""
+    return secrets.token_hex(TRACCAR_ID_BYTES)
+
+
 def check_token(token: str) -> None:
     if len(token) < MIN_TOKEN_CHARS:
         raise BadToken(f"a token must be at least {MIN_TOKEN_CHARS} characters long")

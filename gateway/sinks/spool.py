@@ -42,6 +42,8 @@ from ingest.spool_records import (
 log = logging.getLogger(__name__)
 
 SUFFIX = ".fgs"
+SEGMENT_MODE = 0o600
+"""Segments hold devices' positions: readable by the gateway's user only."""
 MAX_SEGMENT_BYTES = 8 * 1024 * 1024
 """Small segments free disk space soon after the replay passes them."""
 
@@ -86,8 +88,13 @@ class Spool:
     def open(self) -> None:
         """Lock the directory and take stock of what a previous run left behind."""
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self._lock_fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+            # Fixes are personal data (where a technician is): the owner's alone, whatever
+            # the umask, and a folder made by an older release is closed up too.
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.directory.chmod(0o700)
+            self._lock_fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+            for segment in self.directory.glob(f"*{SUFFIX}"):
+                segment.chmod(SEGMENT_MODE)
         except OSError as e:
             raise SpoolError(f"cannot use spool directory {self.directory}: {e}") from e
         try:
@@ -182,7 +189,7 @@ class Spool:
     def _new_segment(self) -> Segment:
         seq = self._segments[-1].seq + 1 if self._segments else 1
         path = self.directory / f"{seq:016d}{SUFFIX}"
-        self._active = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._active = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, SEGMENT_MODE)
         _fsync_directory(self.directory)  # the new file's name must survive a crash too
         segment = Segment(seq, path, 0, 0, sealed=False)
         self._segments.append(segment)

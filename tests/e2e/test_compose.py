@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from devtools.stack.native import mosquitto_conf
+from devtools.stack.native import REDIS_DURABLE, mosquitto_conf
 from devtools.stack.osrm_extracts import EXTRACTS
 from devtools.stack.settings import StackSettings
 from gateway.config import STACK_MQTT_PORT, STACK_OSRM_PORT, STACK_PG_PORT, STACK_REDIS_PORT
@@ -78,7 +78,28 @@ def test_volumes_are_declared() -> None:
 def test_mosquitto_conf_matches_the_native_stack() -> None:
     text = (REPO_ROOT / "deploy" / "mosquitto.conf").read_text()
     body = "".join(line + "\n" for line in text.splitlines() if not line.startswith("#"))
-    assert body == mosquitto_conf(1883, None)
+    assert body == mosquitto_conf(1883, None, 8883)
+
+
+def test_the_broker_refuses_anonymous_clients_and_gets_the_stacks_accounts() -> None:
+    services = load()["services"]
+    conf = (REPO_ROOT / "deploy" / "mosquitto.conf").read_text().splitlines()
+    assert "allow_anonymous false" in conf
+    assert "plugin /usr/lib/mosquitto_dynamic_security.so" in conf
+    assert conf.count("use_username_as_clientid true") == 2  # both listeners
+    assert "listener 8883" in conf and "certfile /mosquitto/data/server.crt" in conf
+    init = services["mosquitto-init"]
+    assert "./devtools/stack/broker_init.py:/broker_init.py:ro" in init["volumes"]
+    assert "mosquitto:/mosquitto/data" in init["volumes"]
+    assert services["mosquitto"]["depends_on"]["mosquitto-init"]["condition"] == (
+        "service_completed_successfully"
+    )
+    # The gateway logs in with the account the init made, and may change device accounts.
+    env = services["gateway"]["environment"]
+    assert env["FIXGATE_MQTT_URL"].startswith(
+        "mqtt://fixgate-gateway:${FIXGATE_MQTT_GATEWAY_PASSWORD"
+    )
+    assert env["FIXGATE_MQTT_ADMIN_URL"].startswith("mqtt://fixgate-admin:")
 
 
 def test_the_gateway_spools_to_its_volume() -> None:
@@ -107,3 +128,13 @@ def test_osrm_prepares_the_native_stacks_extract_for_mld() -> None:
     assert script.index(".osrm.mldgr") < script.index("osrm-extract")
     # The product's services reach it by its compose name.
     assert services["gateway"]["environment"]["FIXGATE_ROUTING_URL"] == "http://osrm:5000"
+
+
+def test_redis_is_durable() -> None:
+    """Redis keeps an append-only file fsynced every second on a volume, as the native
+    stack does (devtools/stack/native.py REDIS_DURABLE)."""
+    redis = load()["services"]["redis"]
+    command = redis["command"]
+    assert command[0] == "redis-server"
+    assert command[1:] == list(REDIS_DURABLE)
+    assert any(v.endswith(":/data") for v in redis["volumes"])

@@ -16,6 +16,7 @@ import httpx
 
 from tests.support.gateway import free_port
 from tests.support.paths import FIXGATE_BIN
+from tests.support.services import Services
 
 DURATION_S = 95
 """The demo's own bound: start-up (~10 s), the first ring (~5 s), a journey of at most
@@ -31,7 +32,11 @@ def _lines(stream: object, out: queue.Queue[str]) -> None:
 
 
 def test_a_bounded_demo_runs_a_scenario_to_the_arrival(
-    fixgate_env: dict[str, str], routing_url: str, tmp_path: Path, redis_client: object
+    fixgate_env: dict[str, str],
+    routing_url: str,
+    tmp_path: Path,
+    redis_client: object,
+    services: Services,
 ) -> None:
     api_port = free_port()
     env = {
@@ -44,6 +49,9 @@ def test_a_bounded_demo_runs_a_scenario_to_the_arrival(
             for name in ("TCP", "METRICS", "TELTONIKA", "GT06", "OSMAND", "ENGINE")
         },
         "FIXGATE_API_PORT": str(api_port),
+        # As `./run demo` has it from `fixgate stack env`: the phones' broker accounts
+        # are made by the demo's fleet, and the demo's gateway gets an account of its own.
+        "FIXGATE_MQTT_ADMIN_URL": services.mqtt_admin_url or "",
     }
     env.pop("FIXGATE_API_SECRET", None)  # the demo's documented default
     args = ["demo", "--duration", str(DURATION_S), "--technicians", "2", "--trucks", "1",

@@ -29,6 +29,7 @@ from api.principal import Role
 from devices.tcp_nmea import login_sentence
 from devtools.ws_client import ws_url_sync
 from tests.support.api import SECRET, raw_token
+from tests.support.broker import gateway_account
 from tests.support.browser import api_process, free_port, wait_ready
 from tests.support.gateway import running_gateway
 from tests.support.ingest import register, rmc_gga
@@ -221,16 +222,23 @@ def prometheus(
 ) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("prometheus")
     prefix = f"t{uuid.uuid4().hex[:10]}:"
-    env = {
-        **__import__("os").environ,
-        "FIXGATE_DATABASE_URL": database,
-        "FIXGATE_REDIS_URL": services.redis_url,
-        "FIXGATE_REDIS_PREFIX": prefix,
-        "FIXGATE_MQTT_URL": services.mqtt_url,
-        "FIXGATE_MQTT_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}/",
-        "FIXGATE_MQTT_CLIENT_ID": f"fixgate-{uuid.uuid4().hex[:8]}",
-        "FIXGATE_API_SECRET": SECRET,
-    }
+    topic_prefix = f"t{uuid.uuid4().hex[:10]}/"
+    with gateway_account(services.mqtt_url, topic_prefix) as gateway_url:
+        env = {
+            **__import__("os").environ,
+            "FIXGATE_DATABASE_URL": database,
+            "FIXGATE_REDIS_URL": services.redis_url,
+            "FIXGATE_REDIS_PREFIX": prefix,
+            "FIXGATE_MQTT_URL": gateway_url,
+            "FIXGATE_MQTT_ADMIN_URL": "",
+            "FIXGATE_MQTT_TOPIC_PREFIX": topic_prefix,
+            "FIXGATE_MQTT_CLIENT_ID": f"fixgate-{uuid.uuid4().hex[:8]}",
+            "FIXGATE_API_SECRET": SECRET,
+        }
+        yield from _with_processes(env, tmp, database)
+
+
+def _with_processes(env: dict[str, str], tmp: Path, database: str) -> Iterator[str]:
     with running_gateway(env, tmp) as gateway, api_process(env) as api, _engine(env) as engine:
         targets = {
             "gateway": f"127.0.0.1:{gateway.metrics_port}",

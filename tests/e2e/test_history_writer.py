@@ -11,8 +11,9 @@ import msgspec
 from devices.fix import Fix, Protocol
 from gateway import metrics
 from gateway.flow import Flow
+from gateway.redis_link import connect
 from gateway.sinks.history import UNSTORABLE, HistoryWriter
-from gateway.sinks.live import LiveUpdater, LiveWriter, redis_client
+from gateway.sinks.live import LiveUpdater, LiveWriter
 from gateway.sinks.postgres import prepare_connection
 from ingest.filters import FilterLimits
 from ingest.pipeline import BatchLimits, Ingest
@@ -39,7 +40,7 @@ async def test_refused_rows_are_found_by_halving_and_the_rest_are_stored(
     rows[5] = msgspec.structs.replace(rows[5], satellites=99_999)  # smallint overflow
     rows[40] = msgspec.structs.replace(rows[40], altitude=1e39)  # float4 overflow
     pool = await asyncpg.create_pool(db_url, min_size=1, max_size=2, init=prepare_connection)
-    redis = redis_client(services.redis_url)
+    redis = await connect(services.redis_url)
     try:
         ingest = Ingest(FilterLimits(), BatchLimits())
         writer = HistoryWriter(

@@ -6,20 +6,24 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
+from collections.abc import Iterator
 
 import paho.mqtt.client as paho
+import pytest
 
 from gateway.config import mqtt_address
 from gateway.listeners.mqtt_client import AckingClient
-from tests.support.services import Services
+from tests.support.broker import broker_device, device_client, login_options
 
 
 def _preload(mqtt_url: str, client_id: str, topic: str, payloads: list[bytes]) -> None:
-    """Create the persistent session (subscribed), disconnect it, then queue `payloads`."""
-    host, port, _, _ = mqtt_address(mqtt_url)
+    """Create the persistent session (subscribed), disconnect it, then queue `payloads`,
+    published by device `y` (`.../fixgate/x/y/fix`) logged in as itself."""
+    host, port, user, password = mqtt_address(mqtt_url)
     session = paho.Client(
         paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False
     )
+    session.username_pw_set(user, password)
     session.connect(host, port)
     session.loop_start()
     subscribed = threading.Event()
@@ -28,11 +32,7 @@ def _preload(mqtt_url: str, client_id: str, topic: str, payloads: list[bytes]) -
     assert subscribed.wait(10)
     session.disconnect()
     session.loop_stop()
-    publisher = paho.Client(
-        paho.CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}"
-    )
-    publisher.connect(host, port)
-    publisher.loop_start()
+    publisher = device_client(mqtt_url, "y")
     infos = [publisher.publish(topic, p, qos=1) for p in payloads]
     for info in infos:
         info.wait_for_publish(10)
@@ -41,13 +41,14 @@ def _preload(mqtt_url: str, client_id: str, topic: str, payloads: list[bytes]) -
 
 
 async def _drain_all(
-    services: Services, client_id: str, topic: str, expected: int, max_inbox_bytes: int
+    url: str, client_id: str, topic: str, expected: int, max_inbox_bytes: int
 ) -> list[bytes]:
-    host, port, _, _ = mqtt_address(services.mqtt_url)
+    host, port, _, _ = mqtt_address(url)
     got: list[bytes] = []
     async with AckingClient(
-        host, port, identifier=client_id, clean_session=False, max_inbox_bytes=max_inbox_bytes
-    ) as client:
+        host, port, identifier=client_id, clean_session=False, max_inbox_bytes=max_inbox_bytes,
+        **login_options(url),
+    ) as client:  # fmt: skip
         largest_inbox = 0
         done = asyncio.Event()
 
@@ -77,38 +78,57 @@ async def _drain_all(
     return got
 
 
+@pytest.fixture
+def device_y() -> Iterator[None]:
+    with broker_device("y", "x"):
+        yield
+
+
 async def test_a_backlog_larger_than_the_inbox_bound_is_drained_in_order_and_acknowledged(
-    services: Services,
+    gateway_mqtt_url: str, mqtt_prefix: str, device_y: None
 ) -> None:
+    url = gateway_mqtt_url  # the session is the account's (tests/support/broker.py)
     client_id = f"t-acking-{uuid.uuid4().hex[:8]}"
-    topic = f"t{uuid.uuid4().hex[:8]}/fixgate/x/y/fix"
+    topic = f"{mqtt_prefix}fixgate/x/y/fix"
     payloads = [b"%05d:" % i + b"x" * 2000 for i in range(300)]  # ~600 KB, bound 32 KiB
-    await asyncio.to_thread(_preload, services.mqtt_url, client_id, topic, payloads)
-    got = await _drain_all(services, client_id, topic, len(payloads), max_inbox_bytes=32 * 1024)
+    await asyncio.to_thread(_preload, url, client_id, topic, payloads)
+    got = await _drain_all(url, client_id, topic, len(payloads), max_inbox_bytes=32 * 1024)
     assert got == payloads
     # Everything was acknowledged: a new connection of the session gets nothing again.
-    host, port, _, _ = mqtt_address(services.mqtt_url)
-    async with AckingClient(host, port, identifier=client_id, clean_session=False) as client:
+    host, port, _, _ = mqtt_address(url)
+    async with AckingClient(
+        host, port, identifier=client_id, clean_session=False, **login_options(url)
+    ) as client:
         await asyncio.sleep(1.0)
         assert len(client.inbox) == 0
-    cleaner = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+    _drop_session(url)
+
+
+def _drop_session(url: str) -> None:
+    host, port, user, password = mqtt_address(url)
+    cleaner = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="x", clean_session=True)
+    cleaner.username_pw_set(user, password)
     cleaner.connect(host, port)
     cleaner.disconnect()
 
 
 async def test_after_flush_the_broker_has_every_puback_even_if_the_session_reconnects_at_once(
-    services: Services,
+    gateway_mqtt_url: str, mqtt_prefix: str, device_y: None
 ) -> None:
     """One write of thousands of PUBACKs, then leave and come straight back: a broker that
     had not yet read them all would hand the new connection the session and send the
     unread ones again. `flush()` returns only once the broker has handled them."""
+    url = gateway_mqtt_url
     client_id = f"t-flush-{uuid.uuid4().hex[:8]}"
-    topic = f"t{uuid.uuid4().hex[:8]}/fixgate/x/y/fix"
+    topic = f"{mqtt_prefix}fixgate/x/y/fix"
     payloads = [b"%05d" % i for i in range(5000)]
-    await asyncio.to_thread(_preload, services.mqtt_url, client_id, topic, payloads)
-    host, port, _, _ = mqtt_address(services.mqtt_url)
+    await asyncio.to_thread(_preload, url, client_id, topic, payloads)
+    host, port, _, _ = mqtt_address(url)
+    login = login_options(url)
     for attempt in range(3):
-        async with AckingClient(host, port, identifier=client_id, clean_session=False) as client:
+        async with AckingClient(
+            host, port, identifier=client_id, clean_session=False, **login
+        ) as client:
             full = asyncio.Event()
             client.on_inbox = lambda c=client, e=full: (
                 e.set() if len(c.inbox) >= len(payloads) else None
@@ -118,12 +138,12 @@ async def test_after_flush_the_broker_has_every_puback_even_if_the_session_recon
             assert [bytes(m.payload) for m in client.inbox] == payloads
             client.ack_many([m.mid for m in client.inbox])  # all at once, one write
             await client.flush()
-        async with AckingClient(host, port, identifier=client_id, clean_session=False) as client:
+        async with AckingClient(
+            host, port, identifier=client_id, clean_session=False, **login
+        ) as client:
             await client.subscribe(topic, qos=1)
             await asyncio.sleep(0.5)
             assert len(client.inbox) == 0, f"attempt {attempt}: {len(client.inbox)} redelivered"
         if attempt < 2:
-            await asyncio.to_thread(_preload, services.mqtt_url, client_id, topic, payloads)
-    cleaner = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
-    cleaner.connect(host, port)
-    cleaner.disconnect()
+            await asyncio.to_thread(_preload, url, client_id, topic, payloads)
+    _drop_session(url)

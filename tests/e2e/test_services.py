@@ -10,7 +10,7 @@ import paho.mqtt.client as paho
 import redis.asyncio as aioredis
 
 from gateway.config import mqtt_address
-from tests.support.services import Services
+from tests.support.broker import broker_device, token_of
 
 
 async def test_a_value_round_trips_through_redis(
@@ -22,9 +22,9 @@ async def test_a_value_round_trips_through_redis(
 
 
 def test_an_mqtt_message_reaches_a_subscriber_through_mosquitto(
-    services: Services, mqtt_prefix: str
+    gateway_mqtt_url: str, mqtt_prefix: str
 ) -> None:
-    host, port, _, _ = mqtt_address(services.mqtt_url)
+    host, port, user, password = mqtt_address(gateway_mqtt_url)
     topic = f"{mqtt_prefix}fixgate/acme/truck-1/fix"
     received: list[bytes] = []
     subscribed, arrived = threading.Event(), threading.Event()
@@ -36,17 +36,20 @@ def test_an_mqtt_message_reaches_a_subscriber_through_mosquitto(
     sub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=f"sub-{uuid.uuid4().hex[:8]}")
     sub.on_subscribe = lambda *_: subscribed.set()
     sub.on_message = on_message
+    sub.username_pw_set(user, password)
     sub.connect(host, port)
     sub.subscribe(topic, qos=1)
     sub.loop_start()
     try:
         assert subscribed.wait(5), "no SUBACK from the broker"
         payload = '{"time":"2026-01-01T00:00:00Z","lat":52.5,"lon":13.4}'
-        subprocess.run(
-            ["mosquitto_pub", "-h", host, "-p", str(port), "-q", "1", "-t", topic, "-m", payload],
-            check=True,
-            timeout=10,
-        )
+        with broker_device("truck-1", "acme"):
+            login = ["-u", "truck-1", "-P", token_of("truck-1")]
+            subprocess.run(
+                ["mosquitto_pub", "-h", host, "-p", str(port), *login, "-q", "1", "-t", topic,
+                 "-m", payload],
+                check=True, timeout=10,
+            )  # fmt: skip
         arrived.wait(5)
     finally:
         sub.loop_stop()

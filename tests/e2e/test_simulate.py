@@ -11,6 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from contracts.geodesy import haversine_m
 from devices.fix import Fix, Protocol
 from devices.jsonfix import decode_json_fixes
 from devices.nmea import NmeaDecoder
@@ -30,7 +31,6 @@ from devtools.simulate import (
     start_motion,
     step,
 )
-from ingest.filters import distance_m
 from tests.support.gateway import running_gateway, wait_for
 from tests.support.ingest import count, live
 from tests.support.paths import FIXGATE_BIN
@@ -61,7 +61,7 @@ def test_speeds_stay_within_bounds(speeds: SpeedRange, seed: int) -> None:
     for before, after in itertools.pairwise(path):
         assert speeds.low <= after.speed <= speeds.high
         # Straight-line distance can only be shorter than the distance driven.
-        assert distance_m(before.lat, before.lon, after.lat, after.lon) <= speeds.high * dt + 1e-6
+        assert haversine_m(before.lat, before.lon, after.lat, after.lon) <= speeds.high * dt + 1e-6
     assert len({(m.target_lat, m.target_lon) for m in path}) > 3, "drove through several waypoints"
 
 
@@ -91,9 +91,9 @@ def test_vehicles_stay_within_the_radius(seed: int) -> None:
     small = Area(48.137, 11.575, 1500.0)
     for dt in (0.2, 5.0, 120.0):  # a long dt crosses several waypoints in one step
         for m in drive(small, DRIVING_SPEEDS, seed, dt=dt, steps=500):
-            assert distance_m(small.lat, small.lon, m.lat, m.lon) <= small.radius_m + 0.01
+            assert haversine_m(small.lat, small.lon, m.lat, m.lon) <= small.radius_m + 0.01
             assert (
-                distance_m(small.lat, small.lon, m.target_lat, m.target_lon)
+                haversine_m(small.lat, small.lon, m.target_lat, m.target_lon)
                 <= small.radius_m + 0.01
             )
 
@@ -103,7 +103,7 @@ def test_step_is_pure_and_resumes_where_told() -> None:
     assert step(m, 10.0) == step(m, 10.0)
     still = step(m, 0.0)
     assert (
-        distance_m(m.lat, m.lon, still.lat, still.lon) < 1e-6 and still.target_lat == m.target_lat
+        haversine_m(m.lat, m.lon, still.lat, still.lon) < 1e-6 and still.target_lat == m.target_lat
     )
     resumed = start_motion(BERLIN, TRUCK_SPEEDS, 7, at=(52.5, 13.4))
     assert (resumed.lat, resumed.lon) == (52.5, 13.4)
@@ -120,13 +120,13 @@ def test_payloads_decode_to_the_simulated_position() -> None:
     assert len(fixes) == 1, events
     nmea = fixes[0]
     assert nmea.time.timestamp() == pytest.approx(now)
-    assert distance_m(nmea.lat, nmea.lon, m.lat, m.lon) < 0.5  # ddmm.mmmm: ~0.2 m
+    assert haversine_m(nmea.lat, nmea.lon, m.lat, m.lon) < 0.5  # ddmm.mmmm: ~0.2 m
     assert nmea.speed == pytest.approx(m.speed, abs=0.05 * KNOT)
     assert angle_diff(nmea.heading or 0.0, m.heading) < 0.06
 
     owntracks = decode_owntracks(owntracks_payload(m, now, 77, "01"), "phone", "demo", now)
     assert isinstance(owntracks, Fix)
-    assert distance_m(owntracks.lat, owntracks.lon, m.lat, m.lon) < 0.05
+    assert haversine_m(owntracks.lat, owntracks.lon, m.lat, m.lon) < 0.05
     assert owntracks.speed == pytest.approx(m.speed, abs=0.5 / 3.6) and owntracks.battery == 77
     assert angle_diff(owntracks.heading or 0.0, m.heading) <= 0.5
 
@@ -185,7 +185,9 @@ def test_simulated_fleet_lands_in_timescaledb_and_redis(
 ) -> None:
     state = tmp_path / "simulator.json"
     with running_gateway(fixgate_env, tmp_path) as gw:
-        env = {**fixgate_env, "FIXGATE_TCP_PORT": str(gw.tcp_port)}
+        # The fleet makes its phones' broker accounts, as with `fixgate stack env`.
+        admin = services.mqtt_admin_url or ""
+        env = {**fixgate_env, "FIXGATE_TCP_PORT": str(gw.tcp_port), "FIXGATE_MQTT_ADMIN_URL": admin}
         started = time.monotonic()
         run = _simulate(env, state, "3")
         assert run.returncode == 0, run.stderr

@@ -7,6 +7,7 @@ the stack the other tests use is never disturbed.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import time
@@ -78,7 +79,15 @@ def test_up_twice_then_down_leaves_no_process_of_ours() -> None:
             in env
         )
         assert f"FIXGATE_REDIS_URL=redis://127.0.0.1:{PORTS['FIXGATE_STACK_REDIS_PORT']}/0" in env
-        assert f"FIXGATE_MQTT_URL=mqtt://127.0.0.1:{PORTS['FIXGATE_STACK_MQTT_PORT']}" in env
+        mqtt_port = PORTS["FIXGATE_STACK_MQTT_PORT"]
+        # The broker authenticates: the URLs carry the gateway's and the admin's accounts.
+        assert re.search(
+            rf"FIXGATE_MQTT_URL=mqtt://fixgate-gateway:[\w-]+@127\.0\.0\.1:{mqtt_port}\b", env
+        )
+        assert re.search(
+            rf"FIXGATE_MQTT_ADMIN_URL=mqtt://fixgate-admin:[\w-]+@127\.0\.0\.1:{mqtt_port}\b", env
+        )
+        assert f"@localhost:{mqtt_port + 1}" in env and "FIXGATE_MQTT_CA_FILE=" in env
         assert f"FIXGATE_ROUTING_URL=http://127.0.0.1:{PORTS['FIXGATE_STACK_OSRM_PORT']}" in env
     finally:
         down = stack("down")

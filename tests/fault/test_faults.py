@@ -15,8 +15,6 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,63 +22,15 @@ import psycopg
 import pytest
 import redis
 
+from contracts.keys import Keys
 from devices.tcp_nmea import login_sentence
-from devtools.stack import stack_env
 from devtools.stack.native import NativeStack
-from devtools.stack.settings import StackSettings
 from devtools.trackers import Record, recv_exactly, teltonika_login, teltonika_packet
-from gateway.migrate import migrate, migrations_dir
 from tests.support.gateway import GatewayProcess, free_port, running_gateway, wait_for
-from tests.support.ingest import NumberedPublisher, count, live, register, rmc_gga
+from tests.support.ingest import NumberedPublisher, count, live, register, register_fleet, rmc_gga
 from tests.support.paths import FIXGATE_BIN
 
 pytestmark = pytest.mark.fault
-
-_MAIN = StackSettings()
-FAULT_PORTS = {
-    "stack_pg_port": _MAIN.stack_pg_port + 40,
-    "stack_redis_port": _MAIN.stack_redis_port + 50,
-    "stack_mqtt_port": _MAIN.stack_mqtt_port + 50,
-}
-"""Beside the main stack's (55472, 56429, 51933 by default), so a checkout whose stack is
-moved (`FIXGATE_STACK_*_PORT`) moves its fault stack too and two checkouts can test at
-once."""
-
-
-@pytest.fixture(scope="module")
-def fault_stack() -> Iterator[NativeStack]:
-    stack = NativeStack(StackSettings(**FAULT_PORTS))
-    stack.up()
-    try:
-        yield stack
-    finally:
-        stack.down()
-
-
-@pytest.fixture
-def fault_env(fault_stack: NativeStack) -> Iterator[dict[str, str]]:
-    """A fresh database on the fault stack, and a gateway environment pointed at it."""
-    env = stack_env(fault_stack.settings)
-    admin = env["FIXGATE_DATABASE_URL"].rsplit("/", 1)[0] + "/postgres"
-    name = f"f_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    db_url = admin.rsplit("/", 1)[0] + f"/{name}"
-    migrate(db_url, migrations_dir())
-    yield {
-        **os.environ,
-        "FIXGATE_DATABASE_URL": db_url,
-        "FIXGATE_REDIS_URL": env["FIXGATE_REDIS_URL"],
-        "FIXGATE_REDIS_PREFIX": f"f{uuid.uuid4().hex[:8]}:",
-        "FIXGATE_MQTT_URL": env["FIXGATE_MQTT_URL"],
-        "FIXGATE_MQTT_TOPIC_PREFIX": f"f{uuid.uuid4().hex[:8]}/",
-        "FIXGATE_MQTT_CLIENT_ID": f"fixgate-{uuid.uuid4().hex[:8]}",
-    }
-    # Whatever the test did, leave the services up for the next one.
-    fault_stack.start_pg()
-    fault_stack.start_redis()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def base_time() -> datetime:
@@ -149,11 +99,7 @@ def test_database_outage_mid_stream_loses_no_acknowledged_fix(
 def test_redis_outage_keeps_history_and_live_positions_catch_up(
     fault_stack: NativeStack, fault_env: dict[str, str], tmp_path: Path
 ) -> None:
-    db_url, redis_url, prefix = (
-        fault_env[k] for k in ("FIXGATE_DATABASE_URL", "FIXGATE_REDIS_URL", "FIXGATE_REDIS_PREFIX")
-    )
-    for d in range(3):
-        register(db_url, f"dev-{d}", "acme")
+    db_url, redis_url, prefix = register_fleet(fault_env)
     with running_gateway(fault_env, tmp_path) as gw:
         pub = NumberedPublisher(
             fault_env["FIXGATE_MQTT_URL"], topic(fault_env), base_time(), devices=3
@@ -176,7 +122,8 @@ def test_redis_outage_keeps_history_and_live_positions_catch_up(
             assert wait_for(
                 lambda d=d: live(redis_url, prefix, f"dev-{d}").get("time") == newest, 15
             ), gw.log()
-        members = redis.Redis.from_url(redis_url).zrange(f"{prefix}live:acme", 0, -1)
+        client = redis.Redis.from_url(redis_url)
+        members = [m for key in Keys(prefix).all_geo("acme") for m in client.zrange(key, 0, -1)]
         assert sorted(members) == [b"dev-0", b"dev-1", b"dev-2"]
         assert gw.metric("fixgate_sink_down", sink="redis") == 0
     for d in range(3):

@@ -4,6 +4,7 @@ LiveWriter, and the events stream read back (validated against the documented sc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -18,7 +19,9 @@ from typing import Any
 import asyncpg
 import jsonschema
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
+from contracts.keys import DEFAULT_SHARDS, Keys
 from devices.fix import Fix
 from gateway.engine.fences import load_fences
 from gateway.registry.store import add_device
@@ -39,7 +42,7 @@ class EngineProcess:
         full = {
             **env,
             "FIXGATE_ENGINE_PORT": str(self.port),
-            "FIXGATE_ENGINE_CLAIM_IDLE_S": "2",
+            "FIXGATE_ENGINE_LEASE_S": "2",
             **settings,
         }
         self.log = log
@@ -68,6 +71,15 @@ class EngineProcess:
             body: bytes = r.read()
             return body.decode()
 
+    def metric(self, name: str, **labels: str) -> float:
+        """A sample of the engine's /metrics (0 when absent)."""
+        want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+        sample = f"{name}{{{want}}}" if want else name
+        for line in self.get("/metrics").splitlines():
+            if line.startswith(sample + " "):
+                return float(line.split()[-1])
+        return 0.0
+
     def kill(self) -> None:
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
@@ -81,6 +93,20 @@ class EngineProcess:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
         return self.proc.returncode
+
+
+async def wait_split(
+    *engines: EngineProcess, shards: int = DEFAULT_SHARDS, timeout_s: float = 20
+) -> None:
+    """Until the engines hold every shard between them, each some."""
+    deadline = time.monotonic() + timeout_s
+    held: list[float] = []
+    while time.monotonic() < deadline:
+        held = [e.metric("fixgate_engine_shards") for e in engines]
+        if sum(held) == shards and all(held):
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"shards held {held}, not all {shards} split")
 
 
 def fixgate_lines(env: dict[str, str], *args: str) -> list[str]:
@@ -119,14 +145,43 @@ async def feed(
             await asyncio.sleep(pause_s)
 
 
-async def events(client: aioredis.Redis, prefix: str) -> list[dict[str, Any]]:
-    """Every event in the stream, each validated against docs/events.schema.json."""
-    out = []
-    for _, fields in await client.xrange(f"{prefix}events"):
-        event = json.loads(fields[b"event"])
-        jsonschema.validate(event, SCHEMA)
-        out.append(event)
-    return out
+async def events(client: Any, prefix: str) -> list[dict[str, Any]]:
+    """Every event of every shard's stream in the order Redis appended them (a device's
+    order is its shard's), each validated against docs/events.schema.json."""
+    found: list[tuple[tuple[int, int], dict[str, Any]]] = []
+    for stream in Keys(prefix).all_events():
+        for entry_id, fields in await client.xrange(stream):
+            event = json.loads(fields[b"event"])
+            jsonschema.validate(event, SCHEMA)
+            ms, _, seq = entry_id.partition(b"-")
+            found.append(((int(ms), int(seq)), event))
+    return [event for _, event in sorted(found, key=lambda f: f[0])]
+
+
+async def hold(client: Any, prefix: str, consumer: str, count: int | None = None) -> int:
+    """A consumer of the engine's group that reads entries of every shard's positions
+    stream (up to `count` each) and never acknowledges them; how many it holds."""
+    held = 0
+    for stream in Keys(prefix).all_positions():
+        with contextlib.suppress(ResponseError):  # BUSYGROUP: there already
+            await client.xgroup_create(stream, "engine", id="0", mkstream=True)
+        for _, entries in await client.xreadgroup("engine", consumer, {stream: ">"}, count=count):
+            held += len(entries)
+    return held
+
+
+async def pending(client: Any, prefix: str) -> int:
+    """Entries read and not acknowledged in the engine's group, all shards."""
+    total = 0
+    for stream in Keys(prefix).all_positions():
+        with contextlib.suppress(ResponseError):  # no group yet: nothing pending
+            total += (await client.xpending(stream, "engine"))["pending"]
+    return total
+
+
+async def xadd_event(client: Any, prefix: str, event: dict[str, Any]) -> None:
+    """An engine-shaped event on the stream the engine writes the device's events to."""
+    await client.xadd(Keys(prefix).device_events(event["device"]), {"event": json.dumps(event)})
 
 
 async def wait_events(

@@ -10,9 +10,9 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 from types import TracebackType
 
+from contracts.geodesy import haversine_m
 from devices.nmea_write import rmc_gga
 from devices.tcp_nmea import login_sentence
-from geofence.geodesy import haversine_m
 
 KNOTS_PER_MPS = 1 / 0.514444
 Point = tuple[float, float]

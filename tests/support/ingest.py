@@ -6,7 +6,6 @@ import asyncio
 import json
 import threading
 import time
-import uuid
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -14,8 +13,10 @@ import paho.mqtt.client as paho
 import psycopg
 import redis
 
+from contracts.keys import Keys
 from devices.nmea_write import ddmm, rmc_gga, sentence
-from gateway.registry.store import add_device
+from gateway.registry.broker import ANY_PREFIX, BrokerSync, register_device
+from tests.support import broker
 
 __all__ = ["NumberedPublisher", "count", "ddmm", "live", "register", "rmc_gga", "rows", "sentence"]
 
@@ -29,29 +30,45 @@ def register(
     *,
     imei: str | None = None,
     traccar_id: str | None = None,
+    protocols: tuple[str, ...] = (),
 ) -> str:
+    """Register a device, with its broker account (any one-level topic prefix), as the
+    product does; return its token. A second phone of an OwnTracks user shares the
+    user's token (one broker login, one secret)."""
+    sync = BrokerSync(admin, ANY_PREFIX) if (admin := broker.admin_url()) else None
+    login = owntracks.partition("/")[0] if owntracks else device_id
+    shared = broker.shared_token(login, db_url) if owntracks else None
+
     async def go() -> str:
         conn = await asyncpg.connect(db_url)
         try:
-            return await add_device(
-                conn,
-                device_id,
-                tenant_id=tenant,
-                kind=kind,
-                owntracks=owntracks,
-                imei=imei,
-                traccar_id=traccar_id,
-            )
+            return await register_device(
+                conn, sync, device_id, tenant_id=tenant, kind=kind, owntracks=owntracks,
+                imei=imei, traccar_id=traccar_id, protocols=protocols, token=shared,
+            )  # fmt: skip
         finally:
             await conn.close()
 
-    return asyncio.run(go())
+    token = asyncio.run(go())
+    broker.remember(login, token, db_url)
+    return token
 
 
 def rows(db_url: str, device_id: str) -> list[dict[str, object]]:
     with psycopg.connect(db_url) as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         cur.execute("SELECT * FROM positions WHERE device_id = %s ORDER BY time", (device_id,))
         return cur.fetchall()
+
+
+def register_fleet(env: dict[str, str], devices: int = 3) -> tuple[str, str, str]:
+    """dev-0 .. dev-N of tenant acme registered in the environment's database; its
+    database URL, Redis URL and Redis prefix."""
+    db_url, redis_url, prefix = (
+        env[k] for k in ("FIXGATE_DATABASE_URL", "FIXGATE_REDIS_URL", "FIXGATE_REDIS_PREFIX")
+    )
+    for d in range(devices):
+        register(db_url, f"dev-{d}", "acme")
+    return db_url, redis_url, prefix
 
 
 def count(db_url: str, device_id: str | None = None) -> int:
@@ -66,7 +83,7 @@ def count(db_url: str, device_id: str | None = None) -> int:
 def live(redis_url: str, prefix: str, device_id: str) -> dict[str, str]:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     try:
-        return client.hgetall(f"{prefix}device:{device_id}")  # type: ignore[return-value]
+        return client.hgetall(Keys(prefix).device(device_id))  # type: ignore[return-value]
     finally:
         client.close()
 
@@ -76,21 +93,19 @@ class NumberedPublisher:
     from a thread; afterwards `acknowledged()` says which numbers the broker acknowledged."""
 
     def __init__(self, mqtt_url: str, topic: str, base: datetime, devices: int = 1) -> None:
-        from gateway.config import mqtt_address
-
-        host, port, _, _ = mqtt_address(mqtt_url)
         self.topic, self.base, self.devices = topic, base, devices
-        self.client = paho.Client(
-            paho.CallbackAPIVersion.VERSION2, client_id=f"numbered-{uuid.uuid4().hex[:8]}"
-        )
-        self.client.max_inflight_messages_set(1000)
-        self.client.connect(host, port)
-        self.client.loop_start()
+        # Each device logs in as itself (tests/support/broker.py).
+        self.clients = {
+            f"dev-{d}": broker.device_client(mqtt_url, f"dev-{d}") for d in range(devices)
+        }
         self.sent: list[tuple[int, str, paho.MQTTMessageInfo]] = []
         self._thread: threading.Thread | None = None
 
-    def payload(self, n: int) -> bytes:
-        t = (self.base + timedelta(seconds=n)).isoformat().replace("+00:00", "Z")
+    FIXES_PER_S = 1.0
+    """Fix n's time is `base` + n / FIXES_PER_S."""
+
+    def payload(self, n: int, device: str) -> bytes:
+        t = (self.base + timedelta(seconds=n / self.FIXES_PER_S)).isoformat().replace("+00:00", "Z")
         return json.dumps(
             {"time": t, "lat": 47.0 + n * 1e-5, "lon": 8.0 + n * 1e-5, "speed": 1.0}
         ).encode()
@@ -101,8 +116,8 @@ class NumberedPublisher:
             for n in range(count):
                 for d in range(self.devices):
                     device = f"dev-{d}"
-                    info = self.client.publish(
-                        self.topic.format(device=device), self.payload(n), qos=1
+                    info = self.clients[device].publish(
+                        self.topic.format(device=device), self.payload(n, device), qos=1
                     )
                     self.sent.append((n, device, info))
                 pause = started + (n + 1) / rate - time.monotonic()
@@ -117,8 +132,9 @@ class NumberedPublisher:
         self._thread.join()
         for _, _, info in self.sent:
             info.wait_for_publish(30)
-        self.client.disconnect()
-        self.client.loop_stop()
+        for client in self.clients.values():
+            client.disconnect()
+            client.loop_stop()
 
     def acknowledged(self, device: str = "dev-0") -> set[int]:
         return {n for n, d, info in self.sent if d == device and info.is_published()}
@@ -129,4 +145,4 @@ class NumberedPublisher:
             times = conn.execute(
                 "SELECT time FROM positions WHERE device_id = %s", (device,)
             ).fetchall()
-        return sorted(round((t - self.base).total_seconds()) for (t,) in times)
+        return sorted(round((t - self.base).total_seconds() * self.FIXES_PER_S) for (t,) in times)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from contracts import geodesy
 from devtools.stack.native import _locked
 from devtools.stack.osrm import OsrmService
 from devtools.stack.settings import StackSettings
@@ -57,10 +57,5 @@ def own_osrm_routed() -> Iterator[OsrmService]:
 
 
 def haversine_m(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """Great-circle distance of two (lat, lon) points, metres (mean Earth radius)."""
-    (lat1, lon1), (lat2, lon2) = (tuple(map(math.radians, p)) for p in (a, b))
-    h = (
-        math.sin((lat2 - lat1) / 2) ** 2
-        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
-    )
-    return 2 * 6_371_008.8 * math.asin(math.sqrt(h))
+    """Great-circle distance of two (lat, lon) points, metres (contracts.geodesy)."""
+    return geodesy.haversine_m(a[0], a[1], b[0], b[1])

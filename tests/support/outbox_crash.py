@@ -26,6 +26,7 @@ from api.principal import Principal, Role
 from api.realtime.service import Realtime
 from api.settings import ApiSettings
 from api.state import ApiState
+from gateway.process import Life
 
 
 class DyingOutbox(Outbox):
@@ -40,11 +41,13 @@ async def main(tenant: str, technician: str, request_id: UUID) -> None:
     client = aioredis.from_url(settings.redis_url)
     prefix = settings.redis_prefix
     state = ApiState(
+        life=Life("outbox-crash", 5.0),
         settings=settings,
         pool=pool,
         redis=client,
         outbox=DyingOutbox(pool, client, prefix, settings.ws_replay_window_s),
         realtime=Realtime.build(client, prefix, settings.ws_presence_ttl_s),
+        keys=settings.keys(),
     )
     principal = Principal(subject=technician, tenant=tenant, role=Role.TECHNICIAN)
     await lifecycle.accept(state, principal, request_id, None)

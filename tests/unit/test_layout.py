@@ -11,11 +11,11 @@ import pytest
 
 from tests.support.paths import REPO_ROOT
 
-PURE_PACKAGES = ("devices", "ingest", "geofence")
+PURE_PACKAGES = ("contracts", "devices", "ingest", "geofence")
 PURE_MODULES = ("api/principal.py", "api/machine.py", "api/personal.py")
 """Pure modules inside an asyncio-side package: the dispatch lifecycle's table, who acts,
 and what each principal may see."""
-PRODUCT_PACKAGES = ("gateway", "devices", "ingest", "geofence", "api")
+PRODUCT_PACKAGES = ("gateway", "contracts", "devices", "ingest", "geofence", "api")
 
 # What a pure core may import: computation only. Anything else (sockets, asyncio, database
 # and Redis clients, logging, the clock, the file system, processes, randomness) belongs to
@@ -97,3 +97,13 @@ def test_product_packages_never_import_the_developer_tooling() -> None:
         if m == "devtools" or m.startswith("devtools.")
     ]
     assert found == []
+
+
+@pytest.mark.parametrize(
+    "path", list(modules("gateway", "contracts")), ids=lambda p: str(p.relative_to(REPO_ROOT))
+)
+def test_the_gateway_and_the_contracts_never_import_the_api(path: Path) -> None:
+    """The API imports the contracts and gateway's shared modules, never the other way
+    round: `fixgate` gathers the API's commands through an entry point."""
+    tree = ast.parse(path.read_text(), str(path))
+    assert [f"line {n}: import {m}" for n, m in imported(tree) if m.split(".")[0] == "api"] == []

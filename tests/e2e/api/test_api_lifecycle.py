@@ -4,7 +4,6 @@ flows, 409s, role and tenant isolation, and the concurrent accept."""
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from typing import Any
 
@@ -20,6 +19,7 @@ from tests.support.api import (
     miles_north,
     place,
 )
+from tests.support.engine import xadd_event
 
 ORIGIN = (40.7128, -74.0060)
 
@@ -133,7 +133,7 @@ async def test_happy_path_end_to_end(
         "polyline_version": 2,
         "queue": [],
     }
-    await redis_client.xadd(f"{redis_prefix}events", {"event": json.dumps(update)})
+    await xadd_event(redis_client, redis_prefix, update)
 
     async def routed() -> Any:
         got = await client.get(f"/service-request/{request_id}/route-info", headers=customer)
@@ -144,9 +144,7 @@ async def test_happy_path_end_to_end(
     assert route["etaInSec"] == 300 and route["distanceInMeter"] == 1500
     assert route["encodedPolyline"] == "_p~iF~ps|U"
     assert route["technicianLocation"]["latitude"] > ORIGIN[0]
-    await redis_client.xadd(
-        f"{redis_prefix}events", {"event": json.dumps({**base, "type": "trip_arrived", "id": "e2"})}
-    )
+    await xadd_event(redis_client, redis_prefix, {**base, "type": "trip_arrived", "id": "e2"})
 
     async def arrived() -> Any:
         d = (await client.get(f"/service-request/{request_id}", headers=customer)).json()["data"]

@@ -6,7 +6,6 @@ resolves the violation with its actual minutes."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +26,7 @@ from tests.support.api import (
     running_app,
     token,
 )
+from tests.support.engine import xadd_event
 
 ORIGIN = (40.7128, -74.0060)
 SQUARE = 0.05  # degrees each way around ORIGIN: ~5.5 km north-south
@@ -277,7 +277,7 @@ async def test_a_request_past_its_sla_is_violated_once_escalated_and_resolved_on
             "fix_time": datetime.now(UTC).isoformat(),
             "detected_at": datetime.now(UTC).isoformat(),
         }
-        await redis_client.xadd(f"{redis_prefix}events", {"event": json.dumps(arrival)})
+        await xadd_event(redis_client, redis_prefix, arrival)
 
         async def resolved() -> Any:
             got = (await client.get("/sla-violations", headers=acme.admin)).json()["data"]

@@ -16,6 +16,7 @@ from api.principal import Role
 from tests.e2e.browser.conftest import ORIGIN
 from tests.support.api import Tenant, add_device, eventually, raw_token, token
 from tests.support.browser import drive, require_websocket, screenshot, watch_errors
+from tests.support.engine import xadd_event
 from tests.support.polyline import encode
 
 UI_TIMEOUT_MS = 10_000
@@ -79,7 +80,7 @@ async def _trip_update(
         "polyline_version": version,
         "queue": [],
     }
-    await redis_client.xadd(f"{prefix}events", {"event": json.dumps(event)})
+    await xadd_event(redis_client, prefix, event)
 
 
 async def test_the_tracking_page_shows_status_technician_route_distance_and_eta(

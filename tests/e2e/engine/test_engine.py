@@ -7,11 +7,13 @@ import asyncio
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from contracts.keys import Keys
 from devices.fix import Fix
 from tests.support.engine import (
     EngineProcess,
@@ -19,10 +21,13 @@ from tests.support.engine import (
     feed,
     fixgate,
     fixgate_lines,
+    hold,
     key,
+    pending,
     reference,
     register,
     wait_events,
+    wait_split,
 )
 from tests.support.geofence import fix, offset
 
@@ -265,12 +270,11 @@ async def test_engine_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
 ) -> None:
     batches = await _fleet_in_a_yard(fixgate_env, db_url, tmp_path)
     expected = await reference(db_url, batches)
-    stream = f"{redis_prefix}positions"
     engine = EngineProcess(fixgate_env, tmp_path / "engine.log")
     await asyncio.to_thread(engine.wait_ready)
     # A consumer that reads the first entries and dies without acknowledging them.
     await feed(redis_client, redis_prefix, batches[:5])
-    await redis_client.xreadgroup("engine", "dead-one", {stream: ">"}, count=5)
+    assert await hold(redis_client, redis_prefix, "dead-one", count=5) > 0
     feeding = asyncio.create_task(feed(redis_client, redis_prefix, batches[5:], pause_s=0.01))
     await wait_events(redis_client, redis_prefix, len(expected) // 3)
     engine.kill()
@@ -281,37 +285,36 @@ async def test_engine_killed_mid_stream_and_restarted_loses_and_doubles_nothing(
         got = await wait_events(redis_client, redis_prefix, len(expected), timeout_s=60)
         # Every entry delivered again (as after a crash between commit and XACK): the
         # committed state makes all of it late, so nothing is emitted twice.
-        await redis_client.xgroup_setid(stream, "engine", "0")
+        for stream in Keys(redis_prefix).all_positions():
+            await redis_client.xgroup_setid(stream, "engine", "0")
         await asyncio.sleep(4.0)
         got = await events(redis_client, redis_prefix)
-        pending = await redis_client.xpending(stream, "engine")
+        left = await pending(redis_client, redis_prefix)
     finally:
         again.stop()
-    assert pending["pending"] == 0
+    assert left == 0
     assert len(expected) > 100
     assert sorted(key(e) for e in got) == sorted(key(e) for e in expected)
     assert not [k for k, n in Counter(e["id"] for e in got).items() if n > 1]
 
 
 @pytest.mark.fault
-async def test_entries_newer_than_one_in_another_consumers_hands_wait_for_it(
+async def test_entries_in_another_consumers_hands_are_taken_over_before_newer_ones(
     fixgate_env: dict[str, str],
     db_url: str,
     redis_client: aioredis.Redis,
     redis_prefix: str,
     tmp_path: Path,
 ) -> None:
-    """A consumer holds the first entries (read, never acknowledged) while the engine gets
-    the newer ones: the engine waits until it has taken them over and evaluated them, so
-    their fixes are not made late by the newer ones and the events are one engine's."""
+    """A consumer holds the first entries (read, never acknowledged) when the engine takes
+    the shards: it claims and evaluates them before the newer ones, so their fixes are not
+    made late by the newer ones and the events are one engine's."""
     batches = await _fleet_in_a_yard(fixgate_env, db_url, tmp_path)
     expected = await reference(db_url, batches)
-    stream = f"{redis_prefix}positions"
-    await redis_client.xgroup_create(stream, "engine", id="0", mkstream=True)
     # The first 17 batches, up to the first fence entries (12:00:32-34).
     await feed(redis_client, redis_prefix, batches[:17])
-    held = await redis_client.xreadgroup("engine", "slow-one", {stream: ">"}, count=17)
-    assert len(held[0][1]) == 17
+    fed = sum([await redis_client.xlen(s) for s in Keys(redis_prefix).all_positions()])
+    assert await hold(redis_client, redis_prefix, "slow-one") == fed > 0
     engine = EngineProcess(fixgate_env, tmp_path / "engine.log")
     try:
         await asyncio.to_thread(engine.wait_ready)
@@ -339,14 +342,57 @@ async def test_two_engines_on_one_stream_emit_what_one_emits(
     try:
         await asyncio.to_thread(one.wait_ready)
         await asyncio.to_thread(two.wait_ready)
+        await wait_split(one, two)
         await feed(redis_client, redis_prefix, batches, pause_s=0.005)
         await wait_events(redis_client, redis_prefix, len(expected), timeout_s=60)
         await asyncio.sleep(2.0)
         got = await events(redis_client, redis_prefix)
+        evaluated = [
+            engine.metric("fixgate_engine_fixes_total", result="evaluated") for engine in (one, two)
+        ]
     finally:
         one.stop()
         two.stop()
     assert sorted(key(e) for e in got) == sorted(key(e) for e in expected)
+    # Device by device, the same events in the same order as one engine's.
+    assert per_device(got) == per_device(expected)
+    assert all(n > 0 for n in evaluated), evaluated  # both did a share of the work
+
+
+@pytest.mark.fault
+async def test_an_engine_whose_redis_came_back_empty_goes_on_by_itself(
+    fixgate_env: dict[str, str],
+    db_url: str,
+    redis_client: aioredis.Redis,
+    redis_prefix: str,
+    tmp_path: Path,
+) -> None:
+    """Redis restarted without its data (streams, consumer groups, leases, states gone):
+    the engine's reads answer NOGROUP; it makes its groups and leases again and evaluates
+    what comes next, from a fresh state, without a restart of its own."""
+    batches = await _fleet_in_a_yard(fixgate_env, db_url, tmp_path)
+    engine = EngineProcess(fixgate_env, tmp_path / "engine.log")
+    try:
+        await asyncio.to_thread(engine.wait_ready)
+        await feed(redis_client, redis_prefix, batches[: len(batches) // 2], pause_s=0.005)
+        first = await wait_events(redis_client, redis_prefix, 1)
+        await asyncio.sleep(1.0)
+        keys = [k async for k in redis_client.scan_iter(match=f"{redis_prefix}*")]
+        await redis_client.delete(*keys)  # as an empty restart leaves it
+        await feed(redis_client, redis_prefix, batches[len(batches) // 2 :], pause_s=0.005)
+        again = await wait_events(redis_client, redis_prefix, 1, timeout_s=30)
+        alive, ready = engine.proc.poll() is None, engine.get("/readyz")
+    finally:
+        engine.stop()
+    assert first and again, engine.log.read_text()[-2000:]
+    assert alive and "ready" in ready
+
+
+def per_device(found: list[dict[str, Any]]) -> dict[str, list[tuple[str, str, str, str]]]:
+    out: dict[str, list[tuple[str, str, str, str]]] = {}
+    for event in found:
+        out.setdefault(event["device"], []).append(key(event))
+    return out
 
 
 async def test_geofences_are_listed_and_a_removed_one_is_left_silently(

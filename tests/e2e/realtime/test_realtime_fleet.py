@@ -5,7 +5,6 @@ a customer sees `LocationUpdated` of its own request only; nobody sees another t
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -17,6 +16,7 @@ from api.principal import Role
 from devices.fix import Fix
 from gateway.sinks.live import LiveWriter
 from tests.support.api import Tenant, add_device
+from tests.support.engine import xadd_event
 from tests.support.realtime import ApiProcess, connect, create_request, raw_token
 
 FIXES = 6
@@ -102,7 +102,7 @@ async def test_engine_events_reach_admins_and_the_request(
             "distance_m": 1500.0, "eta_s": 240, "calculation": "local", "polyline": "_p~iF~ps|U",
             "polyline_version": 3, "queue": []}  # fmt: skip
     for event in (fence, trip):
-        await redis_client.xadd(f"{redis_prefix}events", {"event": json.dumps(event)})
+        await xadd_event(redis_client, redis_prefix, event)
     got = await admin.event("geofence_enter", geofence="depot")
     assert got["data"] == fence
     update = await mine.event("LocationUpdated", serviceRequestInfo__requestId=request_id)

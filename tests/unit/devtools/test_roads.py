@@ -10,6 +10,7 @@ import statistics
 
 import pytest
 
+from contracts.geodesy import haversine_m
 from devtools.roads import (
     MAX_SPEED_MPS,
     MIN_SPEED_MPS,
@@ -28,7 +29,6 @@ from devtools.roads import (
 )
 from devtools.teltonika_unit import imei_for
 from geofence.routes import Route
-from ingest.filters import distance_m
 
 MONACO = (43.7384, 7.4246)
 
@@ -40,7 +40,7 @@ def zigzag_route(n: int = 40, step_deg: float = 0.0008, speed_mps: float = 12.0)
     for i in range(n):
         lat, lon = (lat + step_deg, lon) if i % 2 == 0 else (lat, lon + step_deg)
         points.append((lat, lon))
-    lengths = [distance_m(*a, *b) for a, b in itertools.pairwise(points)]
+    lengths = [haversine_m(*a, *b) for a, b in itertools.pairwise(points)]
     durations = [d / speed_mps for d in lengths]
     return Route(
         points=points, segment_distances_m=lengths, segment_durations_s=durations,
@@ -67,7 +67,7 @@ def test_speeds_vary_around_osrms_and_stops_are_at_junctions(seed: int) -> None:
 def test_no_stops_on_a_straight_road() -> None:
     lat, lon = MONACO
     points = [(lat + i * 0.0005, lon) for i in range(20)]
-    lengths = [distance_m(*a, *b) for a, b in itertools.pairwise(points)]
+    lengths = [haversine_m(*a, *b) for a, b in itertools.pairwise(points)]
     route = Route(
         points=points, segment_distances_m=lengths, segment_durations_s=[5.0] * 19,
         distance_m=sum(lengths), duration_s=95.0, origin_snap_m=0.0, destination_snap_m=0.0,
@@ -89,9 +89,9 @@ def test_the_vehicle_follows_the_road_and_parks_at_the_end_on_time(seed: int, dt
         # On the road: a point of the segment it is on (or of the last one when parked).
         seg = min(m.segment, len(leg.lengths_m) - 1)
         a, b = leg.points[seg], leg.points[seg + 1]
-        ab = distance_m(*a, *b)
-        assert distance_m(*a, m.lat, m.lon) + distance_m(m.lat, m.lon, *b) <= ab + 0.05
-        moved = distance_m(before.lat, before.lon, m.lat, m.lon)
+        ab = haversine_m(*a, *b)
+        assert haversine_m(*a, m.lat, m.lon) + haversine_m(m.lat, m.lon, *b) <= ab + 0.05
+        moved = haversine_m(before.lat, before.lon, m.lat, m.lon)
         assert moved <= max(leg.speeds_mps) * dt + 0.05
         assert t < leg.duration_s + 2 * dt + 1.0
     assert t >= leg.duration_s - 1e-6
@@ -138,7 +138,7 @@ def test_gps_noise_is_a_few_metres_and_correlated() -> None:
     assert statistics.mean(steps) < statistics.mean(errors), "drifts rather than jumps"
     assert min(accuracies) >= 3.0 and max(accuracies) <= 8.0
     lat, lon = offset(*MONACO, Noise(north_m=3.0, east_m=4.0))
-    assert distance_m(*MONACO, lat, lon) == pytest.approx(5.0, rel=0.01)
+    assert haversine_m(*MONACO, lat, lon) == pytest.approx(5.0, rel=0.01)
 
 
 def test_a_parked_vehicle_reports_noisy_fixes_around_its_spot() -> None:
@@ -146,7 +146,7 @@ def test_a_parked_vehicle_reports_noisy_fixes_around_its_spot() -> None:
     for _ in range(100):
         motion, lat, lon, accuracy = state.advance(1.0)
         assert motion.speed == 0.0 and (motion.lat, motion.lon) == MONACO
-        assert distance_m(*MONACO, lat, lon) < 25.0 and accuracy > 0.0
+        assert haversine_m(*MONACO, lat, lon) < 25.0 and accuracy > 0.0
 
 
 def test_walkers_keep_their_own_speeds() -> None:

@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import Histogram
 
+from contracts.geodesy import haversine_m
 from devices.fix import Fix, Protocol
 from gateway import metrics
-from ingest.filters import DeviceTrack, FilterLimits, distance_m, is_jump
+from ingest.filters import DeviceTrack, FilterLimits, is_jump
 
 BOUNDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10, 30)
 
@@ -75,6 +76,6 @@ def test_jump_shortcut_agrees_with_haversine() -> None:
         dt = rng.choice((0.0, 0.5, 1.0, 10.0, 100.0))
         track = DeviceTrack(newest_time=t0, good_time=t0, good_lat=lat, good_lon=lon)
         fix = Fix(device_id="d", tenant_id="t", time=t0 + timedelta(seconds=dt), lat=lat2, lon=lon2)
-        d = distance_m(lat, lon, lat2, lon2)
+        d = haversine_m(lat, lon, lat2, lon2)
         want = d >= limits.min_jump_distance_m and (dt == 0 or d / dt > limits.max_speed_mps)
         assert is_jump(fix, track, limits) == want

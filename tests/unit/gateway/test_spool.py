@@ -220,3 +220,20 @@ def test_one_gateway_per_spool_directory(tmp_path: Path) -> None:
     again = Spool(tmp_path, max_bytes=1024)
     again.open()
     again.close()
+
+
+async def test_the_spool_is_readable_by_its_owner_alone(tmp_path: Path) -> None:
+    """Fixes say where people are: segments 0600, the folder 0700, also those an older
+    release left world-readable."""
+    directory = tmp_path / "spool"
+    directory.mkdir(mode=0o755)
+    old = directory / f"{0:020d}{SUFFIX}"
+    old.write_bytes(b"")
+    old.chmod(0o644)
+    spool = Spool(directory, max_bytes=1024 * 1024)
+    spool.open()
+    assert await spool.append(batch(0, 3))
+    assert directory.stat().st_mode & 0o777 == 0o700
+    for path in directory.iterdir():
+        assert path.stat().st_mode & 0o077 == 0, path
+    spool.close()

@@ -10,7 +10,7 @@ import shapely
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geofence.geodesy import local_distance_m, signed_distance_m
+from contracts.geodesy import local_distance_m, signed_distance_m
 from geofence.index import FenceIndex, FenceSpec
 from tests.support.geofence import offset
 

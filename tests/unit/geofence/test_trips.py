@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import itertools
 
+from contracts.geodesy import distance_m
 from geofence.config import EngineConfig
 from geofence.engine import route_ready, sync_trips
 from geofence.events import TripArrived, TripCanceled, TripUpdate
-from geofence.geodesy import distance_m
 from geofence.polyline import decode
 from geofence.routes import Route
 from geofence.trips import TripSpec, local_estimate

@@ -157,3 +157,55 @@ def test_received_counts_are_per_protocol() -> None:
     ingest.submit([fix(0), fix(1)], NOW)
     ingest.submit([msgspec.structs.replace(fix(2), protocol=Protocol.OWNTRACKS)], NOW)
     assert ingest.counts.received == {"nmea": 2, "owntracks": 1}
+
+
+def received(seconds: float) -> dict[str, object]:
+    return {"received_at": T0 + timedelta(seconds=seconds)}
+
+
+def test_a_fix_far_ahead_is_refused_and_advances_nothing() -> None:
+    """Issue 20: one fix dated 290 s ahead made every real fix "late" for five minutes."""
+    ingest = Ingest(FilterLimits(max_clock_skew_s=30.0), BatchLimits())
+    now = T0.timestamp()
+    ingest.submit([fix(-1, **received(0))], now)
+    ingest.submit([fix(290, lat=52.76, **received(0.5))], now + 0.5)  # 29 km away, refused
+    ingest.submit([fix(1, lat=52.5001, **received(1))], now + 1)
+    batch = ingest.take()
+    assert batch is not None
+    assert [f.time for f in batch.rows] == [T0 - timedelta(seconds=1), T0 + timedelta(seconds=1)]
+    assert [f.lat for f in batch.live] == [52.5, 52.5001]
+    assert ingest.counts.rejected[Reason.FUTURE] == 1 and ingest.counts.late == 0
+
+
+def test_a_filtered_fix_is_history_but_never_the_devices_newest() -> None:
+    ingest = core(max_fixes=100)
+    ingest.submit([fix(0)], NOW)
+    ingest.submit([fix(5, lat=40.0)], NOW)  # a jump: history, flagged
+    ingest.submit([fix(3, lat=52.5001)], NOW)  # after the jump's time, but the newest good
+    batch = ingest.take()
+    assert batch is not None
+    assert [(f.time, f.valid) for f in batch.rows][1] == (T0 + timedelta(seconds=5), False)
+    assert [f.lat for f in batch.live] == [52.5, 52.5001]
+    assert ingest.counts.late == 0
+
+
+def test_within_the_skew_a_fix_ahead_counts_as_received_and_the_next_one_is_newer() -> None:
+    """Newest by min(fix time, received time): 25 s ahead holds the live position only
+    until the device's next real fix."""
+    ingest = core(max_fixes=100)
+    now = T0.timestamp()
+    ingest.submit([fix(25, **received(0))], now)
+    ingest.submit([fix(1, lat=52.5001, **received(1))], now + 1)
+    batch = ingest.take()
+    assert batch is not None and [f.lat for f in batch.live] == [52.5, 52.5001]
+    assert ingest.counts.late == 0
+
+
+def test_a_backlog_keeps_its_fix_time_order() -> None:
+    """Stored fixes uploaded late (received long after): their own times order them."""
+    ingest = core(max_fixes=100)
+    now = T0.timestamp() + 600
+    ingest.submit([fix(10, **received(600)), fix(5, **received(600))], now)
+    batch = ingest.take()
+    assert batch is not None and [f.time for f in batch.live] == [T0 + timedelta(seconds=10)]
+    assert ingest.counts.late == 1

@@ -8,7 +8,7 @@ import shapely
 from hypothesis import given
 from hypothesis import strategies as st
 
-from geofence.geodesy import (
+from contracts.geodesy import (
     circle_bounds,
     distance_m,
     haversine_m,
