@@ -103,6 +103,12 @@ function askForLink(reason, role) {
 // else the one this tab already holds, else asked for. The fragment never reaches a
 // server and leaves the address bar at once.
 export async function signIn(role) {
+  // A sign-in link opened where the app is open already changes only the fragment (no new
+  // page): start again with it.
+  window.addEventListener("hashchange", () => {
+    const again = new URLSearchParams(window.location.hash.slice(1));
+    if (again.get("code") || again.get("token")) window.location.reload();
+  });
   const fragment = new URLSearchParams(window.location.hash.slice(1));
   const code = fragment.get("code");
   const token = fragment.get("token");
@@ -208,4 +214,19 @@ export function metres(a, b) {
   const dLon = (b[1] - a[1]) * rad;
   const h = Math.sin(dLat / 2) ** 2 + Math.cos(a[0] * rad) * Math.cos(b[0] * rad) * Math.sin(dLon / 2) ** 2;
   return 2 * 6371000 * Math.asin(Math.sqrt(h));
+}
+
+// The map (common.js's base layer: tiles, or the extract's roads); without a connection,
+// a plain one, on a fresh container (Leaflet keeps the one the failed attempt took).
+export async function makeMap(id) {
+  const element = document.getElementById(id);
+  try {
+    return (await fixgate.baseMap(element)).map;
+  } catch (e) {
+    const fresh = element.cloneNode(false);
+    fresh.className = `${element.className.split(" ").filter((c) => c && !c.startsWith("leaflet")).join(" ")} plain`;
+    fresh.removeAttribute("tabindex");
+    element.replaceWith(fresh);
+    return L.map(fresh).setView([0, 0], 2);
+  }
 }

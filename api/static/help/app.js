@@ -5,7 +5,7 @@
 // once it is done. A request is sent with an Idempotency-Key made when "Request help" is
 // tapped and kept for the same request until it is answered, so a retry after a lost
 // answer never makes a second request.
-import { HttpError, Offline, call, registerWorker, setText, signIn, time, uuid } from "../field/field.js";
+import { HttpError, Offline, call, makeMap as makeBaseMap, registerWorker, setText, signIn, time, uuid } from "../field/field.js";
 
 const OPEN = new Set(["Ringing", "Pending", "Assigned", "EnRoute", "InProgress"]);
 const RATE_WITHIN_MS = 7 * 24 * 3600 * 1000; // a completed request is offered for rating this long
@@ -238,13 +238,7 @@ function askAgain() {
 // ---- the map -------------------------------------------------------------------------
 
 async function makeMap() {
-  const element = $("map");
-  try {
-    ({ map: state.map } = await fixgate.baseMap(element));
-  } catch (e) {
-    state.map = L.map(element).setView([0, 0], 2);
-    element.classList.add("plain");
-  }
+  state.map = await makeBaseMap("map");
   state.map.on("click", (e) => {
     if (!state.request) setPlace(e.latlng.lat, e.latlng.lng, "The place you tapped on the map.");
   });

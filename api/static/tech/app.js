@@ -14,6 +14,7 @@ import {
   HttpError,
   Offline,
   call,
+  makeMap as makeBaseMap,
   metres,
   registerWorker,
   ringTone,
@@ -281,8 +282,12 @@ function onPosition(p) {
 }
 
 function onPositionError(e) {
-  const why = e.code === e.PERMISSION_DENIED ? "Allow location for this page to share your position." : e.message;
-  setText("position", `No position: ${why}`);
+  const why = {
+    [e.PERMISSION_DENIED]: "allow location for this page to share your position.",
+    [e.POSITION_UNAVAILABLE]: "the phone has none right now; still trying.",
+    [e.TIMEOUT]: "still looking for it.",
+  }[e.code];
+  setText("position", `No position: ${why || e.message || "still trying."}`);
 }
 
 function startTracking() {
@@ -298,7 +303,7 @@ function startTracking() {
       navigator.geolocation.getCurrentPosition(onPosition, () => {}, options);
     }
   }, FIX_EVERY_S * 1000);
-  setText("position", "Finding your position…");
+  if (!state.lastFix) setText("position", "Finding your position…");
   credentials().catch(() => {}); // ready before the first fix when online
 }
 
@@ -313,7 +318,7 @@ function stopTracking() {
 
 function effectiveDuty() {
   let duty = state.me ? state.me.availabilityStatus : null;
-  for (const a of state.outbox) if (a.kind === "availability") duty = a.body.availabilityStatus;
+  for (const a of [...state.applied, ...state.outbox]) if (a.kind === "availability") duty = a.body.availabilityStatus;
   if (state.job && ["EnRoute", "InProgress"].includes(effectiveStatus(state.job))) {
     duty = effectiveStatus(state.job) === "EnRoute" ? "EnRoute" : "Servicing";
   }
@@ -510,13 +515,7 @@ function renderQueue() {
 // ---- the map -------------------------------------------------------------------------
 
 async function makeMap() {
-  const element = $("map");
-  try {
-    ({ map: state.map } = await fixgate.baseMap(element));
-  } catch (e) {
-    state.map = L.map(element).setView([0, 0], 2); // offline: no roads, the marks still
-    element.classList.add("plain");
-  }
+  state.map = await makeBaseMap("map");
 }
 
 function mark(name, at, colour, title) {
