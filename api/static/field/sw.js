@@ -3,7 +3,8 @@
 // app opens without a connection. Network first: online, every visit gets the current
 // files (and refreshes the copies); offline, the copies. Data never goes through here: the
 // API's answers are not cached (the apps keep what they need in IndexedDB), and requests
-// to other origins (the gateway) pass untouched.
+// to other origins (the gateway) pass untouched. Online, the copy is checked with the server
+// (a 304 when unchanged), so a new release is what the next visit runs.
 const APP = new URL(self.location.href).pathname.split("/")[1];
 const CACHE = `fixgate-${APP}-shell-v1`;
 const SHELL = [
@@ -51,7 +52,7 @@ self.addEventListener("fetch", (event) => {
     return; // the network as usual
   }
   event.respondWith(
-    fetch(request)
+    fetch(request, { cache: "no-cache" })
       .then((response) => {
         if (response.ok) {
           const copy = response.clone();

@@ -32,6 +32,7 @@ const BATCH_MAX = 100; // fixes in one request to the gateway (it takes up to 50
 const TICK_MS = 5000; // the outbox retries this often while something waits
 const CREDS_KEY = "fixgate.tech.device";
 const NEW_CREDS_S = 15; // credentials this young are not yet refused for good (registry reload)
+const THROTTLED_MS = 60000; // the gateway throttles an address with many failed logins
 const AFTER = { start_journey: "EnRoute", start_work: "InProgress", complete: "Completed" };
 const WORDS = {
   Assigned: "Assigned to you",
@@ -137,6 +138,7 @@ async function flushActions() {
 
 // ---- the outbox: fixes ---------------------------------------------------------------
 
+let minting = null; // one request for credentials at a time: each replaces the last
 async function credentials() {
   if (state.creds) return state.creds;
   const kept = sessionStorage.getItem(CREDS_KEY);
@@ -144,10 +146,18 @@ async function credentials() {
     state.creds = JSON.parse(kept);
     return state.creds;
   }
-  const answer = await call("/technician/device-credentials", { method: "POST", key: uuid() });
-  state.creds = { ...answer.data, mintedAt: Date.now() };
-  sessionStorage.setItem(CREDS_KEY, JSON.stringify(state.creds));
-  return state.creds;
+  minting =
+    minting ||
+    call("/technician/device-credentials", { method: "POST", key: uuid() })
+      .then((answer) => {
+        state.creds = { ...answer.data, mintedAt: Date.now() };
+        sessionStorage.setItem(CREDS_KEY, JSON.stringify(state.creds));
+        return state.creds;
+      })
+      .finally(() => {
+        minting = null;
+      });
+  return minting;
 }
 
 function forgetCredentials() {
@@ -174,11 +184,13 @@ async function postFixes(creds, fixes) {
 
 let sending = false;
 let sendAgain = false;
+let holdUntil = 0; // after a refusal or no answer, the gateway is left alone until then
 async function flushFixes() {
   if (sending) {
     sendAgain = true;
     return;
   }
+  if (Date.now() < holdUntil) return; // the tick (or the connection's return) tries again
   sending = true;
   try {
     for (;;) {
@@ -200,11 +212,15 @@ async function flushFixes() {
         // then, the same ones again.)
         forgetCredentials();
       }
+      // 401 (a wrong token counts against this address at the gateway), 429 (the address
+      // is throttled), 503 (not stored in time): not again at once.
+      holdUntil = Date.now() + (response.status === 429 ? THROTTLED_MS : TICK_MS);
       state.gatewayOk = false;
-      break; // 429, 503 or a server away: later
+      break;
     }
   } catch (e) {
     if (!(e instanceof Offline || e instanceof HttpError)) throw e;
+    holdUntil = Date.now() + TICK_MS;
     state.gatewayOk = false;
   } finally {
     sending = false;
@@ -267,9 +283,12 @@ async function dismiss(seq) {
 
 // ---- position ------------------------------------------------------------------------
 
-function onPosition(p) {
+function onPosition(p, asked = false) {
   const c = p.coords;
-  const tst = Math.floor(p.timestamp / 1000);
+  // A reading asked for anew (a new watch, maximumAge 0) is the position now, whatever
+  // time the browser stamps it with: a desktop's network location, or a position set in
+  // DevTools, keeps the time it was first found.
+  const tst = Math.floor((asked ? Math.max(p.timestamp, Date.now()) : p.timestamp) / 1000);
   if (state.lastFix && tst <= state.lastFix.tst) return; // OwnTracks times are whole seconds
   const fix = { _type: "location", tid: "fx", tst, lat: c.latitude, lon: c.longitude, acc: Math.round(c.accuracy) };
   if (c.altitude != null && Number.isFinite(c.altitude)) fix.alt = Math.round(c.altitude);
@@ -290,18 +309,33 @@ function onPositionError(e) {
   setText("position", `No position: ${why || e.message || "still trying."}`);
 }
 
+const GEO_OPTIONS = { enableHighAccuracy: true, maximumAge: 0, timeout: 30000 };
+
+// watchPosition, anew: its first reading is fresh (maximumAge 0). A watch is restarted
+// when it has been quiet for FIX_EVERY_S (a phone at rest reports little): the ring wants
+// a position younger than two minutes, and the engine's arrival readings 10 s apart.
+function watch() {
+  if (state.watch != null) navigator.geolocation.clearWatch(state.watch);
+  let first = true;
+  state.watch = navigator.geolocation.watchPosition(
+    (p) => {
+      onPosition(p, first);
+      first = false;
+    },
+    onPositionError,
+    GEO_OPTIONS,
+  );
+}
+
 function startTracking() {
   if (state.watch != null) return;
   if (!navigator.geolocation) {
     setText("position", "This browser cannot share a position.");
     return;
   }
-  const options = { enableHighAccuracy: true, maximumAge: 0, timeout: 30000 };
-  state.watch = navigator.geolocation.watchPosition(onPosition, onPositionError, options);
+  watch();
   state.heartbeat = window.setInterval(() => {
-    if (!state.lastFix || Date.now() / 1000 - state.lastFix.tst >= FIX_EVERY_S) {
-      navigator.geolocation.getCurrentPosition(onPosition, () => {}, options);
-    }
+    if (!state.lastFix || Date.now() / 1000 - state.lastFix.tst >= FIX_EVERY_S) watch();
   }, FIX_EVERY_S * 1000);
   if (!state.lastFix) setText("position", "Finding your position…");
   credentials().catch(() => {}); // ready before the first fix when online
@@ -632,6 +666,7 @@ async function main() {
   });
   $("complete-form").addEventListener("submit", submitCompletion);
   window.addEventListener("online", () => {
+    holdUntil = 0;
     flushActions();
     flushFixes();
     scheduleLoad();
@@ -641,7 +676,7 @@ async function main() {
     tickRing();
     if (state.outbox.length) flushActions();
     if (state.fixesWaiting) flushFixes();
-  }, TICK_MS);
+  }, TICK_MS / 2);
   window.setInterval(tickRing, 250);
   await makeMap();
   await refreshOutbox();
