@@ -1,4 +1,5 @@
-# The pages' map and drawing libraries from the npm registry, pinned by web/package-lock.json.
+# The pages' map, drawing and IndexedDB libraries from the npm registry, pinned by
+# web/package-lock.json.
 FROM node:20-slim AS web
 WORKDIR /web
 COPY web/package.json web/package-lock.json ./
@@ -10,7 +11,9 @@ RUN npm ci --ignore-scripts --no-audit --no-fund \
     && mkdir -p /vendor/geoman \
     && cp node_modules/@geoman-io/leaflet-geoman-free/dist/leaflet-geoman.min.js \
           node_modules/@geoman-io/leaflet-geoman-free/dist/leaflet-geoman.css \
-          node_modules/@geoman-io/leaflet-geoman-free/LICENSE /vendor/geoman/
+          node_modules/@geoman-io/leaflet-geoman-free/LICENSE /vendor/geoman/ \
+    && mkdir -p /vendor/idb \
+    && cp node_modules/idb/build/index.js node_modules/idb/LICENSE /vendor/idb/
 
 FROM python:3.11-slim-bookworm
 WORKDIR /app

@@ -18,12 +18,14 @@ from api.outbox import Outbox
 from api.realtime import endpoint, fanout
 from api.realtime.service import Realtime
 from api.routes import (
+    apps,
     auth,
     console,
     customers,
     devices,
     geofences,
     health,
+    me,
     service_areas,
     service_requests,
     services,
@@ -129,7 +131,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.add_middleware(RequestMetrics)
     modules = (
         health, customers, vans, technicians, services, service_requests, devices, geofences,
-        service_areas, console, auth,
+        service_areas, console, auth, me, apps,
     )  # fmt: skip
     for module in modules:
         app.include_router(module.router)

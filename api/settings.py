@@ -170,6 +170,24 @@ class ApiSettings(BaseSettings):
         None, description="CA certificate of the broker's TLS certificate (mqtts:// URLs)."
     )
 
+    # The technician app (/tech) posts its phone's fixes to the gateway's HTTP listener
+    # (OwnTracks HTTP), not to the API: these say where phones reach it. The listener's own
+    # variables, read here for the default.
+    osmand_host: str = Field("127.0.0.1", description="The gateway's HTTP device listener address.")
+    osmand_port: int = Field(5055, description="The gateway's HTTP device listener port.")
+    phone_gateway_url: str | None = Field(
+        None,
+        description="The gateway's HTTP device listener as phones reach it"
+        " (https://gps.example.com), where the technician app posts its fixes; unset:"
+        " http://FIXGATE_OSMAND_HOST:FIXGATE_OSMAND_PORT.",
+    )
+    phone_credentials_per_min: int = Field(
+        10,
+        ge=1,
+        description="Device credentials one technician may take a minute (each replaces the"
+        " last; more: 429).",
+    )
+
     map_tiles_url: str | None = Field(
         None,
         description="Base map tiles of the console and tracking page ({z}/{x}/{y} URL template);"
@@ -184,6 +202,15 @@ class ApiSettings(BaseSettings):
         description="GeoJSON file of the routing extract's roads, drawn when no tiles are set;"
         " unset: a plain background.",
     )
+
+    def phone_gateway(self) -> str:
+        """The base URL the technician app posts its fixes to (no trailing slash)."""
+        if self.phone_gateway_url:
+            return self.phone_gateway_url.rstrip("/")
+        host = "127.0.0.1" if self.osmand_host in ("", "0.0.0.0", "::") else self.osmand_host
+        if ":" in host:  # an IPv6 address goes in brackets
+            host = f"[{host}]"
+        return f"http://{host}:{self.osmand_port}"
 
     @field_validator("ring_radii_miles", mode="before")
     @classmethod

@@ -40,13 +40,25 @@ from devices.jsonfix import (
 )
 from devices.units import KMH_IN_MPS, kmh_to_mps
 
-__all__ = ["MAX_PAYLOAD_BYTES", "OwnTracksLocation", "decode_owntracks"]
+__all__ = [
+    "MAX_BATCH_MESSAGES",
+    "MAX_PAYLOAD_BYTES",
+    "OwnTracksLocation",
+    "decode_owntracks",
+    "decode_owntracks_batch",
+]
 
 MAX_PAYLOAD_BYTES: Final = 64 * 1024
 """Bytes in one payload. A location message is 200-400 bytes; the large OwnTracks messages
 (cards with a face image, configuration dumps, waypoint lists) go to sub-topics
 (`/info`, `/dump`, `/waypoints`) the gateway does not subscribe to. 64 KiB leaves ample
 room for fields the app may add, and is checked before parsing."""
+
+MAX_BATCH_MESSAGES: Final = 500
+"""Messages in one batch (fixgate's extension of OwnTracks HTTP: a JSON array of messages,
+what the technician app sends of the fixes it took offline). The app sends at most 100 at
+a time; 500 of 200-400 bytes stay under `MAX_PAYLOAD_BYTES` of the HTTP body (osmand's
+64 KiB), and a larger count is refused before any element is decoded."""
 
 _MAX_SPEED_KMH: Final = MAX_SPEED_MPS / KMH_IN_MPS
 
@@ -105,6 +117,7 @@ _decode_message = msgspec.json.Decoder(
     strict=False,  # the apps and the Recorder send numbers as strings at times
 ).decode
 _decode_envelope = msgspec.json.Decoder(_Envelope).decode
+_decode_array = msgspec.json.Decoder(list[msgspec.Raw]).decode
 
 
 def decode_owntracks(
@@ -178,3 +191,43 @@ def _unknown_type_or_error(
     if envelope.type == "location":  # a location with a bad field
         return schema_error(exc)
     return _IGNORED_UNKNOWN
+
+
+def decode_owntracks_batch(
+    payload: bytes | bytearray,
+    device_id: str,
+    tenant_id: str,
+    now: float,
+    *,
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+    max_messages: int = MAX_BATCH_MESSAGES,
+) -> list[Fix | Ignored] | DecodeError:
+    """Decode a JSON array of OwnTracks messages (each as `decode_owntracks` reads one).
+
+    The whole batch is refused when one element is malformed: the sender built it in one
+    piece, and sending it again unchanged could never make it storable. Returns the
+    elements' results in order, or the first element's `DecodeError` (its detail prefixed
+    with its index), or a `DecodeError` for the array itself (not an array, empty, more
+    than `max_messages`, larger than `max_payload_bytes`).
+    """
+    if len(payload) > max_payload_bytes:
+        detail = f"{len(payload)} bytes > max_payload_bytes={max_payload_bytes}"
+        return DecodeError(DecodeErrorReason.PAYLOAD_TOO_LARGE, detail)
+    try:
+        elements = _decode_array(payload)
+    except msgspec.ValidationError as exc:
+        return schema_error(exc)
+    except msgspec.DecodeError as exc:
+        return DecodeError(DecodeErrorReason.INVALID_JSON, str(exc))
+    if not elements:
+        return DecodeError(DecodeErrorReason.EMPTY_BATCH, "an empty array")
+    if len(elements) > max_messages:
+        detail = f"{len(elements)} messages > max_messages={max_messages}"
+        return DecodeError(DecodeErrorReason.BATCH_TOO_LARGE, detail)
+    out: list[Fix | Ignored] = []
+    for index, element in enumerate(elements):
+        result = decode_owntracks(bytes(element), device_id, tenant_id, now)
+        if isinstance(result, DecodeError):
+            return DecodeError(result.reason, f"[{index}] {result.detail}")
+        out.append(result)
+    return out

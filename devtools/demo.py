@@ -292,6 +292,13 @@ async def run_demo(
         )
     env = demo_env(stack, roads)
     env["FIXGATE_MQTT_URL"] = await demo_gateway_account(settings)
+    api_port = api_settings.api_port
+    # The technician app (/tech, the API's page) posts its fixes to the gateway's HTTP
+    # listener: that listener answers the browser's preflight for the API's address.
+    env.setdefault(
+        "FIXGATE_HTTP_CORS_ORIGINS",
+        f"http://{_connect_host(api_settings.api_host)}:{api_port},http://localhost:{api_port}",
+    )
     secret = env["FIXGATE_API_SECRET"]
     devices, state = await prepare_fleet(settings, options)
     login = await demo_dispatcher(settings.database_url, options.tenant)
@@ -389,5 +396,5 @@ def _banner(
         f"A customer request every ~{scenario.every_s:g} s: ring, accept, journey, arrival, work, completion, feedback.\n"
         f"  console      {api_base}/console#token={setup.admin_token}\n"
         f"  log in       {api_base}/login as {login[0]}, password {login[1]} (a dispatcher)\n"
-        f"{logs}"
+        f"{logs}" + (f"\n{setup.guest.banner()}" if setup.guest else "")
     )

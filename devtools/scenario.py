@@ -14,7 +14,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -25,6 +25,7 @@ from api.auth import issue_token
 from api.principal import Role
 from contracts.geodesy import haversine_m
 from devtools.driving import Errand, RoadPlanner
+from devtools.guest import ACCEPT_S, Guest
 from devtools.roads import point_ahead
 from devtools.simulate import SimDevice
 from devtools.ws_client import ws_url
@@ -120,6 +121,8 @@ class DispatchSetup:
     services: list[str]
     customers: list[Customer]
     technicians: list[Technician]
+    guest: Guest | None = None
+    """A person's technician and customer, who use the field apps (devtools/guest.py)."""
 
     @property
     def admin(self) -> dict[str, str]:
@@ -161,6 +164,7 @@ class DispatchSetup:
                 {"availabilityStatus": "Available"},
             )  # fmt: skip
             setup.technicians.append(tech)
+        setup.guest = await Guest.create(api, setup)
         say(
             f"fixgate demo: dispatch catalog ready: {len(setup.services)} services, "
             f"{len(setup.customers)} customers, {len(setup.technicians)} technicians "
@@ -276,12 +280,21 @@ async def _request(
     return str(data["requestId"]), str(data["requestNumber"])
 
 
-async def _rung(setup: DispatchSetup, request_id: str, stop: asyncio.Event) -> list[Technician]:
-    """The technicians whose apps were rung for this request (first phase)."""
+async def _rung(
+    setup: DispatchSetup, request_id: str, stop: asyncio.Event,
+    taken: Callable[[], Awaitable[bool]] | None = None,
+) -> list[Technician]:  # fmt: skip
+    """The technicians whose apps were rung for this request (first phase); the wait ends
+    early once `taken()` says someone outside the script (the person) has accepted."""
     deadline = time.monotonic() + RING_WAIT_S
     rung: list[Technician] = []
     settle_until: float | None = None
+    asked_at = time.monotonic()
     while not stop.is_set():
+        if taken is not None and time.monotonic() - asked_at >= POLL_S:
+            asked_at = time.monotonic()
+            if await taken():
+                break
         for tech in setup.technicians:
             while not tech.rings.empty():
                 if tech.rings.get_nowait() == request_id and tech not in rung:
@@ -367,23 +380,90 @@ async def _wait(check: Callable[[], Any], stop: asyncio.Event, timeout_s: float)
 async def run_one(
     api: httpx.AsyncClient, setup: DispatchSetup, planner: RoadPlanner, at: tuple[float, float],
     work_s: float, number: int, rng: random.Random, stop: asyncio.Event,
-    say: Callable[[str], None], api_base: str,
+    say: Callable[[str], None], api_base: str, *, for_guest: bool = False,
 ) -> None:  # fmt: skip
-    """One customer request at `at`, to its feedback."""
+    """One customer request at `at`, to its feedback (`for_guest`: placed near the
+    person's technician, who may take it in the app)."""
     step = Step(number)
     customer = setup.customers[(number - 1) % len(setup.customers)]
     services = rng.sample(setup.services, k=rng.choice((1, 2)))
     request_id, step.request_number = await _request(api, setup, customer, at, services)
-    say(step.line(f"{customer.name} asks for help at {at[0]:.5f},{at[1]:.5f}"))
+    say(step.line(f"{customer.name} asks for help at {at[0]:.5f},{at[1]:.5f}"
+                  + (" (near you: your technician app rings)" if for_guest else "")))  # fmt: skip
     say(f"  tracking page  {api_base}/track/{request_id}#token={customer.token}")
+    await _serve(api, setup, planner, request_id, at, services, customer, work_s, rng, stop, say,
+                 step, for_guest=for_guest)  # fmt: skip
 
-    rung = await _rung(setup, request_id, stop)
+
+async def serve_guest_request(
+    api: httpx.AsyncClient, setup: DispatchSetup, planner: RoadPlanner, row: dict[str, Any],
+    work_s: float, number: int, rng: random.Random, stop: asyncio.Event,
+    say: Callable[[str], None],
+) -> None:  # fmt: skip
+    """The person's request (asked in the customer app), served by the scripted
+    technicians; the person rates it in the app."""
+    step = Step(number, str(row["requestNumber"]))
+    at = (float(row["latitude"]), float(row["longitude"]))
+    services = [str(s["serviceId"]) for s in row["services"]]
+    say(step.line(f"you ask for help at {at[0]:.5f},{at[1]:.5f} (the customer app)"))
+    await _serve(api, setup, planner, str(row["requestId"]), at, services, None, work_s, rng,
+                 stop, say, step, for_guest=False)  # fmt: skip
+
+
+async def _serve(
+    api: httpx.AsyncClient, setup: DispatchSetup, planner: RoadPlanner, request_id: str,
+    at: tuple[float, float], services: list[str], customer: Customer | None, work_s: float,
+    rng: random.Random, stop: asyncio.Event, say: Callable[[str], None], step: Step, *,
+    for_guest: bool,
+) -> None:  # fmt: skip
+    """A request from its ring to its feedback: the person's technician when they take it
+    (`for_guest`), else the nearest scripted technician rung (or assigned by hand);
+    `customer` None: the person's own request, which they rate in the app."""
+    guest = setup.guest
+
+    async def taken() -> bool:
+        return guest is not None and await guest.accepted(api, setup, request_id, stop, 0.0)
+
+    rung = await _rung(setup, request_id, stop, taken if for_guest else None)
     if stop.is_set():
+        return
+
+    async def guest_took_it(wait_s: float) -> bool:
+        """The person's technician accepted it (rung near them, or anywhere they were): their
+        job is followed beside the next scenarios, and rated by its customer when done."""
+        if guest is None or not await guest.accepted(api, setup, request_id, stop, wait_s):
+            return False
+        say(step.line("you accepted in the technician app"))
+
+        async def follow_then_rate() -> None:
+            assert guest is not None
+            try:
+                if await guest.follow(api, setup, request_id, step, stop, say) == "Completed":
+                    await _feedback(api, setup, request_id, customer, rng, say, step)
+            except (ScenarioError, httpx.HTTPError) as e:
+                say(step.line(str(e) or repr(e)))
+
+        guest.in_background(follow_then_rate())
+        return True
+
+    if await guest_took_it(ACCEPT_S if for_guest else 0.0):
         return
     if rung:
         tech, drive = await _nearest(planner, rung, at)
-        await setup._call(api, "PUT", f"/service-request/{request_id}/1", tech.headers)
+        try:
+            await setup._call(api, "PUT", f"/service-request/{request_id}/1", tech.headers)
+        except ScenarioError:
+            if await guest_took_it(0.0):  # the person was quicker
+                return
+            raise
         say(step.line(f"rang {len(rung)} technicians; {tech.name} (the nearest by road) accepted"))
+    elif for_guest:
+        await setup._call(
+            api, "PUT", f"/service-request/{request_id}/3", customer.headers if customer else setup.admin,
+            {"reason": "Nobody took it"},
+        )  # fmt: skip
+        say(step.line("you let it ring and nobody else is near: the customer gave up"))
+        return
     else:
         free = [t for t in setup.technicians if t.device.errand is None] or setup.technicians
         tech, drive = await _nearest(planner, free, at)
@@ -432,6 +512,16 @@ async def run_one(
         say(step.line("completed"))
     finally:
         errand.released.set()
+    await _feedback(api, setup, request_id, customer, rng, say, step)
+
+
+async def _feedback(
+    api: httpx.AsyncClient, setup: DispatchSetup, request_id: str, customer: Customer | None,
+    rng: random.Random, say: Callable[[str], None], step: Step,
+) -> None:  # fmt: skip
+    if customer is None:
+        say(step.line("rate it in your customer app"))
+        return
     rating = rng.choice((4, 5, 5))
     await setup._call(
         api, "POST", f"/service-request/feedback/{request_id}", customer.headers,
@@ -459,7 +549,22 @@ async def run_scenarios(
             return
         looking = False
         while not stop.is_set():
-            at = await _pick_job(setup, planner, options.job_m, rng)
+            guest = setup.guest
+            theirs = await guest.request_to_serve(api, setup) if guest else None
+            if theirs is not None:  # the person asked for help in the customer app
+                number += 1
+                started = time.monotonic()
+                try:
+                    await serve_guest_request(api, setup, planner, theirs, options.work_s,
+                                              number, rng, stop, say)  # fmt: skip
+                except (ScenarioError, httpx.HTTPError) as e:
+                    say(f"scenario {number}: {e}")
+                await _sleep(stop, max(5.0, options.every_s - (time.monotonic() - started)))
+                continue
+            near_guest = (
+                await guest.job_near(api, setup, planner, options.job_m, rng) if guest else None
+            )
+            at = near_guest or await _pick_job(setup, planner, options.job_m, rng)
             if at is None:
                 if not looking:
                     say(f"scenario {number + 1}: no free technician or no road point found;"
@@ -472,11 +577,13 @@ async def run_scenarios(
             started = time.monotonic()
             try:
                 await run_one(api, setup, planner, at, options.work_s, number, rng, stop, say,
-                              api_base)  # fmt: skip
+                              api_base, for_guest=near_guest is not None)  # fmt: skip
             except (ScenarioError, httpx.HTTPError) as e:
                 say(f"scenario {number}: {e}")
             left = options.every_s - (time.monotonic() - started)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), max(5.0, left))
     finally:
+        if setup.guest is not None:
+            await setup.guest.stop_following()
         await planner.client.aclose()

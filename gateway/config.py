@@ -7,9 +7,10 @@ is checked against this class by a test, so a setting cannot go undocumented.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from contracts.keys import DEFAULT_SHARDS, MAX_SHARDS
 from devices.framing import DEFAULT_MAX_LINE_BYTES
@@ -89,6 +90,21 @@ class Settings(BaseSettings):
         10,
         description="Longest an HTTP device request is held for its fix to become durable; then the Traccar Client gets 503 and OwnTracks a closed connection, so both send it again.",
     )
+    # The technician app (issue 23) posts its phone's fixes from the API's pages, another
+    # origin: the browser asks first (a CORS preflight) and reads no answer unless the
+    # listener names the page's origin. The default is the API's default address.
+    http_cors_origins: Annotated[list[str], NoDecode] = Field(
+        ["http://127.0.0.1:8000", "http://localhost:8000"],
+        description="Origins (scheme://host[:port], comma separated) whose pages may post fixes to the HTTP listener from a browser: the dispatch API's address as phones reach it; empty: none.",
+    )
+
+    @field_validator("http_cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip().rstrip("/") for part in value.split(",") if part.strip()]
+        return value
+
     metrics_host: str = Field("127.0.0.1", description="Address of the metrics/health endpoint.")
     metrics_port: int = Field(9108, description="Prometheus metrics endpoint port.")
     tcp_max_line_bytes: int = Field(

@@ -6,7 +6,7 @@ fleet with live positions, and the rings in progress."""
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -42,24 +42,27 @@ def mount_static(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
 
-def content_security_policy(tiles_url: str | None) -> str:
+def content_security_policy(tiles_url: str | None, connect: Sequence[str] = ()) -> str:
     """Only the page's own scripts and styles, and images from it and the tile server: a
-    script injected into a page finds nowhere to run from and nowhere to send a token."""
+    script injected into a page finds nowhere to run from and nowhere to send a token.
+    `connect`: further origins the page's scripts may reach (the technician app: the
+    gateway's HTTP listener it posts fixes to)."""
     tiles = ""
     if tiles_url:
         parts = urlsplit(tiles_url)
         host = parts.netloc.replace("{s}.", "*.")  # a {s} subdomain: any of the server's
         tiles = f" {parts.scheme}://{host}"
+    sources = " ".join(("'self'", *connect))
     return (
         "default-src 'self'; script-src 'self'; style-src 'self'; "
-        f"img-src 'self' data:{tiles}; connect-src 'self'; object-src 'none'; "
+        f"img-src 'self' data:{tiles}; connect-src {sources}; object-src 'none'; "
         "base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
     )
 
 
-def page(name: str, settings: ApiSettings) -> HTMLResponse:
-    """A page of its own (the customer's tracking page)."""
-    return html((STATIC / name).read_text(encoding="utf-8"), settings)
+def page(name: str, settings: ApiSettings, connect: Sequence[str] = ()) -> HTMLResponse:
+    """A page of its own (the customer's tracking page, the field apps)."""
+    return html((STATIC / name).read_text(encoding="utf-8"), settings, connect)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,11 +132,11 @@ def _staff_html(p: StaffPage) -> str:
     return render(p.part, p.name.lower(), css, js, header, "" if p.map else "page")
 
 
-def html(text: str, settings: ApiSettings) -> HTMLResponse:
+def html(text: str, settings: ApiSettings, connect: Sequence[str] = ()) -> HTMLResponse:
     # no-store: a page holds no data, but an old copy would load old scripts.
     headers = {
         "Cache-Control": "no-store",
-        "Content-Security-Policy": content_security_policy(settings.map_tiles_url),
+        "Content-Security-Policy": content_security_policy(settings.map_tiles_url, connect),
     }
     return HTMLResponse(text, headers=headers)
 

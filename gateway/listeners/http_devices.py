@@ -19,6 +19,17 @@ Every answer that says "stored" comes after the fix is committed or spooled:
 
 Each request must arrive whole within `FIXGATE_TCP_LOGIN_TIMEOUT_S` of the connection (or
 of the previous answer); a request is read only once the previous one is answered.
+
+The technician app (issue 23, a page of the dispatch API, so another origin) posts its
+phone's fixes here as OwnTracks HTTP, from a browser: a request whose `Origin` is one of
+`FIXGATE_HTTP_CORS_ORIGINS` gets the CORS headers that let the page read the answer, and
+the browser's preflight (`OPTIONS`, sent before every such POST with an Authorization
+header) is answered at once, since it carries no fix (an origin not allowed gets 403 and
+no CORS header: the browser then sends nothing). The answer to the POST itself still
+comes only once its fixes are durable, or never (OwnTracks). Besides one message, the
+OwnTracks path takes a JSON array of messages (fixgate's extension: the fixes the app took
+offline, in one request), answered once all of them are durable. The app logs in with its
+own token for the technician's device (`check_app_login`).
 """
 
 from __future__ import annotations
@@ -36,10 +47,10 @@ import h11
 from devices.events import DecodeError, Ignored
 from devices.fix import Fix
 from devices.osmand import MAX_BODY_BYTES, decode_osmand
-from devices.owntracks import decode_owntracks
+from devices.owntracks import decode_owntracks, decode_owntracks_batch
 from gateway import metrics
 from gateway.listeners.stream import StreamConnection, StreamListener
-from gateway.registry.store import check_identified, check_login
+from gateway.registry.store import check_app_login, check_identified, check_login
 
 MAX_REQUEST_HEAD_BYTES: Final = 8 * 1024
 """Request line and headers. The apps send a few hundred bytes; 8 KiB is what most web
@@ -51,6 +62,10 @@ _JSON_EMPTY: Final = b"[]"
 """OwnTracks reads the answer's body as a list of messages for the phone: none."""
 Answer = tuple[int, bytes] | None
 """Status and body; None: close without answering (OwnTracks, not durable in time)."""
+CORS_ALLOW_HEADERS: Final = "Authorization, Content-Type, X-Limit-U, X-Limit-D"
+"""What the technician app sends: its Basic credentials, JSON, OwnTracks's identity."""
+CORS_MAX_AGE_S: Final = 600
+"""A browser asks again at most every 10 minutes (Chromium caps it at 2 hours)."""
 
 
 class HttpDevicesListener(StreamListener["HttpDeviceConnection"]):
@@ -87,6 +102,8 @@ class HttpDeviceConnection(StreamConnection):
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES)
         self.request: h11.Request | None = None
         self.body = bytearray()
+        self.cors_origin: str | None = None
+        """The request's Origin when it is allowed: its answer carries the CORS headers."""
 
     # ---- the stream shell's hooks ----------------------------------------------------
 
@@ -124,7 +141,7 @@ class HttpDeviceConnection(StreamConnection):
             if event is h11.NEED_DATA or event is h11.PAUSED:
                 return
             if isinstance(event, h11.Request):
-                self.request, self.body = event, bytearray()
+                self.request, self.body, self.cors_origin = event, bytearray(), None
                 length = _header(event.headers, b"content-length")
                 if length.isdigit() and int(length) > MAX_BODY_BYTES:
                     self.count_error("http", "payload_too_large", f"Content-Length {length}")
@@ -150,10 +167,16 @@ class HttpDeviceConnection(StreamConnection):
         path, _, query = target.partition("?")
         owntracks = path == _OWNTRACKS_PATH or path.startswith(_OWNTRACKS_PATH + "/")
         protocol = "owntracks" if owntracks else "osmand"
+        origin = _header(request.headers, b"origin")
+        allowed = origin.rstrip("/") in self.listener.settings.http_cors_origins
+        self.cors_origin = origin if allowed else None
         try:
-            if self.listener.throttled(self.address, "owntracks_http" if owntracks else "osmand"):
+            if request.method == b"OPTIONS":  # a browser's preflight: no fix, answered at once
+                protocol = "preflight"
+                answer: Answer = (204, b"") if allowed else (403, b"origin not allowed\n")
+            elif self.listener.throttled(self.address, "owntracks_http" if owntracks else "osmand"):
                 # Before the id is read: the same answer for known and unknown ones.
-                answer: Answer = 429, b"too many failed identifications: try again later\n"
+                answer = 429, b"too many failed identifications: try again later\n"
             elif owntracks:
                 answer = await self._owntracks(request, path, query, body, now)
             else:
@@ -214,20 +237,29 @@ class HttpDeviceConnection(StreamConnection):
             self._refused("owntracks_http", who, "wrong_identity")
             return 401, b"user and device needed (X-Limit-U/X-Limit-D or the URL)\n"
         device = await self.listener.registry.owntracks(user, device_name)
-        refused = check_login(device, token, "owntracks")
+        refused = check_app_login(device, token)  # the technician app's token, else its own
+        if refused is not None:
+            refused = check_login(device, token, "owntracks")
         if device is None or refused is not None:
             self._refused("owntracks_http", who, refused or "unknown_device")
             return 401, b"unknown device or wrong token\n"
         self.device_id = device.id
         if not body.strip():  # the app posts an empty body when a friend is deleted
             return 200, _JSON_EMPTY
-        result = decode_owntracks(body, device.id, device.tenant_id, now)
-        if isinstance(result, Ignored):
+        results: list[Fix | Ignored | DecodeError]
+        if body.lstrip()[:1] == b"[":  # a batch: the technician app's fixes taken offline
+            batch = decode_owntracks_batch(body, device.id, device.tenant_id, now)
+            results = [*batch] if isinstance(batch, list) else [batch]
+        else:
+            results = [decode_owntracks(body, device.id, device.tenant_id, now)]
+        fixes = [r for r in results if isinstance(r, Fix)]
+        for result in results:
+            if isinstance(result, DecodeError):
+                self.count_error("owntracks", result.reason.value, result.detail)
+                return 400, f"{result.reason.value}\n".encode()
+        if not fixes:
             return 200, _JSON_EMPTY
-        if isinstance(result, DecodeError):
-            self.count_error("owntracks", result.reason.value, result.detail)
-            return 400, f"{result.reason.value}\n".encode()
-        if await self.listener.durable([result], now):
+        if await self.listener.durable(fixes, now):
             return 200, _JSON_EMPTY
         return None  # any answer would make the app drop the location: let it resend
 
@@ -244,6 +276,14 @@ class HttpDeviceConnection(StreamConnection):
             )
         if status == 401:
             headers.append(("WWW-Authenticate", 'Basic realm="fixgate"'))
+        if self.cors_origin is not None:
+            headers += [("Access-Control-Allow-Origin", self.cors_origin), ("Vary", "Origin")]
+            if self.request is not None and self.request.method == b"OPTIONS":
+                headers += [
+                    ("Access-Control-Allow-Methods", "POST"),
+                    ("Access-Control-Allow-Headers", CORS_ALLOW_HEADERS),
+                    ("Access-Control-Max-Age", str(CORS_MAX_AGE_S)),
+                ]
         try:
             out = self.h11.send(h11.Response(status_code=status, headers=headers))
             out = (out or b"") + (self.h11.send(h11.Data(data=body)) or b"")

@@ -71,11 +71,15 @@ class Device(msgspec.Struct, frozen=True, kw_only=True):
     """The 15-digit IMEI a Teltonika or GT06 tracker logs in with."""
     traccar_id: str | None = None
     """The identifier the Traccar Client app sends (`id`, `device_id`)."""
+    # Appended (issue 23); a registry snapshot written before it reads as None.
+    app_token_hash: str | None = None
+    """The technician app's token for this device (OwnTracks HTTP only): minted by the API
+    for the technician linked to the device (`api.store.phones`), hashed as `token_hash`."""
 
 
 _COLUMNS = (
     "id, tenant_id, kind, token_hash, enabled, created_at, protocols, "
-    "owntracks_user, owntracks_device, imei, traccar_id"
+    "owntracks_user, owntracks_device, imei, traccar_id, app_token_hash"
 )
 IMEI_DIGITS = 15
 """An IMEI is 14 digits and a Luhn check digit (3GPP TS 23.003); trackers send all 15."""
@@ -282,3 +286,25 @@ def check_login(device: Device | None, token: str, protocol: str | None = None) 
     if not verify_token(token, device.token_hash):
         return "wrong_token"
     return None
+
+
+def check_app_login(device: Device | None, token: str) -> str | None:
+    """Why a login with the technician app's token must be refused, or None. Only the
+    OwnTracks HTTP listener takes app tokens (the app speaks nothing else); the device's
+    registered protocols bound its own token, not this one."""
+    refused = check_identified(device)
+    if refused is not None or device is None:
+        return refused
+    if device.app_token_hash is None or not verify_token(token, device.app_token_hash):
+        return "wrong_token"
+    return None
+
+
+async def set_app_token(conn: DbConnection, device_id: str) -> str:
+    """A new app token for the device (the previous one stops working at once: the
+    registry's NOTIFY reaches the gateways); returns it, only its hash is stored."""
+    token = generate_token()
+    await conn.execute(
+        "UPDATE devices SET app_token_hash = $2 WHERE id = $1", device_id, hash_token(token)
+    )
+    return token

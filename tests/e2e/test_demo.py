@@ -64,6 +64,7 @@ def test_a_bounded_demo_runs_a_scenario_to_the_arrival(
     seen: list[str] = []
     token = None
     logged_in: int | None = None
+    signed_in: dict[str, dict[str, object]] = {}
     arrived: dict[str, object] | None = None
     deadline = time.monotonic() + DURATION_S + 60
     try:
@@ -74,11 +75,15 @@ def test_a_bounded_demo_runs_a_scenario_to_the_arrival(
                 if token is None:
                     found = re.search(r"/console#token=(\S+)", "".join(seen))
                     token = found.group(1) if found else None
+                if token is None:
+                    continue
                 login = re.search(r"/login as (\S+), password (\S+) ", "".join(seen))
                 if login and logged_in is None:  # the printed dispatcher logs in
                     logged_in = api.post("/auth/login", json={
                         "email": login.group(1), "password": login.group(2)}).status_code  # fmt: skip
-                if token is None or arrived is not None:
+                if not signed_in:
+                    signed_in = _sign_in_with_the_printed_links(api, "".join(seen))
+                if arrived is not None:
                     continue
                 # Through the API, as the console sees it: a request the technician reached.
                 # (Once the demo's duration is over it stops its API before it exits itself.)
@@ -111,7 +116,35 @@ def test_a_bounded_demo_runs_a_scenario_to_the_arrival(
     assert arrived["technician"] is not None and arrived["journeyStartedAt"] is not None
     assert "arrived (the engine's trip_arrived" in output, output[-4000:]
     assert "/track/" in output and "ring" in output
+    # The links a person opens to play the technician or the customer: each signs in once.
+    assert {role: s["role"] for role, s in signed_in.items()} == {
+        "tech": "technician",
+        "help": "customer",
+    }, output[-4000:]
     assert "is a service area (SLA 15 min)" in output, output[-4000:]
     assert "stopped; exit codes api 0, engine 0, gateway 0" in output, output[-2000:]
     for name in ("gateway", "engine", "api"):
         assert (tmp_path / "stack" / f"demo-{name}.log").stat().st_size > 0
+
+
+def _sign_in_with_the_printed_links(api: httpx.Client, output: str) -> dict[str, dict[str, object]]:
+    """The technician and customer links printed for a person, each traded for a session
+    (then used, as a person opening it would); {} until both are printed."""
+    found = dict(re.findall(r"/(tech|help)#code=(\S+)", output))
+    if set(found) != {"tech", "help"}:
+        return {}
+    sessions = {}
+    for page, code in found.items():
+        assert api.get(f"/{page}").status_code == 200
+        answer = api.post("/auth/redeem", json={"code": code})
+        assert answer.status_code == 200, answer.text
+        sessions[page] = session = answer.json()["data"]
+        me = api.get(
+            "/technician/me" if page == "tech" else "/customer/me",
+            headers={"Authorization": f"Bearer {session['token']}"},
+        )
+        assert me.status_code == 200, me.text
+        assert "(technician app)" in me.text or "(customer app)" in me.text, me.text
+        # A link signs in once: opened again (or by someone else), it is refused.
+        assert api.post("/auth/redeem", json={"code": code}).status_code == 401
+    return sessions

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import BrowserContext, Page, ViewportSize, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright
 
 from tests.support.paths import FIXGATE_BIN, REPO_ROOT
 from tests.support.ports import free_port
@@ -56,9 +56,10 @@ def wait_ready(base: str, proc: subprocess.Popen[bytes], what: str) -> None:
 
 
 @contextlib.contextmanager
-def api_process(env: dict[str, str]) -> Iterator[str]:
-    """`fixgate api` on a free loopback port; its base URL. Stopped by its PID."""
-    port = free_port()
+def api_process(env: dict[str, str], port: int | None = None) -> Iterator[str]:
+    """`fixgate api` on a loopback port (a free one unless given); its base URL. Stopped by
+    its PID."""
+    port = port or free_port()
     env = {**env, "FIXGATE_API_HOST": "127.0.0.1", "FIXGATE_API_PORT": str(port)}
     proc = subprocess.Popen([FIXGATE_BIN, "api"], env=env, cwd=REPO_ROOT)
     base = f"http://127.0.0.1:{port}"
@@ -87,6 +88,20 @@ async def chromium() -> AsyncIterator[BrowserContext]:
                 yield context
             finally:
                 await context.close()
+
+
+@contextlib.asynccontextmanager
+async def chromium_browser() -> AsyncIterator[Browser]:
+    """Debian's Chromium, for tests that open a browser context per person (each its own
+    storage, geolocation and network: `browser.new_context(...)`)."""
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
 
 
 async def screenshot(page: Page, name: str) -> Path:

@@ -15,7 +15,12 @@ from hypothesis import strategies as st
 from devices.events import DecodeError, DecodeErrorReason, Ignored
 from devices.fix import Fix, Protocol
 from devices.jsonfix import MAX_SPEED_MPS
-from devices.owntracks import MAX_PAYLOAD_BYTES, decode_owntracks
+from devices.owntracks import (
+    MAX_BATCH_MESSAGES,
+    MAX_PAYLOAD_BYTES,
+    decode_owntracks,
+    decode_owntracks_batch,
+)
 from devices.topics import TopicKind, TopicRoute, parse_topic
 from tests.support.paths import corpus_file
 from tests.support.sanity import assert_sane_fix
@@ -214,6 +219,72 @@ def test_oversize_payload_is_refused_before_parsing() -> None:
 def test_missing_identity_is_a_caller_bug(device: str, tenant: str) -> None:
     with pytest.raises(ValueError, match="non-empty"):
         decode_owntracks(b"{}", device, tenant, NOW)
+
+
+# --- Batches (fixgate's extension: a JSON array of messages) ---------------------------
+
+
+def batch(payload: bytes | str) -> list[Fix | Ignored] | DecodeError:
+    raw = payload.encode() if isinstance(payload, str) else payload
+    return decode_owntracks_batch(raw, DEVICE, TENANT, NOW)
+
+
+def test_batch_of_locations_keeps_their_order_and_times() -> None:
+    result = batch(
+        '[{"_type":"location","tst":1717000000,"lat":43.7,"lon":7.4,"acc":5},'
+        ' {"_type":"lwt","tst":1717000001},'
+        ' {"_type":"location","tst":1717000002,"lat":43.71,"lon":7.41,"vel":36}]'
+    )
+    assert isinstance(result, list)
+    first, ignored, last = result
+    assert isinstance(first, Fix) and isinstance(last, Fix) and ignored == Ignored(kind="lwt")
+    assert (first.time.timestamp(), first.accuracy) == (1717000000, 5.0)
+    assert (last.time.timestamp(), last.speed) == (1717000002, pytest.approx(10.0))
+    assert_sane_fix(first)
+    assert_sane_fix(last)
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason", "detail"),
+    [
+        ("[]", R.EMPTY_BATCH, "empty"),
+        ('{"_type":"location"}', R.WRONG_TYPE, "array"),
+        ("[1,", R.INVALID_JSON, ""),
+        ('[{"_type":"location","tst":1717000000,"lat":1,"lon":2},{"lat":1}]', R.WRONG_TYPE,
+         "[1]"),
+        ('[{"_type":"location","tst":1717000000,"lat":91,"lon":2}]', R.OUT_OF_RANGE, "[0]"),
+    ],
+)  # fmt: skip
+def test_bad_batch_is_refused_whole(payload: str, reason: DecodeErrorReason, detail: str) -> None:
+    result = batch(payload)
+    assert isinstance(result, DecodeError), result
+    assert (result.reason, detail in result.detail) == (reason, True), result
+
+
+def test_batch_bounds_are_checked_before_decoding_the_elements() -> None:
+    one = '{"_type":"location","tst":1717000000,"lat":1,"lon":2}'
+    too_many = "[" + ",".join([one] * (MAX_BATCH_MESSAGES + 1)) + "]"
+    result = decode_owntracks_batch(
+        too_many.encode(), DEVICE, TENANT, NOW, max_payload_bytes=len(too_many)
+    )
+    assert isinstance(result, DecodeError) and result.reason == R.BATCH_TOO_LARGE
+    oversize = batch("[" + one + "]" + " " * MAX_PAYLOAD_BYTES)
+    assert isinstance(oversize, DecodeError) and oversize.reason == R.PAYLOAD_TOO_LARGE
+
+
+a_location = st.fixed_dictionaries(
+    {"_type": st.just("location")},
+    optional={k: st.floats() | st.integers() | st.text(max_size=6) for k in ("tst", "lat", "lon")},
+)
+
+
+@settings(max_examples=300)
+@given(st.lists(a_location, max_size=5))
+def test_any_batch_gives_a_result_never_an_exception(messages: list[object]) -> None:
+    result = batch(msgspec.json.encode(messages))
+    assert isinstance(result, list | DecodeError)
+    if isinstance(result, list):
+        assert len(result) == len(messages)
 
 
 # --- Properties -------------------------------------------------------------------------
