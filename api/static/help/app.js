@@ -44,18 +44,23 @@ function technicianName(r) {
 // ---- asking --------------------------------------------------------------------------
 
 function renderAsk() {
+  // A reload (the socket's resync, an event) redraws the form: what the customer already
+  // chose stays chosen.
   const select = $("vehicle");
+  const chosen = select.value;
+  const ticked = new Set([...document.querySelectorAll('input[name="service"]:checked')].map((x) => x.value));
   select.replaceChildren(
     ...state.vehicles.map((v) =>
       fixgate.el("option", { value: v.vehicleId }, [v.make, v.model, v.year].filter(Boolean).join(" ") || v.vin || "Vehicle"),
     ),
   );
+  if (state.vehicles.some((v) => v.vehicleId === chosen)) select.value = chosen;
   const box = $("services");
   box.replaceChildren(
     fixgate.el("legend", {}, "Services"),
     ...state.catalog.map((s) =>
       fixgate.el("label", { class: "choice" },
-        fixgate.el("input", { type: "checkbox", name: "service", value: s.serviceId }),
+        fixgate.el("input", { type: "checkbox", name: "service", value: s.serviceId, ...(ticked.has(s.serviceId) ? { checked: "" } : {}) }),
         ` ${s.serviceName} (${s.servicePrice.toFixed(2)})`),  // prettier-ignore
     ),
   );
@@ -323,6 +328,10 @@ async function main() {
   registerWorker("help");
   $("ask-form").addEventListener("submit", (e) => requestHelp(e).catch(report));
   $("locate").addEventListener("click", locate);
+  // Both come disabled in the page: a tap before their listeners would do nothing (or
+  // submit the form as a plain GET).
+  $("locate").disabled = false;
+  $("request-help").disabled = false;
   $("latitude").addEventListener("change", () => {
     const lat = Number.parseFloat($("latitude").value);
     const lon = Number.parseFloat($("longitude").value);

@@ -63,6 +63,8 @@ const state = {
   ring: null,
   creds: null,
   lastFix: null,
+  held: null, // a reading waiting for the next second (holdForNextSecond)
+  heldTimer: null,
   watch: null,
   heartbeat: null,
   gatewayOk: true,
@@ -289,7 +291,28 @@ function onPosition(p, asked = false) {
   // time the browser stamps it with: a desktop's network location, or a position set in
   // DevTools, keeps the time it was first found.
   const tst = Math.floor((asked ? Math.max(p.timestamp, Date.now()) : p.timestamp) / 1000);
-  if (state.lastFix && tst <= state.lastFix.tst) return; // OwnTracks times are whole seconds
+  if (state.lastFix && tst <= state.lastFix.tst) {
+    holdForNextSecond(c);
+    return;
+  }
+  record(c, tst);
+}
+
+// OwnTracks times are whole seconds and a device has one fix a second: a second reading
+// within the second of the last fix waits for the next second (a newer reading replaces
+// it), so where the phone went last is never dropped, only dated up to a second later.
+function holdForNextSecond(c) {
+  state.held = c;
+  if (state.heldTimer != null) return;
+  const wait = (state.lastFix.tst + 1) * 1000 - Date.now();
+  state.heldTimer = window.setTimeout(() => {
+    state.heldTimer = null;
+    if (state.held) record(state.held, state.lastFix.tst + 1);
+  }, Math.max(0, wait) + 20);
+}
+
+function record(c, tst) {
+  state.held = null;
   const fix = { _type: "location", tid: "fx", tst, lat: c.latitude, lon: c.longitude, acc: Math.round(c.accuracy) };
   if (c.altitude != null && Number.isFinite(c.altitude)) fix.alt = Math.round(c.altitude);
   if (c.speed != null && Number.isFinite(c.speed)) fix.vel = Math.round(c.speed * 3.6 * 10) / 10;
@@ -344,7 +367,10 @@ function startTracking() {
 function stopTracking() {
   if (state.watch != null) navigator.geolocation.clearWatch(state.watch);
   window.clearInterval(state.heartbeat);
+  window.clearTimeout(state.heldTimer);
   state.watch = null;
+  state.held = null;
+  state.heldTimer = null;
   setText("position", "Your position is not shared while you are off duty or on a break.");
 }
 
@@ -653,7 +679,11 @@ async function main() {
       db.createObjectStore("snapshot");
     },
   });
-  for (const radio of document.querySelectorAll('input[name="duty"]')) radio.addEventListener("change", onDutyChange);
+  // The radios come disabled in the page: a tap before this line would change nothing.
+  for (const radio of document.querySelectorAll('input[name="duty"]')) {
+    radio.addEventListener("change", onDutyChange);
+    radio.disabled = false;
+  }
   $("accept").addEventListener("click", () => answerRing(true));
   $("reject").addEventListener("click", () => answerRing(false));
   $("start-journey").addEventListener("click", () => {

@@ -389,7 +389,15 @@ async def _offline(http: httpx.AsyncClient, pg: asyncpg.Connection) -> None:
                 round(r["lat"], 5) for r in taken
             }
 
-        assert await eventually(offline_fixes, timeout_s=15) >= moved_to
+        try:
+            await eventually(offline_fixes, timeout_s=15)
+        except AssertionError:
+            rows = [
+                (r["time"].timestamp(), round(r["lat"], 5)) for r in await stored_fixes(pg, device)
+            ]
+            raise AssertionError(
+                f"offline {offline_at:.2f}..{online_at:.2f}, stored {rows}"
+            ) from None
     assert tech_headers  # the technician's token was only ever used by the page itself
 
 
