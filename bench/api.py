@@ -400,7 +400,9 @@ async def run(args: argparse.Namespace) -> None:
                # 100 clients share 20 customers, each creating as fast as it can: the
                # bounds meant for one person are lifted for the load.
                "FIXGATE_CUSTOMER_OPEN_REQUESTS_MAX": "100000",
-               "FIXGATE_CREATE_REQUESTS_PER_MIN": "1000000"}  # fmt: skip
+               "FIXGATE_CREATE_REQUESTS_PER_MIN": "1000000",
+               # The fleet's thousand trackers all connect from this one address.
+               "FIXGATE_TCP_MAX_CONNECTIONS_PER_ADDRESS": "100000"}  # fmt: skip
         log_path = f"/tmp/{name}.log"
         procs.append(start(["api"], env, log_path))
         base = f"http://127.0.0.1:{port}"
@@ -499,6 +501,9 @@ async def run(args: argparse.Namespace) -> None:
                 fleet.join(30)
             await redis.aclose()
             await pool.close()
+        if fleet is not None and fleet.exitcode != 0:
+            # Figures without the asked load would pass for figures under it.
+            sys.exit(f"the fleet sender failed (exit {fleet.exitcode}): no figures without it")
         fleet_note = (
             f", fleet {sent.value:,.0f} fixes/s through the gateway"
             if sent.value >= 0
