@@ -247,8 +247,11 @@ class Rings:
         while True:
             try:
                 reply = await self.client.xread({self.stream: last}, count=1000, block=1000)
-            except aioredis.ConnectionError:
-                await asyncio.sleep(0.1)  # reconnects on the next call, from `last` on
+            except (aioredis.ConnectionError, aioredis.TimeoutError) as e:
+                # Reconnects on the next call, from `last` on; said, since a reader that
+                # stops would turn every later request into "no ring".
+                print(f"ring reader: {e!r}, reading again", file=sys.stderr, flush=True)
+                await asyncio.sleep(0.1)
                 continue
             for _, entries in reply or []:
                 for entry_id, fields in entries:
@@ -435,7 +438,12 @@ async def run(args: argparse.Namespace) -> None:
                 )
             redis = aioredis.from_url(settings.redis_url)
             rings = Rings(redis, prefix)
-            background.append(asyncio.create_task(rings.read()))
+            reader = asyncio.create_task(rings.read())
+            reader.add_done_callback(
+                lambda t: t.cancelled() or print(f"ring reader stopped: {t.exception()!r}",
+                                                 file=sys.stderr, flush=True)
+            )  # fmt: skip
+            background.append(reader)
             measuring = asyncio.Event()
             floor: dict[str, list[float]] = collections.defaultdict(list)
             background.append(asyncio.create_task(probe_floor(base, pool, redis, measuring, floor)))
