@@ -178,3 +178,14 @@ async def dispatch_events(client: Any, prefix: str) -> list[tuple[str, dict[str,
         )
         for _, fields in entries
     ]
+
+
+async def fresh_minute() -> None:
+    """Wait out the end of a minute: the API's rate limits count in the clock's minutes
+    (api/limits.py, a fixed window), so a burst that straddles one is counted twice."""
+    import asyncio
+    import time
+
+    left = 60 - time.time() % 60
+    if left < 15:
+        await asyncio.sleep(left + 0.5)

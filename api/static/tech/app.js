@@ -679,11 +679,9 @@ async function main() {
       db.createObjectStore("snapshot");
     },
   });
-  // The radios come disabled in the page: a tap before this line would change nothing.
-  for (const radio of document.querySelectorAll('input[name="duty"]')) {
-    radio.addEventListener("change", onDutyChange);
-    radio.disabled = false;
-  }
+  // The radios come disabled in the page and renderDuty enables them once the first load
+  // has said what the duty is: a tap before that would be lost or drawn over by it.
+  for (const radio of document.querySelectorAll('input[name="duty"]')) radio.addEventListener("change", onDutyChange);
   $("accept").addEventListener("click", () => answerRing(true));
   $("reject").addEventListener("click", () => answerRing(false));
   $("start-journey").addEventListener("click", () => {

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
-import time
 import uuid
 from typing import Any
 
@@ -26,6 +25,7 @@ from tests.e2e.api.test_api_lifecycle import ORIGIN, _tech_near
 from tests.support.api import (
     Tenant,
     eventually,
+    fresh_minute,
     miles_north,
     place,
     raw_token,
@@ -212,13 +212,6 @@ async def test_a_customer_holds_at_most_five_open_requests(client: httpx.AsyncCl
     assert (await client.post("/service-request", json=body, headers=customer)).status_code == 200
 
 
-async def _fresh_minute() -> None:
-    """Wait out the end of a minute: the limiter's windows are the clock's minutes."""
-    left = 60 - time.time() % 60
-    if left < 15:
-        await asyncio.sleep(left + 0.5)
-
-
 async def test_request_creation_is_rate_limited_per_principal(make_settings: Any) -> None:
     async with running_app(
         make_settings(create_requests_per_min=3, customer_open_requests_max=50)
@@ -227,7 +220,7 @@ async def test_request_creation_is_rate_limited_per_principal(make_settings: Any
         _, vehicle_id, customer = await acme.customer()
         _, other_vehicle, other = await acme.customer()
         service = await acme.service()
-        await _fresh_minute()
+        await fresh_minute()
         for _ in range(3):
             body = {
                 "vehicleId": vehicle_id,
