@@ -57,6 +57,7 @@ const state = {
   catalog: [],
   outbox: [],
   applied: [], // sent and applied, until the next load shows their effect (no flicker back)
+  tapped: [], // taken, not yet in the outbox's store: a render meanwhile shows them already
   failed: [],
   fixesWaiting: 0,
   duty: null,
@@ -86,8 +87,13 @@ function status(text, isError = false) {
 
 async function act(kind, label, method, path, body, requestId) {
   const item = { key: uuid(), kind, label, method, path, body, requestId, takenAt: new Date().toISOString() };
-  await state.db.add("actions", item);
-  await refreshOutbox();
+  state.tapped.push(item); // before the first await: a load's render must not draw over the tap
+  try {
+    await state.db.add("actions", item);
+    await refreshOutbox();
+  } finally {
+    state.tapped = state.tapped.filter((x) => x !== item);
+  }
   flushActions();
 }
 
@@ -106,8 +112,8 @@ async function flushActions() {
       if (!head || state.signedOut) break;
       try {
         await call(head.path, { method: head.method, body: head.body, key: head.key });
+        state.applied.push(head); // before it leaves the store: no render finds it in neither
         await state.db.delete("actions", head.seq);
-        state.applied.push(head);
         applied = true;
         state.apiOk = true;
       } catch (e) {
@@ -378,7 +384,7 @@ function stopTracking() {
 
 function effectiveDuty() {
   let duty = state.me ? state.me.availabilityStatus : null;
-  for (const a of [...state.applied, ...state.outbox]) if (a.kind === "availability") duty = a.body.availabilityStatus;
+  for (const a of [...state.applied, ...state.outbox, ...state.tapped]) if (a.kind === "availability") duty = a.body.availabilityStatus;
   if (state.job && ["EnRoute", "InProgress"].includes(effectiveStatus(state.job))) {
     duty = effectiveStatus(state.job) === "EnRoute" ? "EnRoute" : "Servicing";
   }
@@ -478,7 +484,7 @@ function effectiveStatus(job) {
   // What the job will be once the outbox is sent: the API's state, moved on by the
   // actions waiting (and those applied that the last load did not show yet).
   let s = job.requestStatus;
-  for (const a of [...state.applied, ...state.outbox]) {
+  for (const a of [...state.applied, ...state.outbox, ...state.tapped]) {
     const next = a.requestId === job.requestId && AFTER[a.kind];
     if (next && ORDER.indexOf(next) > ORDER.indexOf(s)) s = next;
   }
