@@ -47,6 +47,10 @@ def api() -> None:
         host=settings.api_host,
         port=settings.api_port,
         log_config=None,
+        # The event loop and the HTTP/1.1 parser in C: under load every request's share
+        # of the loop is what the next one waits behind.
+        loop="uvloop",
+        http="httptools",
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_timeout_s,
         # Compression is per connection: with one event going to many sockets it would

@@ -11,6 +11,7 @@ that statement runs, and a loser learns "taken" from the same statement.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 from redis.exceptions import RedisError
 
 from api import engine, queue
@@ -136,9 +138,12 @@ async def _announce_queue(
     technician_id: UUID,
     device: str | None,
     queued: list[QueuedRequest],
+    ahead: queue.LiveRead | None = None,
 ) -> None:
     try:
-        items = await queue.entries(state.redis, state.settings, technician_id, device, queued)
+        items = await queue.entries(
+            state.redis, state.settings, technician_id, device, queued, ahead=ahead
+        )
     except (RedisError, OSError):
         # Redis away (the queue's database read came first and the transaction is intact):
         # the action stands without its queue events.
@@ -247,7 +252,7 @@ async def _try_accept(
     async with state.conn() as conn:
         uow = UnitOfWork(conn, principal.tenant, principal)
         try:
-            read = await requests.accept_read(conn, principal.tenant, request_id, me)
+            read, ahead = await _accept_reads(state, conn, principal.tenant, request_id, me)
             view = read.view if read is not None else None
             uow.attempt(request_id, Action.ACCEPT, view.status if view else None)
             technician = read.technician if read is not None else None
@@ -269,7 +274,7 @@ async def _try_accept(
                 request_id, view.customer, RequestStatus.ASSIGNED, None, view.lat, view.lon,
                 read.minutes,
             )  # fmt: skip
-            await _announce_queue(state, uow, me, read.device, [*read.queue, mine])
+            await _announce_queue(state, uow, me, read.device, [*read.queue, mine], ahead)
             uow.record(request_id, move.audit)
             rung_event = next(
                 (n for n, e in enumerate(uow.events) if e.event == Event.STATUS_CHANGED), None
@@ -295,6 +300,31 @@ async def _try_accept(
             if audit is not None:
                 await outbox_store.audit_refusal(conn, audit)
             raise
+
+
+async def _accept_reads(
+    state: ApiState, conn: asyncpg.Connection, tenant: str, request_id: UUID, me: UUID
+) -> tuple[requests.AcceptRead | None, queue.LiveRead | None]:
+    """The accept's read, and meanwhile (not after it) the live position of the device the
+    technician had at their last accept, which the queue's ETAs start from: one round trip
+    of waiting instead of two. `entries` uses it only if the read finds the same device."""
+    device = state.technician_devices.get(me)
+    if device is None:
+        read = await requests.accept_read(conn, tenant, request_id, me)
+        ahead = None
+    else:
+        read, found = await asyncio.gather(
+            requests.accept_read(conn, tenant, request_id, me),
+            queue.read_live(state.redis, state.keys, device),
+            return_exceptions=True,
+        )
+        if isinstance(read, BaseException):
+            raise read
+        # Redis away: `entries` reads it again, and says so if it still cannot.
+        ahead = None if isinstance(found, BaseException) else found
+    if read is not None and read.device is not None:
+        state.remember_device(me, read.device)
+    return read, ahead
 
 
 async def reject(

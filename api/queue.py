@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import asyncpg
@@ -100,6 +100,17 @@ async def read(
     return device, [QueuedRequest.of(r) for r in rows]
 
 
+class LiveRead(NamedTuple):
+    """A device's live hash as read ahead of the action that needs it (`entries`)."""
+
+    device_id: str
+    raw: Mapping[Any, Any]
+
+
+async def read_live(client: AnyRedis, keys: Keys, device_id: str) -> LiveRead:
+    return LiveRead(device_id, await client.hgetall(keys.device(device_id)))
+
+
 async def entries(
     client: AnyRedis,
     settings: ApiSettings,
@@ -107,17 +118,25 @@ async def entries(
     device_id: str | None,
     queued: Sequence[QueuedRequest],
     now: datetime | None = None,
+    *,
+    ahead: LiveRead | None = None,
 ) -> list[dict[str, Any]]:
-    """The technician's queue in order, each with its position and ETA (None if unknown)."""
+    """The technician's queue in order, each with its position and ETA (None if unknown).
+    `ahead`: the live hash read meanwhile, used when it is of `device_id`'s (then, with
+    no leg being driven, no round trip at all)."""
     keys, prefix = settings.keys(), settings.redis_prefix
     driving = [q for q in queued if q.status is RequestStatus.EN_ROUTE]
+    fetch_here = device_id is not None and (ahead is None or ahead.device_id != device_id)
     pipe = client.pipeline(transaction=False)
-    if device_id is not None:
-        pipe.hgetall(keys.device(device_id))
+    if fetch_here:
+        pipe.hgetall(keys.device(device_id))  # type: ignore[arg-type]  # not None when fetched
     for q in driving:
         pipe.get(route_key(prefix, str(q.request_id)))
-    found = list(await pipe.execute()) if device_id is not None or driving else []
-    here = _position(found.pop(0)) if device_id is not None else None
+    found = list(await pipe.execute()) if fetch_here or driving else []
+    if fetch_here:
+        here = _position(found.pop(0))
+    else:
+        here = _position(ahead.raw) if ahead is not None and device_id is not None else None
     routes = {q.request_id: json.loads(raw) for q, raw in zip(driving, found, strict=True) if raw}
     return _etas(settings, technician_id, here, routes, queued, now or datetime.now(UTC))
 

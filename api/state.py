@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
+from uuid import UUID
 
 import asyncpg
 
@@ -17,6 +18,9 @@ from api.settings import ApiSettings
 from contracts.keys import Keys
 from gateway.process import Life
 from gateway.redis_link import AnyRedis
+
+MAX_REMEMBERED_DEVICES = 100_000
+"""Technicians whose device an API process remembers (`remember_device`)."""
 
 
 @dataclass
@@ -34,12 +38,20 @@ class ApiState:
     # Set when a request starts ringing, so the ring worker runs its first phase at once
     # instead of at its next poll.
     ring_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    technician_devices: dict[UUID, str] = field(default_factory=dict)
+    """The device each technician had at their last accept: read ahead by the next one
+    (api/lifecycle.py `_accept_reads`), which checks it against what it reads."""
     held: asyncpg.Connection | None = None
     """A request's own connection, in the transaction that keeps its Idempotency-Key
     (api/idempotency.py): every unit of work of the request runs on it."""
     deferred: list[dict[str, Any]] | None = None
     """Events committed by this request's units of work, held for the relay until the
     request's own transaction commits."""
+
+    def remember_device(self, technician: UUID, device: str) -> None:
+        if len(self.technician_devices) >= MAX_REMEMBERED_DEVICES:
+            self.technician_devices.clear()  # a guess, not a record: start again
+        self.technician_devices[technician] = device
 
     @contextlib.asynccontextmanager
     async def conn(self) -> AsyncIterator[asyncpg.Connection]:

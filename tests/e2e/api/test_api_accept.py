@@ -11,8 +11,8 @@ import asyncpg
 import httpx
 import redis.asyncio as aioredis
 
-from tests.e2e.api.test_api_lifecycle import _request, _rung, _tech_near
-from tests.support.api import Tenant, dispatch_events, eventually
+from tests.e2e.api.test_api_lifecycle import ORIGIN, _request, _rung, _tech_near
+from tests.support.api import Tenant, add_device, dispatch_events, eventually, miles_north, place
 
 
 def _without(payload: dict[str, Any], *keys: str) -> dict[str, Any]:
@@ -99,3 +99,46 @@ async def test_a_refused_accept_is_audited_with_the_state_it_found(
     assert [tuple(a) for a in audit] == [
         ("accept", "Ringing", "Ringing", "conflict", "You are Offline: set your availability first")
     ]
+
+
+async def test_the_queue_etas_start_from_the_device_the_technician_has_now(
+    client: httpx.AsyncClient,
+    pg: asyncpg.Connection,
+    redis_client: aioredis.Redis,
+    redis_prefix: str,
+) -> None:
+    """The accept reads the live position of the technician's last device while it reads
+    the request (api/lifecycle.py `_accept_reads`); a technician given another device
+    meanwhile has their queue's ETAs from the new one, as a read afterwards has them."""
+    acme = Tenant(client, "acme")
+    _, vehicle_id, customer = await acme.customer()
+    service = await acme.service(minutes=30)
+    technician_id, tech, _ = await _tech_near(acme, pg, redis_client, redis_prefix)
+    first = await _request(client, customer, vehicle_id, [service])
+    await eventually(lambda: _rung(pg, first, technician_id))
+    assert (await client.put(f"/service-request/{first}/1", headers=tech)).status_code == 200
+
+    # Now in another van, 35 miles north of the first request; the second is near it.
+    far = miles_north(*ORIGIN, 30.0)
+    device = f"dev-{uuid.uuid4().hex[:8]}"
+    await add_device(pg, device, acme.name)
+    await place(redis_client, redis_prefix, device, acme.name, *miles_north(*far, 5.0))
+    moved = await client.patch(
+        f"/technicians/{technician_id}", json={"deviceId": device}, headers=acme.admin
+    )
+    assert moved.status_code == 200, moved.text
+    second = await _request(
+        client, customer, vehicle_id, [service], latitude=far[0], longitude=far[1]
+    )
+    await eventually(lambda: _rung(pg, second, technician_id))
+    accepted = await client.put(f"/service-request/{second}/1", headers=tech)
+    assert accepted.status_code == 200, accepted.text
+
+    queue = (await client.get(f"/service-request/{first}/queue", headers=acme.admin)).json()
+    queue_updates = [e for e in await dispatch_events(redis_client, redis_prefix)
+                     if e[0] == "QueueUpdated" and e[1]["technicianId"] == technician_id]  # fmt: skip
+    last = queue_updates[-1][1]["queue"]
+    assert [q["requestId"] for q in last] == [first, second]
+    # 35 miles to the first request: over an hour at the fallback speed, not 5 miles' 12 min.
+    assert last[0]["etaSeconds"] > 3600
+    assert abs(last[0]["etaSeconds"] - queue["data"]["etaSeconds"]) <= 5
