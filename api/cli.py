@@ -51,6 +51,9 @@ def api() -> None:
         # of the loop is what the next one waits behind.
         loop="uvloop",
         http="httptools",
+        # uvicorn's 5 s closes the connection of an app whose user reads for a few seconds
+        # between two calls, and a call sent as it closes fails; nginx's default is 75 s.
+        timeout_keep_alive=settings.api_keepalive_s,
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_timeout_s,
         # Compression is per connection: with one event going to many sockets it would

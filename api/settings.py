@@ -118,6 +118,11 @@ class ApiSettings(BaseSettings):
         True,
         description="Ring only technicians connected to /ws (on any API process) as well.",
     )
+    api_keepalive_s: int = Field(
+        75,
+        ge=1,
+        description="An idle keep-alive HTTP connection is closed after this long, seconds.",
+    )
     ws_ping_interval_s: float = Field(
         20.0, gt=0, description="Interval of the server's WebSocket pings, seconds."
     )
