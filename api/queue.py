@@ -126,14 +126,14 @@ async def entries(
     no leg being driven, no round trip at all)."""
     keys, prefix = settings.keys(), settings.redis_prefix
     driving = [q for q in queued if q.status is RequestStatus.EN_ROUTE]
-    fetch_here = device_id is not None and (ahead is None or ahead.device_id != device_id)
+    fetch = device_id if ahead is None or ahead.device_id != device_id else None
     pipe = client.pipeline(transaction=False)
-    if fetch_here:
-        pipe.hgetall(keys.device(device_id))  # type: ignore[arg-type]  # not None when fetched
+    if fetch is not None:
+        pipe.hgetall(keys.device(fetch))
     for q in driving:
         pipe.get(route_key(prefix, str(q.request_id)))
-    found = list(await pipe.execute()) if fetch_here or driving else []
-    if fetch_here:
+    found = list(await pipe.execute()) if fetch is not None or driving else []
+    if fetch is not None:
         here = _position(found.pop(0))
     else:
         here = _position(ahead.raw) if ahead is not None and device_id is not None else None
