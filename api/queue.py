@@ -101,14 +101,14 @@ async def read(
 
 
 class LiveRead(NamedTuple):
-    """A device's live hash as read ahead of the action that needs it (`entries`)."""
+    """A device's live position as read ahead of the action that needs it (`entries`)."""
 
     device_id: str
-    raw: Mapping[Any, Any]
+    position: dict[str, Any] | None
 
 
 async def read_live(client: AnyRedis, keys: Keys, device_id: str) -> LiveRead:
-    return LiveRead(device_id, await client.hgetall(keys.device(device_id)))
+    return LiveRead(device_id, await live_position(client, keys, device_id))
 
 
 async def entries(
@@ -122,7 +122,7 @@ async def entries(
     ahead: LiveRead | None = None,
 ) -> list[dict[str, Any]]:
     """The technician's queue in order, each with its position and ETA (None if unknown).
-    `ahead`: the live hash read meanwhile, used when it is of `device_id`'s (then, with
+    `ahead`: the live position read meanwhile, used when it is `device_id`'s (then, with
     no leg being driven, no round trip at all)."""
     keys, prefix = settings.keys(), settings.redis_prefix
     driving = [q for q in queued if q.status is RequestStatus.EN_ROUTE]
@@ -136,7 +136,7 @@ async def entries(
     if fetch is not None:
         here = _position(found.pop(0))
     else:
-        here = _position(ahead.raw) if ahead is not None and device_id is not None else None
+        here = ahead.position if ahead is not None and device_id is not None else None
     routes = {q.request_id: json.loads(raw) for q, raw in zip(driving, found, strict=True) if raw}
     return _etas(settings, technician_id, here, routes, queued, now or datetime.now(UTC))
 

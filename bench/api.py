@@ -54,6 +54,7 @@ from redis import Redis as SyncRedis
 
 from api.auth import issue_token
 from api.principal import Role
+from devices.checksum import nmea_checksum
 from devices.fix import Fix
 from devices.nmea_write import rmc_gga
 from devices.tcp_nmea import login_sentence
@@ -383,10 +384,8 @@ class SpotSentences:
 
 
 def _xor(text: str) -> int:
-    value = 0
-    for byte in text.encode():
-        value ^= byte
-    return value
+    """Its share of an NMEA checksum (XOR is order-free: the shares of parts combine)."""
+    return nmea_checksum(text.encode())
 
 
 def fleet_load(port: int, tokens: dict[str, str], spots: dict[str, tuple[float, float]],
